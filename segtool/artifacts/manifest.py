@@ -1,0 +1,207 @@
+"""The run directory: ``DIR/manifest.json`` plus one folder per artifact under ``DIR/artifacts/``.
+
+Life of an artifact: ``begin`` records it as ``partial``; each file is written atomically and then
+recorded with its size and sha256 (``add_file``); ``complete`` flips the status only after every
+file is on disk. A process killed at any point leaves a ``partial`` record (or none), never a
+``complete`` record over half-written files. Readers call ``verify`` and get a clear error if a file
+changed since it was recorded.
+
+Identity = hash(stage, identity config, parent ids, schema version); paths, mtimes, hosts and
+versions are metadata only, so the same work in another directory or machine has the same id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from segtool import __version__
+from segtool.artifacts.files import atomic_write_json, file_hash, stable_hash
+from segtool.errors import ArtifactError
+
+MANIFEST_VERSION = 1
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def artifact_id(stage: str, identity_config: dict, parents: list[str], schema_version: int) -> str:
+    return stable_hash(
+        {"stage": stage, "config": identity_config, "parents": sorted(parents), "schema_version": schema_version}
+    )
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest_path = self.root / "manifest.json"
+
+    # -- manifest I/O ---------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".manifest.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read(self) -> dict:
+        if not self.manifest_path.exists():
+            return {"manifest_version": MANIFEST_VERSION, "artifacts": {}, "heads": {}}
+
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except ValueError as err:
+            raise ArtifactError(
+                f"{self.manifest_path} is not valid JSON ({err})",
+                "restore it from a copy, or start a new --workdir",
+            ) from None
+        if manifest.get("manifest_version") != MANIFEST_VERSION:
+            raise ArtifactError(
+                f"{self.manifest_path} has manifest version {manifest.get('manifest_version')!r}, "
+                f"this segtool reads version {MANIFEST_VERSION}",
+                "use the segtool version that wrote it, or start a new --workdir",
+            )
+        return manifest
+
+    def _update(self, change) -> dict:
+        with self._locked():
+            manifest = self.read()
+            result = change(manifest)
+            atomic_write_json(self.manifest_path, manifest)
+            return result
+
+    # -- queries --------------------------------------------------------------------------------
+    def get(self, art_id: str) -> dict | None:
+        return self.read()["artifacts"].get(art_id)
+
+    def head(self, stage: str) -> dict | None:
+        manifest = self.read()
+        art_id = manifest["heads"].get(stage)
+        return manifest["artifacts"].get(art_id) if art_id else None
+
+    def path_of(self, record: dict, name: str = "") -> Path:
+        return self.root / record["dir"] / name
+
+    def require_head(self, stage: str) -> dict:
+        record = self.head(stage)
+        if record is None:
+            raise ArtifactError(
+                f"no {stage} artifact in {self.root}",
+                f"run `segtool {stage} --workdir {self.root}` first (or `segtool run`)",
+            )
+        if record["status"] != "complete":
+            raise ArtifactError(
+                f"the {stage} artifact {record['id'][:12]} in {self.root} is partial",
+                f"finish it with `segtool {stage} --workdir {self.root} --resume`",
+            )
+        self.verify(record)
+        return record
+
+    def verify(self, record: dict, names: list[str] | None = None) -> None:
+        """Check sizes and sha256 of the recorded files; raise ArtifactError naming the first bad one."""
+        for name, meta in record["files"].items():
+            if names is not None and name not in names:
+                continue
+            path = self.path_of(record, name)
+            fix = f"re-run `segtool {record['stage']} --workdir {self.root} --force` to rebuild it"
+            if not path.is_file():
+                raise ArtifactError(f"{path} is missing (artifact {record['id'][:12]})", fix)
+            if path.stat().st_size != meta["size"] or file_hash(path) != meta["sha256"]:
+                raise ArtifactError(
+                    f"{path} does not match the hash recorded in {self.manifest_path}: "
+                    "the file was changed or damaged after it was written",
+                    fix,
+                )
+
+    # -- writes ---------------------------------------------------------------------------------
+    def begin(
+        self,
+        stage: str,
+        art_id: str,
+        *,
+        config: dict,
+        identity_config: dict,
+        parents: list[str],
+        schema_version: int,
+        inputs: dict,
+        resume: bool,
+    ) -> dict:
+        """Open (or, with ``resume``, reopen) a partial record and make it the stage's head."""
+
+        def change(manifest):
+            old = manifest["artifacts"].get(art_id)
+            keep_files = resume and old is not None and old["status"] == "partial"
+            record = {
+                "id": art_id,
+                "stage": stage,
+                "status": "partial",
+                "dir": f"artifacts/{stage}-{art_id[:12]}",
+                "files": dict(old["files"]) if keep_files else {},
+                "parents": sorted(parents),
+                "config": config,
+                "identity_config": identity_config,
+                "inputs": inputs,
+                "schema_version": schema_version,
+                "segtool_version": __version__,
+                "git_sha": git_sha(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "rows": None,
+                "metrics": {},
+                "timings": {"started_at": _now()},
+                "created_at": old["created_at"] if keep_files else _now(),
+            }
+            manifest["artifacts"][art_id] = record
+            manifest["heads"][stage] = art_id
+            manifest["config"] = config
+            return record
+
+        return self._update(change)
+
+    def add_file(self, art_id: str, name: str, extra: dict | None = None) -> None:
+        """Record a file already written (atomically) into the artifact's folder."""
+        record = self.get(art_id)
+        path = self.path_of(record, name)
+        meta = {"size": path.stat().st_size, "sha256": file_hash(path), **(extra or {})}
+
+        def change(manifest):
+            manifest["artifacts"][art_id]["files"][name] = meta
+
+        self._update(change)
+
+    def complete(self, art_id: str, *, rows: dict, metrics: dict, seconds: float) -> dict:
+        def change(manifest):
+            record = manifest["artifacts"][art_id]
+            record.update(status="complete", rows=rows, metrics=metrics)
+            record["timings"].update(finished_at=_now(), seconds=round(seconds, 3))
+            return record
+
+        return self._update(change)
+
+    def set_head(self, stage: str, art_id: str, config: dict) -> None:
+        def change(manifest):
+            manifest["heads"][stage] = art_id
+            manifest["config"] = config
+
+        self._update(change)

@@ -1,0 +1,166 @@
+"""The `segtool` command line. Commands stay thin: options -> config -> pipeline -> report.
+
+Heavy libraries (torch, transformers) are imported inside commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from segtool import __version__
+from segtool.cli.options import StageOptions, stage_command
+from segtool.cli.output import STDOUT, emit_json, report_stage
+from segtool.errors import SegtoolError
+
+app = typer.Typer(
+    name="segtool",
+    help="Segment-level reward RLHF for language models. Every stage reads and writes versioned artifacts in a run directory.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
+app.add_typer(show_app, name="show")
+
+
+def _version(value: bool):
+    if value:
+        print(f"segtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+):
+    """segtool: every stage reads and writes versioned artifacts in a run directory (--workdir)."""
+
+
+@app.command()
+@stage_command
+def segment(opts: StageOptions):
+    """Compute pi_SFT next-token entropies and segment every chosen/rejected response (METHOD §2).
+
+    Writes a Parquet artifact (row_id, side, prompt_token_ids, response_token_ids, entropy,
+    segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct.
+    """
+    from segtool.pipeline import segment as stage
+
+    cfg = opts.load()
+    report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
+
+
+@app.command()
+@stage_command
+def run(opts: StageOptions):
+    """Run every stage in order in one run directory. Re-running continues where it stopped."""
+    from segtool.pipeline.registry import STAGE_ORDER, stage_module
+
+    cfg = opts.load()
+    results = []
+    for name in STAGE_ORDER:
+        # `run` always continues partial artifacts: that is what makes the whole pipeline resumable.
+        result = stage_module(name).run(cfg, resume=True, force=opts.force, quiet=opts.json_)
+        results.append(result)
+        if not opts.json_:
+            report_stage(result, False)
+    if opts.json_:
+        emit_json({"workdir": cfg.run.workdir, "stages": [r.to_json() for r in results]})
+
+
+@app.command()
+@stage_command
+def status(opts: StageOptions):
+    """List the artifacts of a run directory: status, head, and staleness against the config.
+
+    The config compared against is the one given (--preset/--config/--set), else the one the run
+    directory last ran with.
+    """
+    from rich.table import Table
+
+    from segtool.artifacts.manifest import RunDir
+    from segtool.config.loader import config_from_dict
+    from segtool.errors import ArtifactError
+    from segtool.pipeline.status import status_rows
+
+    if opts.workdir is None and opts.preset is None and opts.config is None:
+        raise SegtoolError("no run directory given", "pass --workdir DIR (or --preset NAME for runs/NAME)")
+    given = opts.preset or opts.config or opts.set_ or opts.data
+    cfg = opts.load() if given else None
+    rundir = RunDir(opts.workdir or cfg.run.workdir)
+    if not rundir.manifest_path.exists():
+        raise ArtifactError(f"{rundir.root} has no manifest.json", "run a stage with --workdir pointing there first")
+    if cfg is None and "config" in rundir.read():
+        cfg = config_from_dict(rundir.read()["config"])
+    rows = status_rows(rundir, cfg)
+    if opts.json_:
+        emit_json({"workdir": str(rundir.root), "artifacts": rows})
+        return
+    table = Table(title=f"artifacts in {rundir.root}", title_justify="left")
+    for col in ("stage", "id", "status", "head", "stale", "rows", "created"):
+        table.add_column(col, no_wrap=col != "stale")
+    for r in rows:
+        colour = "green" if r["status"] == "complete" else "yellow"
+        stale = {"no": "[green]no[/]", "yes": "[red]yes[/]"}.get(r["stale"], r["stale"])
+        first = next(iter((r["rows"] or {}).items()), None)
+        table.add_row(r["stage"], r["id"][:12], f"[{colour}]{r['status']}[/]", "*" if r["head"] else "", stale,
+                      f"{first[1]} {first[0]}" if first else "", r["created_at"].replace("T", " ").rstrip("Z"))
+    STDOUT.print(table)
+
+
+@show_app.command("segments")
+@stage_command
+def show_segments(
+    opts: StageOptions,
+    row: Annotated[int, typer.Option("--row", help="row_id of the pair to show.")] = 0,
+    side: Annotated[str, typer.Option("--side", help="chosen, rejected or both.")] = "both",
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page here.")] = None,
+    cutoffs: Annotated[Optional[str], typer.Option("--cutoffs", help="Comma-separated c_ent values: print the segment-length table instead (no recomputation of entropies).")] = None,
+):
+    """Show a row's segments in alternating colours, or the segment-length table for several c_ent."""
+    from segtool.viz import segments as viz
+
+    cfg = opts.load()
+    if cutoffs is not None:
+        try:
+            values = [float(v) for v in cutoffs.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{cutoffs!r} is not a comma-separated list of numbers", param_hint="--cutoffs") from None
+        viz.cutoff_report(cfg, values, opts.json_)
+        return
+    if side not in ("chosen", "rejected", "both"):
+        raise typer.BadParameter("use chosen, rejected or both", param_hint="--side")
+    viz.segments_report(cfg, row, side, html, opts.json_)
+
+
+def main() -> None:
+    """Entry point: known errors -> one line + hint, exit 1; usage errors exit 2 (click)."""
+    debug = os.environ.get("SEGTOOL_DEBUG") == "1"
+    try:
+        app()
+    except SegtoolError as err:
+        if debug:
+            raise
+        print(f"error: {err.message}", file=sys.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: partial artifacts can be continued with --resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # a bug: say so plainly, keep the traceback for SEGTOOL_DEBUG=1
+        if debug:
+            raise
+        print(f"error: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        print("hint: re-run with SEGTOOL_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Human tables on stdout, or JSON only (--json); logs and progress always on stderr."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+STDOUT = Console()
+
+
+def emit_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def summary_table(title: str, rows: dict) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows.items():
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    return table
+
+
+def report_stage(result, json_out: bool) -> None:
+    if json_out:
+        emit_json(result.to_json())
+        return
+    words = {"computed": "done", "resumed": "resumed and done", "up-to-date": "already complete, nothing to do"}
+    STDOUT.print(f"[bold]{result.stage}[/]: {words[result.outcome]} (artifact {result.artifact_id[:12]} in {result.workdir})")
+    STDOUT.print(summary_table(f"{result.stage} summary", result.record["metrics"]))

@@ -1,0 +1,176 @@
+"""Presets and config files (TOML), dotted ``--set`` overrides, and strict validation.
+
+Unknown sections and keys are errors (a typo must never be silently ignored). Relative paths in a
+config file are resolved against that file's directory, so a preset works from any working
+directory; paths given on the command line are resolved against the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from segtool.config.schema import Config
+from segtool.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PRESET_DIR = PROJECT_ROOT / "stages"
+# Keys holding local paths (or hub names): resolved against the config file's directory if they exist.
+PATH_KEYS = {("model", "path"), ("data", "path")}
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no preset named {name!r} in {PRESET_DIR}",
+            f"available presets: {', '.join(available_presets()) or 'none'}; or pass --config FILE",
+        )
+    return path
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _section_types(section_cls) -> dict[str, type]:
+    hints = get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _coerce(value: Any, typ: type, where: str) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}", "write true or false")
+    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where} must be an integer, got {value!r}", "write a whole number, e.g. 5")
+    if typ is float and not isinstance(value, float):
+        raise ConfigError(f"{where} must be a number, got {value!r}", "write a number, e.g. 2.0")
+    if typ is str and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}", 'quote it, e.g. "value"')
+    return value
+
+
+LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".gguf", ".safetensors")
+
+
+def _looks_local(value: str) -> bool:
+    """True for anything that cannot be a hub id ("org/name")."""
+    return value.startswith((".", "/", "~")) or value.count("/") > 1 or value.endswith(LOCAL_SUFFIXES)
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    """A path relative to ``base`` when it exists there or plainly names a file; else as given (hub id)."""
+    if not value:
+        return value
+    candidate = (base / Path(value).expanduser()).resolve()
+    if candidate.exists() or _looks_local(value):
+        return str(candidate)
+    return value
+
+
+def _merge(raw: dict, source: str, into: dict, base: Path) -> None:
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = get_type_hints(Config)
+    for section, table in raw.items():
+        if section not in sections:
+            raise ConfigError(
+                f"{source}: unknown section [{section}]",
+                f"{_suggest(section, sections)}valid sections: {', '.join(sections)}",
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table", f"write [{section}] then key = value lines")
+        types = _section_types(hints[section])
+        for key, value in table.items():
+            if key not in types:
+                raise ConfigError(
+                    f"{source}: unknown key {section}.{key}",
+                    f"{_suggest(key, types)}valid keys in [{section}]: {', '.join(types)}",
+                )
+            value = _coerce(value, types[key], f"{source}: {section}.{key}")
+            if (section, key) in PATH_KEYS:
+                value = _resolve_path(value, base)
+            into.setdefault(section, {})[key] = value
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); the value is read as TOML, else as a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r} is not of the form section.key=value", "e.g. --set segment.c_ent=2.0")
+    dotted, raw_value = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw_value}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw_value
+    return section, key, value
+
+
+def load_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] = (),
+    data: str | None = None,
+    workdir: str | None = None,
+    skip_invalid: bool = False,
+) -> tuple[Config, str]:
+    """Build the resolved Config; returns it with a short name of its source (for run directories)."""
+    if preset and config_file:
+        raise ConfigError("give either --preset or --config, not both", "drop one of them")
+    merged: dict = {}
+    name = "custom"
+    if preset or config_file:
+        path = preset_path(preset) if preset else Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found", "check the path passed to --config")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}", "fix the syntax at the line shown") from None
+        _merge(raw, str(path), merged, path.parent.resolve())
+        name = preset or path.stem
+    cwd = Path.cwd()
+    for text in overrides:
+        section, key, value = parse_override(text)
+        _merge({section: {key: value}}, f"--set {text}", merged, cwd)
+    if data:
+        _merge({"data": {"path": data}}, "--data", merged, cwd)
+    if workdir:
+        merged.setdefault("run", {})["workdir"] = str(Path(workdir).expanduser().resolve())
+    if skip_invalid:
+        merged.setdefault("data", {})["skip_invalid"] = True
+    hints = get_type_hints(Config)
+    sections = {s: hints[s](**merged.get(s, {})) for s in (f.name for f in dataclasses.fields(Config))}
+    cfg = Config(**sections)
+    if not cfg.run.workdir:
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, workdir=str(cwd / "runs" / name)))
+    return cfg, name
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict) -> Config:
+    hints = get_type_hints(Config)
+    return Config(**{s: hints[s](**data.get(s, {})) for s in (f.name for f in dataclasses.fields(Config))})
+
+
+def identity_view(cfg: Config, sections: tuple[str, ...]) -> dict:
+    """The parts of the config that decide a stage's output (execution knobs dropped)."""
+    out = {}
+    for section in sections:
+        obj = getattr(cfg, section)
+        out[section] = {
+            f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.metadata.get("identity", True)
+        }
+    return out

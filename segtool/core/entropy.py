@@ -1,0 +1,50 @@
+"""Next-token entropy of a causal LM, computed from hidden states in chunks.
+
+METHOD §2: H_j = entropy of pi_SFT(. | x, y_<=j) in float32, as logsumexp(z) - sum softmax(z) * z.
+Only response positions are needed, and the full [batch, length, vocab] float32 logits tensor is
+never built: hidden states are projected through the LM head ``chunk_size`` positions at a time, so
+peak extra memory is about 3 * chunk_size * vocab * 4 bytes whatever the sequence length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) over the last dim, in float32.
+
+    logits: [..., V] any float dtype. Returns [...] float32.
+    H = logsumexp(z) - sum_v softmax(z)_v * z_v  (stable for large |z|).
+    """
+    z = logits.float()
+    log_norm = torch.logsumexp(z, dim=-1)
+    probs = torch.softmax(z, dim=-1)
+    return log_norm - (probs * z).sum(dim=-1)
+
+
+@torch.no_grad()
+def chunked_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    chunk_size: int = 256,
+    softcap: float | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Entropy of softmax(hidden @ weight.T [+ bias]) row by row, ``chunk_size`` rows at a time.
+
+    hidden: [N, H] final hidden states (after the backbone's last norm) at the positions wanted.
+    weight: [V, H] LM head (output embedding) weight; bias: optional [V].
+    softcap: final-logit soft-capping (Gemma-2 style): z = softcap * tanh(z / softcap).
+    Returns [N] float32.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    for start in range(0, hidden.shape[0], chunk_size):
+        # Project in the model's dtype (as the model itself would), then entropy in float32.
+        z = torch.nn.functional.linear(hidden[start : start + chunk_size], weight, bias)
+        if softcap is not None:
+            z = softcap * torch.tanh(z.float() / softcap)
+        out[start : start + chunk_size] = entropy_from_logits(z)
+    return out

@@ -1,0 +1,58 @@
+"""The one formatting/tokenization function every stage uses (METHOD §1).
+
+Prompt: the tokenizer's chat template with the generation prompt when it has one, else a plain
+"\\n\\nHuman: ...\\n\\nAssistant:" transcript. Response: its tokens plus EOS. Truncation keeps the
+right end of the prompt (max_prompt_len), then cuts the response to fit max_len; if that cut the
+EOS away, the last kept token becomes EOS. Because RM training, calibration, PPO and eval all call
+``encode_prompt``, prompt tokens are identical across stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from segtool.errors import ConfigError
+
+PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
+
+
+@dataclass(frozen=True)
+class Encoder:
+    tokenizer: object
+    max_len: int
+    max_prompt_len: int
+    use_chat_template: bool
+
+    @classmethod
+    def create(cls, tokenizer, max_len: int, max_prompt_len: int, template: str = "auto") -> "Encoder":
+        if tokenizer.eos_token_id is None:
+            raise ConfigError("the tokenizer has no EOS token", "use a tokenizer with eos_token set")
+        use_chat = template == "auto" and bool(getattr(tokenizer, "chat_template", None))
+        return cls(tokenizer, max_len, max_prompt_len, use_chat)
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    def encode_prompt(self, messages) -> list[int]:
+        messages = [dict(m) for m in messages]
+        if self.use_chat_template:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        else:
+            text = "".join(f"\n\n{PLAIN_ROLES[m['role']]}: {m['content']}" for m in messages) + "\n\nAssistant:"
+            ids = self.tokenizer(text, add_special_tokens=True).input_ids
+        return ids[-self.max_prompt_len :]
+
+    def encode_response(self, text: str, prompt_len: int) -> list[int]:
+        if not self.use_chat_template:
+            text = " " + text  # the plain transcript puts one space after "Assistant:"
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids + [self.eos_id]
+        ids = ids[: self.max_len - prompt_len]
+        ids[-1] = self.eos_id
+        return ids
+
+    def encode(self, messages, response: str) -> tuple[list[int], list[int]]:
+        """(prompt ids, response ids ending in EOS) for one prompt and response."""
+        prompt = self.encode_prompt(messages)
+        return prompt, self.encode_response(response, len(prompt))

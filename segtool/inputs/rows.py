@@ -1,0 +1,149 @@
+"""Preference rows -> (prompt messages, chosen text, rejected text), with row-level validation.
+
+Accepted shapes (METHOD §1):
+* ``prompt`` (string or list of {role, content}) + ``chosen`` + ``rejected`` (strings, or message
+  lists whose last message is the assistant's response);
+* HH-RLHF: ``chosen``/``rejected`` transcripts "\\n\\nHuman: ... \\n\\nAssistant: ...", split at
+  the last "Assistant:".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from segtool.errors import InputError
+from segtool.inputs.readers import SKIP_HINT
+
+ROLES = ("system", "user", "assistant")
+HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+HH_ASSISTANT = "\n\nAssistant:"
+
+
+@dataclass(frozen=True)
+class Pair:
+    row_id: int
+    prompt: tuple[dict, ...]  # chat messages, last one from the user
+    chosen: str
+    rejected: str
+
+
+class RowError(InputError):
+    def __init__(self, where: str, field: str, problem: str, fix: str):
+        super().__init__(f"{where}: field '{field}' {problem}", f"{fix}; {SKIP_HINT}")
+        self.field = field
+
+
+def _messages(value, where: str, field: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise RowError(where, field, "must be a string or a non-empty list of chat messages", "give the prompt text or [{\"role\": \"user\", \"content\": ...}]")
+    out = []
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES or not isinstance(msg.get("content"), str):
+            raise RowError(where, f"{field}[{i}]", "is not a chat message", f"each message needs role in {ROLES} and string content")
+        out.append({"role": msg["role"], "content": msg["content"]})
+    return out
+
+
+def _response(value, where: str, field: str) -> tuple[str, list[dict] | None]:
+    """The response text, plus the conversation before it when given as a message list."""
+    if isinstance(value, list):
+        messages = _messages(value, where, field)
+        if messages[-1]["role"] != "assistant":
+            raise RowError(where, field, "does not end with an assistant message", "the last message must be the response")
+        return messages[-1]["content"], messages[:-1]
+    if not isinstance(value, str):
+        raise RowError(where, field, f"must be a string, got {type(value).__name__}", "give the response text")
+    return value, None
+
+
+def _hh_split(text: str, where: str, field: str) -> tuple[str, str]:
+    cut = text.rfind(HH_ASSISTANT)
+    if cut < 0:
+        raise RowError(where, field, "has no '\\n\\nAssistant:' turn", "HH-RLHF transcripts end with '\\n\\nAssistant: <response>'")
+    return text[:cut], text[cut + len(HH_ASSISTANT) :].strip()
+
+
+def _hh_messages(transcript: str) -> list[dict]:
+    parts = HH_TURN.split(transcript)
+    # parts = [preamble, role, text, role, text, ...]
+    messages = []
+    if parts[0].strip():
+        messages.append({"role": "system", "content": parts[0].strip()})
+    for role, text in zip(parts[1::2], parts[2::2]):
+        messages.append({"role": "user" if role == "Human" else "assistant", "content": text.strip()})
+    return messages
+
+
+def _detect(data: dict) -> str:
+    if "prompt" not in data and isinstance(data.get("chosen"), str) and HH_ASSISTANT in data["chosen"]:
+        return "hh"
+    return "pairs"
+
+
+def parse_pair(row_id: int, data: dict, where: str, fmt: str = "auto") -> Pair:
+    fmt = _detect(data) if fmt == "auto" else fmt
+    for field in ("chosen", "rejected"):
+        if data.get(field) is None:
+            need = "'chosen' and 'rejected' transcripts" if fmt == "hh" else "'prompt', 'chosen' and 'rejected'"
+            raise RowError(where, field, "is missing", f"every row needs {need}")
+    if fmt == "hh":
+        prompt_c, chosen = _hh_split(_str(data, "chosen", where), where, "chosen")
+        prompt_r, rejected = _hh_split(_str(data, "rejected", where), where, "rejected")
+        if prompt_c != prompt_r:
+            raise RowError(where, "rejected", "has a different conversation before its last answer than 'chosen'", "both transcripts must share the prompt")
+        prompt = _hh_messages(prompt_c)
+        if not prompt or prompt[-1]["role"] != "user":
+            raise RowError(where, "chosen", "has no Human turn before the last Assistant turn", "the prompt must end with a Human turn")
+    else:
+        chosen, ctx_c = _response(data["chosen"], where, "chosen")
+        rejected, ctx_r = _response(data["rejected"], where, "rejected")
+        if data.get("prompt") is not None:
+            prompt = _messages(data["prompt"], where, "prompt")
+        elif ctx_c:
+            if ctx_c != ctx_r:
+                raise RowError(where, "rejected", "has a different conversation before its answer than 'chosen'", "both must share the prompt")
+            prompt = ctx_c
+        else:
+            raise RowError(where, "prompt", "is missing", "every row needs 'prompt', 'chosen' and 'rejected'")
+    for field, text in (("chosen", chosen), ("rejected", rejected)):
+        if not text.strip():
+            raise RowError(where, field, "is an empty response", "remove the row or give a non-empty response")
+    if chosen == rejected:
+        raise RowError(where, "rejected", "is identical to 'chosen'", "a preference pair needs two different responses")
+    return Pair(row_id=row_id, prompt=tuple(prompt), chosen=chosen, rejected=rejected)
+
+
+def _str(data: dict, field: str, where: str) -> str:
+    if not isinstance(data[field], str):
+        raise RowError(where, field, f"must be a string transcript, got {type(data[field]).__name__}", "give the HH-RLHF transcript text")
+    return data[field]
+
+
+@dataclass
+class ReadReport:
+    pairs: list[Pair]
+    invalid: list[InputError]  # skipped rows (only with skip_invalid)
+
+
+def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "auto", max_rows: int = 0, skip_invalid: bool = False) -> ReadReport:
+    """Read and validate every row; fail on the first bad one unless ``skip_invalid``."""
+    from segtool.inputs.readers import read_records
+
+    pairs, invalid = [], []
+    for rec in read_records(path, name, split):
+        if max_rows and rec.row_id >= max_rows:
+            break
+        try:
+            if rec.error is not None:
+                raise rec.error
+            pairs.append(parse_pair(rec.row_id, rec.data, rec.where, fmt))
+        except InputError as err:
+            if not skip_invalid:
+                raise
+            invalid.append(err)
+    if not pairs:
+        raise InputError(f"{path}: no valid preference rows", "check the file's format (see README: Inputs)")
+    return ReadReport(pairs, invalid)

@@ -1,0 +1,11 @@
+"""The stages that exist, in pipeline order (imported lazily so the CLI starts fast)."""
+
+from __future__ import annotations
+
+import importlib
+
+STAGE_ORDER = ("segment",)
+
+
+def stage_module(name: str):
+    return importlib.import_module(f"segtool.pipeline.{name.replace('-', '_')}")

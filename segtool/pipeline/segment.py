@@ -1,0 +1,295 @@
+"""`segtool segment`: per-token entropies of pi_SFT and segment boundaries for every response.
+
+Output artifact: Parquet shards ``part-NNNNN.parquet`` (one per ``segment.shard_rows`` input rows,
+the unit of --resume) with columns row_id, side, prompt_token_ids, response_token_ids, entropy
+(one float32 per response position, EOS included) and segment_ends (int32 indices into the
+response).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.schema import Config
+from segtool.core.batching import length_sorted_batches
+from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
+from segtool.errors import ConfigError, InputError
+from segtool.pipeline.common import STDERR, StageResult
+
+STAGE = "segment"
+SCHEMA_VERSION = 1
+SECTIONS = ("model", "data", "tokenize", "segment")
+SIDES = ("chosen", "rejected")
+
+
+@dataclass
+class Plan:
+    art_id: str
+    identity_config: dict
+    inputs: dict
+    model_source: object
+
+
+def data_identity(cfg: Config) -> dict:
+    from segtool.artifacts.fingerprint import fingerprint_path
+    from segtool.inputs.readers import describe_source
+
+    if describe_source(cfg.data.path) == "file":
+        return {"kind": "file", "sha256": fingerprint_path(cfg.data.path)}
+    return {"kind": "hub", "name": cfg.data.path}
+
+
+def plan(cfg: Config) -> Plan:
+    """Identity of the artifact this config would produce (hashes inputs; loads no model)."""
+    from segtool.models.loading import resolve_model_source
+
+    source = resolve_model_source(cfg.model)
+    inputs = {"model": source.fingerprint(), "data": data_identity(cfg)}
+    ident = identity_view(cfg, SECTIONS)
+    ident["model"]["path"] = inputs["model"]
+    ident["data"]["path"] = inputs["data"]
+    return Plan(artifact_id(STAGE, ident, [], SCHEMA_VERSION), ident, inputs, source)
+
+
+@dataclass
+class Sequence:
+    row_id: int
+    side: str
+    prompt: list[int]
+    response: list[int]
+
+
+def encode_pairs(pairs, encoder) -> list[Sequence]:
+    seqs = []
+    for pair in pairs:
+        prompt = encoder.encode_prompt(pair.prompt)
+        for side in SIDES:
+            response = encoder.encode_response(getattr(pair, side), len(prompt))
+            if len(response) < 2:
+                raise InputError(f"row {pair.row_id}: field '{side}' has no tokens", "give a non-empty response")
+            seqs.append(Sequence(pair.row_id, side, prompt, response))
+    return seqs
+
+
+def punct_table(tokenizer) -> np.ndarray:
+    """[V] bool: token t ends with a sentence/clause splitting character (the `punct` strategy)."""
+    size = max(len(tokenizer), (tokenizer.vocab_size or 0))
+    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    text = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
+    return np.array([t.rstrip(" \t")[-1:] in PUNCT_CHARS if t.strip(" \t") else False for t in text], dtype=bool)
+
+
+def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, progress=None) -> list[np.ndarray]:
+    """Response-position entropies for every sequence: one backbone pass per length-sorted batch."""
+    import torch
+
+    from segtool.models.entropy import response_entropy
+
+    out: list[np.ndarray] = [None] * len(seqs)
+    lengths = [len(s.prompt) + len(s.response) for s in seqs]
+    for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens):
+        width = max(lengths[i] for i in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        resp = torch.zeros((len(batch), width), dtype=torch.bool)
+        for r, i in enumerate(batch):
+            s = seqs[i]
+            ids[r, : lengths[i]] = torch.tensor(s.prompt + s.response)
+            attn[r, : lengths[i]] = 1
+            resp[r, len(s.prompt) : lengths[i]] = True
+        flat = response_entropy(
+            model, ids.to(device), attn.to(device), resp.to(device), cfg.segment.chunk_size
+        ).cpu().numpy()  # one host copy per batch
+        offset = 0
+        for i in batch:
+            n = len(seqs[i].response)
+            out[i] = flat[offset : offset + n]
+            offset += n
+        if progress is not None:
+            progress(sum(lengths[i] for i in batch))
+    return out
+
+
+def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct):
+    """Boundaries for a whole shard in one vectorised pass, as an Arrow table."""
+    import pyarrow as pa
+
+    lengths = np.array([len(s.response) for s in seqs], dtype=np.int64)
+    layout = FlatLayout.from_lengths(lengths)
+    token_ids = np.concatenate([np.asarray(s.response, dtype=np.int64) for s in seqs])
+    entropy = np.concatenate(entropies).astype(np.float32)
+    mask = boundary_mask(
+        cfg.segment.strategy,
+        layout,
+        entropy=entropy,
+        token_ids=token_ids,
+        c_ent=cfg.segment.c_ent,
+        n=cfg.segment.n,
+        punct_table=table_punct,
+        eos_in_last_segment=cfg.segment.eos_in_last_segment,
+    )
+    ends, counts = mask_to_ends(mask, layout)
+
+    def lists(values, counts_):
+        offsets = np.concatenate([[0], np.cumsum(counts_)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+    prompt_lens = np.array([len(s.prompt) for s in seqs])
+    return pa.table(
+        {
+            "row_id": pa.array([s.row_id for s in seqs], pa.int64()),
+            "side": pa.array([s.side for s in seqs], pa.string()),
+            "prompt_token_ids": lists(np.concatenate([np.asarray(s.prompt, np.int32) for s in seqs]), prompt_lens),
+            "response_token_ids": lists(token_ids.astype(np.int32), lengths),
+            "entropy": lists(entropy, lengths),
+            "segment_ends": lists(ends, counts),
+        }
+    )
+
+
+def summarise(rundir: RunDir, record: dict) -> dict:
+    """Rows, tokens, segments and segment-length statistics over all shards."""
+    import pyarrow.parquet as pq
+
+    names = sorted(n for n in record["files"] if n.startswith("part-"))
+    table = pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=["response_token_ids", "segment_ends", "prompt_token_ids"])
+    counts = table["segment_ends"].combine_chunks().value_lengths().to_numpy()
+    ends = table["segment_ends"].combine_chunks().flatten().to_numpy()
+    seg_lens = segment_lengths_flat(ends, counts)
+    resp_tokens = int(table["response_token_ids"].combine_chunks().value_lengths().to_numpy().sum())
+    prompt_tokens = int(table["prompt_token_ids"].combine_chunks().value_lengths().to_numpy().sum())
+    forward_s = sum(record["files"][n].get("forward_seconds", 0.0) for n in names)
+    return {
+        "sequences": table.num_rows,
+        "response_tokens": resp_tokens,
+        "prompt_tokens": prompt_tokens,
+        "segments": int(seg_lens.size),
+        "mean_segment_len": round(float(seg_lens.mean()), 3),
+        "median_segment_len": float(np.median(seg_lens)),
+        "segments_per_response": round(float(seg_lens.size / max(table.num_rows, 1)), 3),
+        "forward_seconds": round(forward_s, 3),
+        "tokens_per_s": round((resp_tokens + prompt_tokens) / forward_s, 1) if forward_s else None,
+    }
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    from segtool.inputs.formatting import Encoder
+    from segtool.inputs.rows import read_pairs
+    from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device
+
+    started = time.perf_counter()
+    rundir = RunDir(cfg.run.workdir)
+    the_plan = plan(cfg)
+    full_config = config_to_dict(cfg)
+    existing = rundir.get(the_plan.art_id)
+    if existing and existing["status"] == "complete" and not force:
+        rundir.verify(existing)
+        rundir.set_head(STAGE, the_plan.art_id, full_config)
+        return StageResult(STAGE, the_plan.art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+
+    # Read and validate everything before touching the run directory: bad input leaves no artifact.
+    report = read_pairs(
+        cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
+        max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid,
+    )
+    for err in report.invalid:
+        STDERR.print(f"[yellow]skipped[/] {err.message}", highlight=False)
+    tokenizer = load_tokenizer(the_plan.model_source, cfg.model)
+    encoder = Encoder.create(tokenizer, cfg.tokenize.max_len, cfg.tokenize.max_prompt_len, cfg.tokenize.template)
+    device = pick_device(cfg.model.device)
+    model = load_causal_lm(the_plan.model_source, cfg.model, device)
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    if ctx and cfg.tokenize.max_len > ctx:
+        raise ConfigError(
+            f"tokenize.max_len = {cfg.tokenize.max_len} exceeds the model's context of {ctx} tokens",
+            f"set tokenize.max_len <= {ctx} (and max_prompt_len below it)",
+        )
+    table_punct = punct_table(tokenizer) if cfg.segment.strategy == "punct" else None
+    seqs = encode_pairs(report.pairs, encoder)  # validates token counts before anything is written
+
+    inputs = dict(the_plan.inputs)
+    inputs["model"] = {**inputs["model"], "source": the_plan.model_source.location, "class": type(model).__name__,
+                       "vocab_size": int(model.config.vocab_size), "commit": getattr(model.config, "_commit_hash", None)}
+    inputs["tokenizer"] = {"class": type(tokenizer).__name__, "eos_token": tokenizer.eos_token,
+                           "eos_token_id": encoder.eos_id, "template": "chat" if encoder.use_chat_template else "plain"}
+    inputs["data"] = {**inputs["data"], "source": cfg.data.path, "invalid_skipped": len(report.invalid)}
+    inputs["eos_policy"] = "eos_in_last_segment" if cfg.segment.eos_in_last_segment else "last_segment_ends_before_eos"
+    prior = rundir.get(the_plan.art_id)
+    resuming = resume and prior is not None and prior["status"] == "partial"
+    if prior is not None and prior["status"] == "partial" and not resume:
+        STDERR.print(f"found a partial {STAGE} artifact {the_plan.art_id[:12]}; starting it over (pass --resume to continue it)")
+    record = rundir.begin(
+        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[],
+        schema_version=SCHEMA_VERSION, inputs=inputs, resume=resume,
+    )
+    if resuming:
+        rundir.verify(record)  # shards kept from the interrupted run must be intact
+
+    # Shards cover consecutive input rows (two sequences per pair), so resuming skips whole shards.
+    per_shard = 2 * cfg.segment.shard_rows
+    shards = [seqs[i : i + per_shard] for i in range(0, len(seqs), per_shard)]
+    todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
+    total_tokens = sum(len(s.prompt) + len(s.response) for k in todo for s in shards[k])
+    with _progress(quiet, total_tokens, f"segment ({cfg.segment.strategy})") as advance:
+        for k in todo:
+            t0 = time.perf_counter()
+            entropies = compute_entropies(model, shards[k], cfg, device, advance)
+            forward_s = time.perf_counter() - t0
+            table = shard_table(shards[k], entropies, cfg, table_punct)
+            name = f"part-{k:05d}.parquet"
+            _write_parquet(table, rundir.path_of(record, name))
+            rundir.add_file(the_plan.art_id, name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
+
+    record = rundir.get(the_plan.art_id)
+    metrics = summarise(rundir, record)
+    metrics["invalid_skipped"] = len(report.invalid)
+    rows = {"pairs": len(report.pairs), "sequences": metrics["sequences"], "invalid_skipped": len(report.invalid)}
+    record = rundir.complete(the_plan.art_id, rows=rows, metrics=metrics, seconds=time.perf_counter() - started)
+    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, metrics)
+
+
+def _write_parquet(table, path) -> None:
+    import pyarrow.parquet as pq
+
+    from segtool.artifacts.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+class _progress:
+    """A rich progress bar over tokens on stderr (nothing when quiet)."""
+
+    def __init__(self, quiet: bool, total: int, label: str):
+        self.quiet, self.total, self.label = quiet, total, label
+
+    def __enter__(self):
+        if self.quiet:
+            self._bar = None
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("tokens"), TimeRemainingColumn(), console=STDERR, transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+
+def load_segments(rundir: RunDir, columns: list[str] | None = None):
+    """(record, Arrow table) of the run directory's current segment artifact, hashes verified."""
+    import pyarrow.parquet as pq
+
+    record = rundir.require_head(STAGE)
+    names = sorted(n for n in record["files"] if n.startswith("part-"))
+    return record, pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=columns)
