@@ -231,7 +231,19 @@ def load_model(path: str, dtype_name: str, big_vocab: int = 0):
         model.config.tie_word_embeddings = False  # so nothing re-ties it to the input embedding
         model.set_output_embeddings(head.to(dtype))
         model.config.vocab_size = big_vocab
+    page_in(model)
     return model, tokenizer
+
+
+def page_in(model) -> None:
+    """Read every weight once. When the requested dtype matches the file, transformers keeps the
+    safetensors mmap: weights become resident only when first used, and without this the first
+    forward would be charged ~270 MB (SmolLM2 bf16) of "peak memory" that is really the model."""
+    import torch
+
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            t.float().sum() if t.is_floating_point() else t.sum()
 
 
 # --------------------------------------------------------------------------- methods

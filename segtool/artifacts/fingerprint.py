@@ -14,12 +14,13 @@ from pathlib import Path
 
 from segtool.artifacts.files import atomic_write_json, file_hash
 
-CACHE_FILE = Path(os.environ.get("SEGTOOL_CACHE", Path.home() / ".cache" / "segtool")) / "fingerprints.json"
+def cache_file() -> Path:
+    return Path(os.environ.get("SEGTOOL_CACHE", Path.home() / ".cache" / "segtool")) / "fingerprints.json"
 
 
 def _load_cache() -> dict:
     try:
-        return json.loads(CACHE_FILE.read_text())
+        return json.loads(cache_file().read_text())
     except (OSError, ValueError):
         return {}
 
@@ -46,7 +47,7 @@ def fingerprint_path(path: str | Path) -> str:
         result = _cached_file_hash(path, cache)
     if len(cache) != before:
         try:
-            atomic_write_json(CACHE_FILE, cache)
+            atomic_write_json(cache_file(), cache)
         except OSError:
             pass  # a read-only home only costs re-hashing next time
     return result

@@ -82,36 +82,39 @@ def status(opts: StageOptions):
     The config compared against is the one given (--preset/--config/--set), else the one the run
     directory last ran with.
     """
+    from rich import box
     from rich.table import Table
 
     from segtool.artifacts.manifest import RunDir
-    from segtool.config.loader import config_from_dict
     from segtool.errors import ArtifactError
     from segtool.pipeline.status import status_rows
 
     if opts.workdir is None and opts.preset is None and opts.config is None:
         raise SegtoolError("no run directory given", "pass --workdir DIR (or --preset NAME for runs/NAME)")
-    given = opts.preset or opts.config or opts.set_ or opts.data
-    cfg = opts.load() if given else None
-    rundir = RunDir(opts.workdir or cfg.run.workdir)
+    rundir = RunDir(opts.workdir) if opts.workdir else RunDir(opts.load().run.workdir)
     if not rundir.manifest_path.exists():
         raise ArtifactError(f"{rundir.root} has no manifest.json", "run a stage with --workdir pointing there first")
-    if cfg is None and "config" in rundir.read():
-        cfg = config_from_dict(rundir.read()["config"])
+    # Compare against: the given preset/config, else the run directory's last config; --set applies on top.
+    cfg = opts.load(base=rundir.read().get("config"))
     rows = status_rows(rundir, cfg)
     if opts.json_:
         emit_json({"workdir": str(rundir.root), "artifacts": rows})
         return
-    table = Table(title=f"artifacts in {rundir.root}", title_justify="left")
+    table = Table(title=f"artifacts in {rundir.root}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("stage", "id", "status", "head", "stale", "rows", "created"):
-        table.add_column(col, no_wrap=col != "stale")
+        table.add_column(col, no_wrap=True)
+    notes = []
     for r in rows:
         colour = "green" if r["status"] == "complete" else "yellow"
-        stale = {"no": "[green]no[/]", "yes": "[red]yes[/]"}.get(r["stale"], r["stale"])
-        first = next(iter((r["rows"] or {}).items()), None)
+        stale = {"no": "[green]no[/]", "yes": "[red]yes[/]"}.get(r["stale"], "?")
+        if stale == "?":
+            notes.append(f"{r['stage']} {r['id'][:12]}: staleness unknown ({r['stale']})")
+        count = (r["rows"] or {}).get("pairs", "")
         table.add_row(r["stage"], r["id"][:12], f"[{colour}]{r['status']}[/]", "*" if r["head"] else "", stale,
-                      f"{first[1]} {first[0]}" if first else "", r["created_at"].replace("T", " ").rstrip("Z"))
+                      f"{count} pairs" if count != "" else "", r["created_at"][:16].replace("T", " "))
     STDOUT.print(table)
+    for note in notes:
+        STDOUT.print(note, highlight=False)
 
 
 @show_app.command("segments")

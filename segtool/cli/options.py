@@ -35,12 +35,12 @@ class StageOptions:
     skip_invalid: bool
     json_: bool
 
-    def load(self):
+    def load(self, base: dict | None = None):
         from segtool.config.loader import load_config
 
         cfg, _ = load_config(
             preset=self.preset, config_file=self.config, overrides=self.set_ or [], data=self.data,
-            workdir=str(self.workdir) if self.workdir else None, skip_invalid=self.skip_invalid,
+            workdir=str(self.workdir) if self.workdir else None, skip_invalid=self.skip_invalid, base=base,
         )
         return cfg
 

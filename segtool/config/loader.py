@@ -122,12 +122,19 @@ def load_config(
     data: str | None = None,
     workdir: str | None = None,
     skip_invalid: bool = False,
+    base: dict | None = None,
 ) -> tuple[Config, str]:
-    """Build the resolved Config; returns it with a short name of its source (for run directories)."""
+    """Build the resolved Config; returns it with a short name of its source (for run directories).
+
+    ``base`` (an already resolved config, e.g. the one a run directory last ran with) is the
+    starting point when neither a preset nor a config file is given.
+    """
     if preset and config_file:
         raise ConfigError("give either --preset or --config, not both", "drop one of them")
     merged: dict = {}
     name = "custom"
+    if base and not (preset or config_file):
+        merged = {section: dict(values) for section, values in base.items()}
     if preset or config_file:
         path = preset_path(preset) if preset else Path(config_file)
         if not path.is_file():

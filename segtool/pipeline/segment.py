@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.artifacts.tables import SEGMENTS
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
@@ -140,7 +141,7 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
     prompt_lens = np.array([len(s.prompt) for s in seqs])
-    return pa.table(
+    return pa.Table.from_pydict(
         {
             "row_id": pa.array([s.row_id for s in seqs], pa.int64()),
             "side": pa.array([s.side for s in seqs], pa.string()),
@@ -148,7 +149,8 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
             "response_token_ids": lists(token_ids.astype(np.int32), lengths),
             "entropy": lists(entropy, lengths),
             "segment_ends": lists(ends, counts),
-        }
+        },
+        schema=SEGMENTS,
     )
 
 

@@ -1,0 +1,91 @@
+"""Fixtures shared by every test folder.
+
+* ``tiny_model_dir``: the embedded TinyStories-656K model folder (a real Llama; tokenizer without a
+  chat template, bos id 1, eos ``<|end_story|>`` id 2).
+* ``tiny_tokenizer``: its tokenizer, loaded once per session (loading costs ~3 s of imports).
+* ``write_jsonl(path, rows)``: write preference rows to ``.jsonl`` / ``.jsonl.gz``.
+* an autouse fixture pointing ``SEGTOOL_CACHE`` at a per-test temporary folder, so content
+  fingerprint caches never touch ``~/.cache``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL_DIR = REPO_ROOT / "data" / "models" / "tinystories-656k"
+TINY_PREFS = REPO_ROOT / "data" / "prefs" / "hh-helpful-tiny.jsonl.gz"
+
+_SESSION_CACHE: str | None = None
+
+
+def pytest_configure(config):
+    # Before any test module imports segtool: modules that read SEGTOOL_CACHE at import time
+    # (segtool.artifacts.fingerprint) then already point at a throwaway folder.
+    global _SESSION_CACHE
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="segtool-test-cache-")
+    os.environ["SEGTOOL_CACHE"] = _SESSION_CACHE
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_segtool_cache(monkeypatch, tmp_path_factory):
+    """SEGTOOL_CACHE -> a fresh folder for each test (env for subprocesses, module constant in-process)."""
+    cache_dir = tmp_path_factory.mktemp("segtool-cache")
+    monkeypatch.setenv("SEGTOOL_CACHE", str(cache_dir))
+    monkeypatch.delenv("SEGTOOL_DEBUG", raising=False)
+    from segtool.artifacts import fingerprint
+
+    if hasattr(fingerprint, "CACHE_FILE"):
+        monkeypatch.setattr(fingerprint, "CACHE_FILE", cache_dir / "fingerprints.json")
+    return cache_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    assert (TINY_MODEL_DIR / "config.json").is_file(), f"embedded model missing at {TINY_MODEL_DIR}"
+    return TINY_MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_prefs_path() -> Path:
+    assert TINY_PREFS.is_file(), f"bundled preference data missing at {TINY_PREFS}"
+    return TINY_PREFS
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+
+def _write_jsonl(path, rows) -> Path:
+    """Write ``rows`` one per line: dicts/lists are JSON-encoded, strings are written verbatim
+    (for blank or malformed lines). A ``.gz`` suffix writes gzip."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    text = "".join(line + "\n" for line in lines)
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write_jsonl():
+    return _write_jsonl

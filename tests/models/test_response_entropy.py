@@ -1,0 +1,46 @@
+"""Chunked entropy on the real tiny model equals a float64 brute force over full logits."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from segtool.models.entropy import response_entropy
+
+TINY = Path(__file__).resolve().parents[2] / "data" / "models" / "tinystories-656k"
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32).eval()
+
+
+def brute_force(model, ids, prompt_len):
+    """float64 entropies of full logits at response positions of one unpadded sequence."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)[prompt_len:]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 256])
+def test_matches_float64_reference_on_padded_batch(model, chunk_size):
+    gen = torch.Generator().manual_seed(0)
+    # Three sequences of different lengths, right-padded into one batch.
+    seqs = [torch.randint(3, 2048, (n,), generator=gen).tolist() for n in (40, 23, 31)]
+    prompt_lens = [10, 5, 12]
+    width = max(map(len, seqs))
+    ids = torch.zeros(3, width, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    resp = torch.zeros(3, width, dtype=torch.bool)
+    for r, (s, p) in enumerate(zip(seqs, prompt_lens)):
+        ids[r, : len(s)] = torch.tensor(s)
+        attn[r, : len(s)] = 1
+        resp[r, p : len(s)] = True
+    got = response_entropy(model, ids, attn, resp, chunk_size=chunk_size)
+    ref = torch.cat([brute_force(model, s, p) for s, p in zip(seqs, prompt_lens)])
+    assert got.dtype == torch.float32
+    assert got.shape == ref.shape == (30 + 18 + 19,)
+    assert torch.max(torch.abs(got.double() - ref)).item() < 1e-4
