@@ -27,8 +27,8 @@ _SESSION_CACHE: str | None = None
 
 
 def pytest_configure(config):
-    # Before any test module imports segtool: modules that read SEGTOOL_CACHE at import time
-    # (segtool.artifacts.fingerprint) then already point at a throwaway folder.
+    # Before any test module imports segtool: even code that read SEGTOOL_CACHE at import time
+    # would point at a throwaway folder, never at ~/.cache.
     global _SESSION_CACHE
     _SESSION_CACHE = tempfile.mkdtemp(prefix="segtool-test-cache-")
     os.environ["SEGTOOL_CACHE"] = _SESSION_CACHE
@@ -41,14 +41,11 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(autouse=True)
 def _isolated_segtool_cache(monkeypatch, tmp_path_factory):
-    """SEGTOOL_CACHE -> a fresh folder for each test (env for subprocesses, module constant in-process)."""
+    """SEGTOOL_CACHE -> a fresh folder for each test (read per call by segtool.artifacts.fingerprint,
+    and inherited by subprocesses); SEGTOOL_DEBUG unset so error output is the user-facing one."""
     cache_dir = tmp_path_factory.mktemp("segtool-cache")
     monkeypatch.setenv("SEGTOOL_CACHE", str(cache_dir))
     monkeypatch.delenv("SEGTOOL_DEBUG", raising=False)
-    from segtool.artifacts import fingerprint
-
-    if hasattr(fingerprint, "CACHE_FILE"):
-        monkeypatch.setattr(fingerprint, "CACHE_FILE", cache_dir / "fingerprints.json")
     return cache_dir
 
 

@@ -146,8 +146,13 @@ class RunDir:
         schema_version: int,
         inputs: dict,
         resume: bool,
+        layout: dict | None = None,
     ) -> dict:
-        """Open (or, with ``resume``, reopen) a partial record and make it the stage's head."""
+        """Open (or, with ``resume``, reopen) a partial record and make it the stage's head.
+
+        ``layout`` describes how work is split into files (e.g. rows per shard); a resumed record
+        keeps the layout it was started with, so files already written keep their meaning.
+        """
 
         def change(manifest):
             old = manifest["artifacts"].get(art_id)
@@ -158,6 +163,7 @@ class RunDir:
                 "status": "partial",
                 "dir": f"artifacts/{stage}-{art_id[:12]}",
                 "files": dict(old["files"]) if keep_files else {},
+                "layout": old.get("layout", layout) if keep_files else layout,
                 "parents": sorted(parents),
                 "config": config,
                 "identity_config": identity_config,
@@ -177,7 +183,17 @@ class RunDir:
             manifest["config"] = config
             return record
 
-        return self._update(change)
+        record = self._update(change)
+        self._remove_strays(record)
+        return record
+
+    def _remove_strays(self, record: dict) -> None:
+        """Delete files of an interrupted write (temp files, unrecorded shards) in the artifact folder."""
+        folder = self.path_of(record)
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.is_file() and path.name not in record["files"]:
+                    path.unlink()
 
     def add_file(self, art_id: str, name: str, extra: dict | None = None) -> None:
         """Record a file already written (atomically) into the artifact's folder."""

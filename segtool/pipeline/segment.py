@@ -112,7 +112,7 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, pro
             out[i] = flat[offset : offset + n]
             offset += n
         if progress is not None:
-            progress(sum(lengths[i] for i in batch))
+            progress(len(batch))
     return out
 
 
@@ -212,7 +212,6 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
             f"set tokenize.max_len <= {ctx} (and max_prompt_len below it)",
         )
     table_punct = punct_table(tokenizer) if cfg.segment.strategy == "punct" else None
-    seqs = encode_pairs(report.pairs, encoder)  # validates token counts before anything is written
 
     inputs = dict(the_plan.inputs)
     inputs["model"] = {**inputs["model"], "source": the_plan.model_source.location, "class": type(model).__name__,
@@ -227,22 +226,23 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         STDERR.print(f"found a partial {STAGE} artifact {the_plan.art_id[:12]}; starting it over (pass --resume to continue it)")
     record = rundir.begin(
         STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[],
-        schema_version=SCHEMA_VERSION, inputs=inputs, resume=resume,
+        schema_version=SCHEMA_VERSION, inputs=inputs, resume=resume, layout={"shard_rows": cfg.segment.shard_rows},
     )
     if resuming:
         rundir.verify(record)  # shards kept from the interrupted run must be intact
 
-    # Shards cover consecutive input rows (two sequences per pair), so resuming skips whole shards.
-    per_shard = 2 * cfg.segment.shard_rows
-    shards = [seqs[i : i + per_shard] for i in range(0, len(seqs), per_shard)]
+    # Shards cover consecutive input rows; tokens are built shard by shard so memory stays bounded
+    # by the shard size, whatever the dataset size (rows were already validated as text above).
+    shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
+    shards = [report.pairs[i : i + shard_rows] for i in range(0, len(report.pairs), shard_rows)]
     todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
-    total_tokens = sum(len(s.prompt) + len(s.response) for k in todo for s in shards[k])
-    with _progress(quiet, total_tokens, f"segment ({cfg.segment.strategy})") as advance:
+    with _progress(quiet, 2 * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
         for k in todo:
+            seqs = encode_pairs(shards[k], encoder)
             t0 = time.perf_counter()
-            entropies = compute_entropies(model, shards[k], cfg, device, advance)
+            entropies = compute_entropies(model, seqs, cfg, device, advance)
             forward_s = time.perf_counter() - t0
-            table = shard_table(shards[k], entropies, cfg, table_punct)
+            table = shard_table(seqs, entropies, cfg, table_punct)
             name = f"part-{k:05d}.parquet"
             _write_parquet(table, rundir.path_of(record, name))
             rundir.add_file(the_plan.art_id, name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
@@ -277,7 +277,7 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("tokens"), TimeRemainingColumn(), console=STDERR, transient=False)
+                             TextColumn("responses"), TimeRemainingColumn(), console=STDERR, transient=False)
         self._bar.__enter__()
         task = self._bar.add_task(self.label, total=self.total)
         return lambda n: self._bar.advance(task, n)

@@ -130,8 +130,13 @@ def test_crash_mid_write_leaves_partial_record_and_resume_finishes(tmp_path, mon
     assert sorted(p.name for p in art_dir.iterdir()) == ["part-00000.parquet"]  # no half file, no temp
 
     monkeypatch.setattr(pq, "write_table", real_write)
+    (art_dir / ".part-00001.parquet.x.tmp").write_bytes(b"left by a kill -9")
+    (art_dir / "part-00002.parquet").write_bytes(b"written, never recorded")
+    # Resuming with another shard size must keep the original one (shard k = rows 3k..3k+2).
+    cfg = tiny(tmp_path / "run", "data.max_rows=9", "segment.shard_rows=4")
     resumed = stage.run(cfg, quiet=True, resume=True)
     assert resumed.outcome == "resumed" and resumed.record["status"] == "complete"
+    assert sorted(p.name for p in art_dir.iterdir()) == [f"part-0000{k}.parquet" for k in range(3)]
     straight = stage.run(tiny(tmp_path / "straight", "data.max_rows=9", "segment.shard_rows=3"), quiet=True)
     assert shard_hashes(tmp_path / "run") == shard_hashes(tmp_path / "straight")
     assert resumed.record["metrics"]["segments"] == straight.record["metrics"]["segments"]
