@@ -1,0 +1,26 @@
+"""Dependency direction (DESIGN): core/ is pure math; it imports no other segtool package and no
+heavy library but torch and numpy."""
+
+import ast
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[1] / "segtool" / "core"
+ALLOWED = {"torch", "numpy", "math", "dataclasses", "__future__", "typing", "collections"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_core_imports_only_torch_numpy_and_stdlib_math():
+    files = sorted(CORE.glob("*.py"))
+    assert files, "segtool/core has no modules?"
+    for path in files:
+        bad = imported_roots(path) - ALLOWED
+        assert not bad, f"{path.name} imports {sorted(bad)}"
