@@ -62,3 +62,9 @@ def test_softcap_is_applied_before_entropy():
     z = hidden.double() @ weight.double().T
     ref = ref_entropy(30.0 * torch.tanh(z / 30.0))
     assert torch.allclose(chunked_entropy(hidden, weight, 2, softcap=30.0).double(), ref, atol=1e-5)
+
+
+def test_masked_logits_count_as_zero_probability():
+    # Two live tokens of four, equally likely: H = ln 2, not NaN.
+    logits = torch.tensor([[0.0, float("-inf"), 0.0, float("-inf")]])
+    assert abs(entropy_from_logits(logits).item() - math.log(2)) < 1e-6
