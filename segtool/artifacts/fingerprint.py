@@ -14,6 +14,7 @@ from pathlib import Path
 
 from segtool.artifacts.files import atomic_write_json, file_hash
 
+
 def cache_file() -> Path:
     return Path(os.environ.get("SEGTOOL_CACHE", Path.home() / ".cache" / "segtool")) / "fingerprints.json"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -123,8 +123,8 @@ def show_segments(
     opts: StageOptions,
     row: Annotated[int, typer.Option("--row", help="row_id of the pair to show.")] = 0,
     side: Annotated[str, typer.Option("--side", help="chosen, rejected or both.")] = "both",
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page here.")] = None,
-    cutoffs: Annotated[Optional[str], typer.Option("--cutoffs", help="Comma-separated c_ent values: print the segment-length table instead (no recomputation of entropies).")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page here.")] = None,
+    cutoffs: Annotated[str | None, typer.Option("--cutoffs", help="Comma-separated c_ent values: print the segment-length table instead (no recomputation of entropies).")] = None,
 ):
     """Show a row's segments in alternating colours, or the segment-length table for several c_ent."""
     from segtool.viz import segments as viz

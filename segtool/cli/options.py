@@ -6,16 +6,16 @@ import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 SHARED = {
-    "preset": (Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name from stages/ (e.g. tiny).", show_default=False)], None),
-    "config": (Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file (same sections as a preset).", show_default=False)], None),
-    "workdir": (Annotated[Optional[Path], typer.Option("--workdir", "-w", help="Run directory [default: runs/<preset>].", show_default=False)], None),
-    "data": (Annotated[Optional[str], typer.Option("--data", help="Preference data (.jsonl, .jsonl.gz, .parquet or HF dataset name); overrides the preset.", show_default=False)], None),
-    "set_": (Annotated[Optional[list[str]], typer.Option("--set", help="Override one config key: section.key=value (repeatable).", show_default=False)], None),
+    "preset": (Annotated[str | None, typer.Option("--preset", "-p", help="Preset name from stages/ (e.g. tiny).", show_default=False)], None),
+    "config": (Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (same sections as a preset).", show_default=False)], None),
+    "workdir": (Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory [default: runs/<preset>].", show_default=False)], None),
+    "data": (Annotated[str | None, typer.Option("--data", help="Preference data (.jsonl, .jsonl.gz, .parquet or HF dataset name); overrides the preset.", show_default=False)], None),
+    "set_": (Annotated[list[str] | None, typer.Option("--set", help="Override one config key: section.key=value (repeatable).", show_default=False)], None),
     "resume": (Annotated[bool, typer.Option("--resume", help="Continue this stage's partial artifact instead of starting over.")], False),
     "force": (Annotated[bool, typer.Option("--force", help="Recompute even if a complete artifact with this identity exists.")], False),
     "skip_invalid": (Annotated[bool, typer.Option("--skip-invalid", help="Skip and count invalid input rows instead of failing.")], False),

@@ -36,7 +36,7 @@ class FlatLayout:
     last: np.ndarray  # [N] index of its row's EOS (length - 1)
 
     @classmethod
-    def from_lengths(cls, lengths: np.ndarray) -> "FlatLayout":
+    def from_lengths(cls, lengths: np.ndarray) -> FlatLayout:
         lengths = np.asarray(lengths, dtype=np.int64)
         if lengths.size and lengths.min() < 2:
             raise ValueError("every response needs at least one token before its EOS")

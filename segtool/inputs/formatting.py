@@ -24,7 +24,7 @@ class Encoder:
     use_chat_template: bool
 
     @classmethod
-    def create(cls, tokenizer, max_len: int, max_prompt_len: int, template: str = "auto") -> "Encoder":
+    def create(cls, tokenizer, max_len: int, max_prompt_len: int, template: str = "auto") -> Encoder:
         if tokenizer.eos_token_id is None:
             raise ConfigError("the tokenizer has no EOS token", "use a tokenizer with eos_token set")
         use_chat = template == "auto" and bool(getattr(tokenizer, "chat_template", None))
