@@ -52,6 +52,7 @@ SMOLLM2_DIR = "~/.cache/segtool/smollm2-135m-instruct"
 BIG_VOCAB = 128_256  # Llama-3 vocabulary size
 METHODS = ("forward", "segtool", "naive")
 MB = 1024 * 1024
+OTHERS_CPU_OK = 0.10  # a measurement is redone when other processes used more of the machine
 
 
 # --------------------------------------------------------------------------- arguments
@@ -79,12 +80,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-big-vocab", action="store_true", help="skip the 128k-vocab row")
     p.add_argument("--max-wait", type=float, default=60.0,
                    help="before each measurement wait up to this many s for other processes to go quiet (0: never)")
+    p.add_argument("--retries", type=int, default=2,
+                   help=f"re-measure up to this many times when others used > {OTHERS_CPU_OK:.0%} of the CPU")
     p.add_argument("--quick", action="store_true", help="~1 minute smoke run (small batches, fewer runs)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one measurement
     args = p.parse_args(argv)
     if args.quick:
         args.seq_len, args.batch_size, args.batches, args.min_seconds = 256, 2, 2, 0.0
-        args.long_seq, args.long_chunks, args.max_wait = 512, "128,512", min(args.max_wait, 5.0)
+        args.long_seq, args.long_chunks = 512, "128,512"
+        args.max_wait, args.retries = min(args.max_wait, 5.0), 0
     return args
 
 
@@ -393,7 +397,8 @@ class Row:
 def base_spec(args, label, path, dtype, seq_len, batch_size, batches, min_seconds, tmp) -> dict:
     return {"label": label, "path": str(path), "dtype": dtype, "seq_len": seq_len, "batch_size": batch_size,
             "batches": batches, "min_seconds": min_seconds, "threads": args.threads, "c_ent": args.c_ent,
-            "chunk_size": args.chunk_size, "data": str(args.data), "tmp": tmp, "max_wait": args.max_wait}
+            "chunk_size": args.chunk_size, "data": str(args.data), "tmp": tmp, "max_wait": args.max_wait,
+            "retries": args.retries}
 
 
 def measure(spec: dict, method: str, chunk: int | None = None) -> Row:
@@ -402,10 +407,17 @@ def measure(spec: dict, method: str, chunk: int | None = None) -> Row:
         spec["chunk_size"] = chunk
     if method != "forward":
         spec["dump"] = os.path.join(spec["tmp"], f"{spec['label']}-{method}-{chunk}.npz")
-    if spec["max_wait"] > 0:
-        wait_for_quiet(spec["max_wait"])
-    t0 = time.perf_counter()
-    res = run_worker(spec)
+    t0, res = time.perf_counter(), None
+    # Re-measure when other processes took a real share of the 2 cores while we timed; keep the
+    # least disturbed attempt (its others-CPU share is printed with it).
+    for _ in range(1 + spec["retries"]):
+        if spec["max_wait"] > 0:
+            wait_for_quiet(spec["max_wait"])
+        attempt = run_worker(spec)
+        if res is None or attempt["others_cpu"] < res["others_cpu"]:
+            res = attempt
+        if res["others_cpu"] <= OTHERS_CPU_OK:
+            break
     res["dump"] = spec.get("dump")
     print(f"  measured {spec['label']:<9} {method:<8} chunk={spec['chunk_size'] if method == 'segtool' else '-':<4} "
           f"{res['tokens'] / res['seconds']:>9,.0f} tok/s (best {res['best_tok_s']:,.0f})  "

@@ -1,8 +1,9 @@
 """Presets and config files (TOML), dotted ``--set`` overrides, and strict validation.
 
-Unknown sections and keys are errors (a typo must never be silently ignored). Relative paths in a
-config file are resolved against that file's directory, so a preset works from any working
-directory; paths given on the command line are resolved against the working directory.
+Unknown sections and keys are errors (a typo must never be silently ignored). Relative model and
+data paths in a config file are resolved against that file's directory, so a preset works from any
+working directory; paths given on the command line, and run directories, are resolved against the
+working directory.
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ def load_config(
         raise ConfigError("give either --preset or --config, not both", "drop one of them")
     merged: dict = {}
     name = "custom"
+    cwd = Path.cwd()
     if base and not (preset or config_file):
-        merged = {section: dict(values) for section, values in base.items()}
+        _merge(base, "the run directory's saved config", merged, cwd)
     if preset or config_file:
         path = preset_path(preset) if preset else Path(config_file)
         if not path.is_file():
@@ -146,7 +148,6 @@ def load_config(
             raise ConfigError(f"{path}: invalid TOML: {err}", "fix the syntax at the line shown") from None
         _merge(raw, str(path), merged, path.parent.resolve())
         name = preset or path.stem
-    cwd = Path.cwd()
     for text in overrides:
         section, key, value = parse_override(text)
         _merge({section: {key: value}}, f"--set {text}", merged, cwd)
@@ -159,8 +160,9 @@ def load_config(
     hints = get_type_hints(Config)
     sections = {s: hints[s](**merged.get(s, {})) for s in (f.name for f in dataclasses.fields(Config))}
     cfg = Config(**sections)
-    if not cfg.run.workdir:
-        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, workdir=str(cwd / "runs" / name)))
+    # Run directories are relative to the working directory, wherever they were written.
+    workdir_path = (cwd / Path(cfg.run.workdir).expanduser()) if cfg.run.workdir else cwd / "runs" / name
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, workdir=str(workdir_path.resolve())))
     return cfg, name
 
 

@@ -28,13 +28,13 @@ class RawRecord:
 
 def describe_source(path: str) -> str:
     """'file' for local files; 'hub' for dataset names. Missing local files are errors."""
+    if not path:
+        raise InputError("no preference data given", "pass --data FILE or set data.path in the preset")
     p = Path(path).expanduser()
     if p.is_file():
         return "file"
     if p.exists():
         raise InputError(f"data path {path} is a directory, not a file", "point --data at a .jsonl, .jsonl.gz or .parquet file")
-    if not path:
-        raise InputError("no preference data given", "pass --data FILE or set data.path in the preset")
     if path.startswith((".", "/", "~")) or path.endswith(LOCAL_SUFFIXES) or path.count("/") > 1:
         raise InputError(f"data file {path} not found", "check the path given to --data or data.path")
     return "hub"
@@ -44,7 +44,7 @@ def _jsonl_records(path: Path) -> Iterator[RawRecord]:
     opener = gzip.open if path.name.endswith(".gz") else open
     row_id = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
+        with opener(path, "rt", encoding="utf-8-sig") as fh:  # -sig: tolerate a byte-order mark
             for line_no, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue

@@ -108,6 +108,9 @@ def parse_pair(row_id: int, data: dict, where: str, fmt: str = "auto") -> Pair:
             prompt = ctx_c
         else:
             raise RowError(where, "prompt", "is missing", "every row needs 'prompt', 'chosen' and 'rejected'")
+    if prompt[-1]["role"] != "user":
+        field = "prompt" if data.get("prompt") is not None or fmt == "hh" else "chosen"
+        raise RowError(where, field, "does not end with a user message", "the prompt must end with the turn being answered")
     for field, text in (("chosen", chosen), ("rejected", rejected)):
         if not text.strip():
             raise RowError(where, field, "is an empty response", "remove the row or give a non-empty response")

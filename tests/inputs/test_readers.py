@@ -12,6 +12,7 @@ from segtool.errors import InputError
 from segtool.inputs.readers import RawRecord, describe_source, read_records
 from segtool.inputs.rows import read_pairs
 
+
 def _write_parquet(path, rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -189,11 +190,6 @@ def test_unsupported_suffix(tmp_path):
         list(read_records(str(path)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: describe_source('') checks Path('').exists() (== '.') before `if not path`, so an empty "
-    "data path is reported as 'data path  is a directory' and the 'no preference data given' branch is dead",
-)
 def test_empty_path_says_no_data_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError) as exc:
@@ -213,6 +209,8 @@ def test_hub_names_are_hub(tmp_path, monkeypatch, name):
 
 @pytest.fixture
 def fake_datasets(monkeypatch):
+    """A stand-in `datasets` module whose load_dataset records its arguments: _hub_records does
+    `import datasets` at call time, so the real library (slow import, network) is never touched."""
     calls = []
     rows = [
         {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.", "rejected": "\n\nHuman: Hi\n\nAssistant: Go."},
@@ -260,3 +258,10 @@ def test_hub_load_failure_is_input_error(tmp_path, monkeypatch, fake_datasets):
     assert exc.value.message == (
         "cannot load Hugging Face dataset 'org/broken' (config default, split 'validation'): hub unreachable"
     )
+
+
+def test_utf8_byte_order_mark_is_tolerated(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    (rec,) = list(read_records(str(path)))
+    assert rec.error is None and rec.data == {"prompt": "p", "chosen": "a", "rejected": "b"}

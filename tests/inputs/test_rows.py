@@ -234,12 +234,6 @@ def test_hh_forced_with_non_string_transcript():
     assert err.message == f"{WHERE}: field 'chosen' must be a string transcript, got list"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the pairs format never checks that the prompt ends with a user message (Pair.prompt documents "
-    "'last one from the user', and the HH path rejects such rows), so a prompt ending in an assistant turn is "
-    "accepted and the plain template renders two consecutive 'Assistant:' turns",
-)
 @pytest.mark.parametrize(
     "data",
     [
