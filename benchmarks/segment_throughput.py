@@ -82,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="before each measurement wait up to this many s for other processes to go quiet (0: never)")
     p.add_argument("--retries", type=int, default=2,
                    help=f"re-measure up to this many times when others used > {OTHERS_CPU_OK:.0%} of the CPU")
+    p.add_argument("--entropy-fn", metavar="FILE.py:FUNC",
+                   help="A/B a candidate chunked_entropy(hidden, weight, chunk_size, softcap=, bias=) in (b)")
     p.add_argument("--quick", action="store_true", help="~1 minute smoke run (small batches, fewer runs)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one measurement
     args = p.parse_args(argv)
@@ -321,6 +323,8 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     sys.path.insert(0, str(REPO))  # segtool from this checkout, installed or not
+    if spec.get("entropy_fn"):
+        swap_chunked_entropy(spec["entropy_fn"])
     model, tokenizer = load_model(spec["path"], spec["dtype"], spec.get("big_vocab", 0))
     pairs = load_transcripts(Path(spec["data"]))
     batches = build_batches(tokenizer, pairs, spec["batches"] + 1, spec["batch_size"], spec["seq_len"])
@@ -333,6 +337,7 @@ def worker(spec: dict) -> dict:
         run(model, warmup, spec)
         tokens, seconds, done, first, best = 0, 0.0, 0, None, 0.0
         busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         while done < len(timed) or seconds < spec["min_seconds"]:
             batch = timed[done % len(timed)]
             t0 = time.perf_counter()
@@ -346,9 +351,12 @@ def worker(spec: dict) -> dict:
             done += 1
         # CPU that other processes used while we were timing, as a share of the machine.
         others = (cpu_busy_seconds() - busy0 - (own_cpu_seconds() - own0)) / (seconds * (os.cpu_count() or 1))
+        # Page faults: CPU PyTorch frees blocks > 32 MiB straight back to the kernel (glibc mmap), so
+        # every fresh large tensor is faulted in and zeroed again; costly on VMs.
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
     result = {
         "tokens": tokens, "seconds": seconds, "batches_run": done, "best_tok_s": best,
-        "others_cpu": max(0.0, others),
+        "others_cpu": max(0.0, others), "faults_per_batch": faults / done,
         "tokens_per_batch": timed[0].n_tokens, "response_frac": float(
             sum(b.response_mask.sum() for b in timed) / sum(b.n_tokens for b in timed)),
         "rss_load": rss_load, "peak_delta": maxrss_bytes() - rss_load, "peak_reset": peak_reset,
@@ -360,6 +368,20 @@ def worker(spec: dict) -> dict:
         result["segments_per_row"] = float(counts.mean())
         result["mean_entropy"] = float(ent.mean())
     return result
+
+
+def swap_chunked_entropy(ref: str) -> None:
+    """A/B hook: make response_entropy use `func` from FILE.py instead of segtool's chunked_entropy
+    (same signature), without editing segtool."""
+    import importlib.util
+
+    import segtool.models.entropy as seg_models_entropy
+
+    path, _, func = ref.rpartition(":")
+    mod_spec = importlib.util.spec_from_file_location("candidate_entropy", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    seg_models_entropy.chunked_entropy = getattr(module, func)
 
 
 def run_worker(spec: dict) -> dict:
@@ -398,7 +420,7 @@ def base_spec(args, label, path, dtype, seq_len, batch_size, batches, min_second
     return {"label": label, "path": str(path), "dtype": dtype, "seq_len": seq_len, "batch_size": batch_size,
             "batches": batches, "min_seconds": min_seconds, "threads": args.threads, "c_ent": args.c_ent,
             "chunk_size": args.chunk_size, "data": str(args.data), "tmp": tmp, "max_wait": args.max_wait,
-            "retries": args.retries}
+            "retries": args.retries, "entropy_fn": args.entropy_fn}
 
 
 def measure(spec: dict, method: str, chunk: int | None = None) -> Row:
@@ -456,12 +478,13 @@ def model_block(args, label, path, tmp) -> list[str]:
              f"{r0['tokens_per_batch']:,} non-pad tokens/batch ({r0['response_frac']:.0%} response), "
              f"batches digest {rows[0].res['digest']}",
              f"  {'method':<30}{'tok/s':>9}{'best':>9}{'best/(a)':>10}{'batches':>9}{'others CPU':>12}"
-             f"{'RSS after load MB':>19}{'peak extra MB':>15}"]
-    names = {"forward": "(a) forward (logits)", "segtool": f"(b) segtool, chunk {args.chunk_size}",
+             f"{'faults/batch':>14}{'RSS after load MB':>19}{'peak extra MB':>15}"]
+    b_name = "(b') candidate" if args.entropy_fn else "(b) segtool"
+    names = {"forward": "(a) forward (logits)", "segtool": f"{b_name}, chunk {args.chunk_size}",
              "naive": "(c) naive fp32 log_softmax"}
     for r in rows:
         lines.append(f"  {names[r.method]:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.best / fwd:>10.2f}"
-                     f"{r.res['batches_run']:>9}{r.others:>12}"
+                     f"{r.res['batches_run']:>9}{r.others:>12}{r.res['faults_per_batch']:>14,.0f}"
                      f"{fmt_mb(r.res['rss_load']):>19}{fmt_mb(r.res['peak_delta']):>15}")
     lines.append("  " + parity(rows))
     return lines
@@ -482,16 +505,18 @@ def big_vocab_block(args, dirs, tmp) -> list[str]:
     esize = 2 if dtype == "bfloat16" else 4
     lines = [f"128k vocab, random head: {label} backbone, {dtype}, untied seeded lm_head V={BIG_VOCAB:,}, "
              f"batch 1 x {T} ({n_resp:,} response positions)",
-             f"  {'method':<30}{'tok/s':>9}{'best':>9}{'others CPU':>12}{'RSS after load MB':>19}"
-             f"{'peak extra MB':>15}   theoretical size"]
+             f"  {'method':<30}{'tok/s':>9}{'best':>9}{'others CPU':>12}{'faults/batch':>14}"
+             f"{'RSS after load MB':>19}{'peak extra MB':>15}   theoretical size"]
     for r in rows:
         if r.method == "forward":
             name, theory = "(a) forward (logits)", f"logits T x V x {esize} B = {fmt_mb(T * BIG_VOCAB * esize)} MB"
         elif r.method == "naive":
             name, theory = "(c) naive fp32 log_softmax", f"T x V x 4 B = {fmt_mb(T * BIG_VOCAB * 4)} MB (one fp32 copy)"
         else:
-            name, theory = f"(b) segtool, chunk {r.chunk}", f"chunk x V x 4 B = {fmt_mb(r.chunk * BIG_VOCAB * 4)} MB"
-        lines.append(f"  {name:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.others:>12}{fmt_mb(r.res['rss_load']):>19}"
+            b_name = "(b') candidate" if args.entropy_fn else "(b) segtool"
+            name, theory = f"{b_name}, chunk {r.chunk}", f"chunk x V x 4 B = {fmt_mb(r.chunk * BIG_VOCAB * 4)} MB"
+        lines.append(f"  {name:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.others:>12}{r.res['faults_per_batch']:>14,.0f}"
+                     f"{fmt_mb(r.res['rss_load']):>19}"
                      f"{fmt_mb(r.res['peak_delta']):>15}   {theory}")
     lines.append("  " + parity([r for r in rows if r.method in ("segtool", "naive")]))
     return lines
@@ -509,7 +534,9 @@ def header(args) -> list[str]:
             f"load avg {load[0]:.2f}",
             f"data {args.data.name} (HH-RLHF chosen responses), c_ent {args.c_ent}, one warm-up batch, "
             f">= {args.batches} timed batches and >= {args.min_seconds:g} s per method"
-            + (" [--quick]" if args.quick else ""),
+            + (" [--quick]" if args.quick else "")
+            + (f"\n(b') = segtool's response_entropy with chunked_entropy replaced by {args.entropy_fn}"
+               if args.entropy_fn else ""),
             "tok/s counts all non-pad input tokens (total / time; best: fastest single batch); "
             "others CPU: share of the machine used by other processes while timing",
             "peak extra = peak RSS (ru_maxrss, high-water mark reset after load) - RSS after load "

@@ -26,6 +26,18 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -p.mul_(log_p).sum(dim=-1)
 
 
+# On CPU the float32 passes of the entropy (log_softmax, exp, multiply, sum) are memory-bound: done
+# over a few rows at a time they stay in cache and run ~4-5x faster than over a 256-row chunk.
+# The LM-head matmul keeps the full chunk, where BLAS is efficient.
+CPU_BLOCK_BYTES = 2 << 20
+
+
+def _rows_per_block(z: torch.Tensor) -> int:
+    if z.device.type != "cpu":
+        return z.shape[0]
+    return max(1, CPU_BLOCK_BYTES // (z.shape[-1] * 4))
+
+
 @torch.no_grad()
 def chunked_entropy(
     hidden: torch.Tensor,
@@ -49,5 +61,8 @@ def chunked_entropy(
         z = torch.nn.functional.linear(hidden[start : start + chunk_size], weight, bias)
         if softcap is not None:
             z = softcap * torch.tanh(z.float() / softcap)
-        out[start : start + chunk_size] = entropy_from_logits(z)
+        block = _rows_per_block(z)
+        for row in range(0, z.shape[0], block):
+            rows = z[row : row + block]
+            out[start + row : start + row + rows.shape[0]] = entropy_from_logits(rows)
     return out

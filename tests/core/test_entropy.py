@@ -68,3 +68,14 @@ def test_masked_logits_count_as_zero_probability():
     # Two live tokens of four, equally likely: H = ln 2, not NaN.
     logits = torch.tensor([[0.0, float("-inf"), 0.0, float("-inf")]])
     assert abs(entropy_from_logits(logits).item() - math.log(2)) < 1e-6
+
+
+def test_cpu_row_blocks_cover_every_row(monkeypatch):
+    """Row blocks smaller than a chunk (and chunks not multiples of blocks) leave no gaps."""
+    import segtool.core.entropy as entropy_mod
+
+    monkeypatch.setattr(entropy_mod, "CPU_BLOCK_BYTES", 3 * 50 * 4)  # 3 rows per block at V = 50
+    gen = torch.Generator().manual_seed(2)
+    hidden, weight = torch.randn(23, 8, generator=gen), torch.randn(50, 8, generator=gen)
+    out = chunked_entropy(hidden, weight, chunk_size=7)
+    assert torch.allclose(out.double(), ref_entropy(hidden.double() @ weight.double().T), atol=1e-5)
