@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import tomllib
 from pathlib import Path
 from typing import Any, get_type_hints
-
-import tomllib
 
 from segtool.config.schema import Config
 from segtool.errors import ConfigError

@@ -179,6 +179,40 @@ def summarise(rundir: RunDir, record: dict) -> dict:
     }
 
 
+def describe_inputs(the_plan: Plan, cfg: Config, model, tokenizer, encoder, invalid: int) -> dict:
+    """What the manifest records about the model, tokenizer, data and EOS policy."""
+    inputs = dict(the_plan.inputs)
+    inputs["model"] = {**inputs["model"], "source": the_plan.model_source.location, "class": type(model).__name__,
+                       "vocab_size": int(model.config.vocab_size), "commit": getattr(model.config, "_commit_hash", None)}
+    inputs["tokenizer"] = {"class": type(tokenizer).__name__, "eos_token": tokenizer.eos_token,
+                           "eos_token_id": encoder.eos_id, "template": "chat" if encoder.use_chat_template else "plain"}
+    inputs["data"] = {**inputs["data"], "source": cfg.data.path, "invalid_skipped": invalid}
+    inputs["eos_policy"] = "eos_in_last_segment" if cfg.segment.eos_in_last_segment else "last_segment_ends_before_eos"
+    return inputs
+
+
+def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: str, cfg: Config, quiet: bool) -> None:
+    """Compute and write every shard the record does not have yet, recording each one as it lands.
+
+    Shards cover consecutive input rows; tokens are built shard by shard so memory stays bounded by
+    the shard size whatever the dataset size (rows were already validated as text).
+    """
+    table_punct = punct_table(encoder.tokenizer) if cfg.segment.strategy == "punct" else None
+    shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
+    shards = [pairs[i : i + shard_rows] for i in range(0, len(pairs), shard_rows)]
+    todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
+    with _progress(quiet, 2 * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
+        for k in todo:
+            seqs = encode_pairs(shards[k], encoder)
+            t0 = time.perf_counter()
+            entropies = compute_entropies(model, seqs, cfg, device, advance)
+            forward_s = time.perf_counter() - t0
+            table = shard_table(seqs, entropies, cfg, table_punct)
+            name = f"part-{k:05d}.parquet"
+            _write_parquet(table, rundir.path_of(record, name))
+            rundir.add_file(record["id"], name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
+
+
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     from segtool.inputs.formatting import Encoder
     from segtool.inputs.rows import read_pairs
@@ -211,15 +245,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
             f"tokenize.max_len = {cfg.tokenize.max_len} exceeds the model's context of {ctx} tokens",
             f"set tokenize.max_len <= {ctx} (and max_prompt_len below it)",
         )
-    table_punct = punct_table(tokenizer) if cfg.segment.strategy == "punct" else None
 
-    inputs = dict(the_plan.inputs)
-    inputs["model"] = {**inputs["model"], "source": the_plan.model_source.location, "class": type(model).__name__,
-                       "vocab_size": int(model.config.vocab_size), "commit": getattr(model.config, "_commit_hash", None)}
-    inputs["tokenizer"] = {"class": type(tokenizer).__name__, "eos_token": tokenizer.eos_token,
-                           "eos_token_id": encoder.eos_id, "template": "chat" if encoder.use_chat_template else "plain"}
-    inputs["data"] = {**inputs["data"], "source": cfg.data.path, "invalid_skipped": len(report.invalid)}
-    inputs["eos_policy"] = "eos_in_last_segment" if cfg.segment.eos_in_last_segment else "last_segment_ends_before_eos"
+    inputs = describe_inputs(the_plan, cfg, model, tokenizer, encoder, len(report.invalid))
     prior = rundir.get(the_plan.art_id)
     resuming = resume and prior is not None and prior["status"] == "partial"
     if prior is not None and prior["status"] == "partial" and not resume:
@@ -231,22 +258,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     if resuming:
         rundir.verify(record)  # shards kept from the interrupted run must be intact
 
-    # Shards cover consecutive input rows; tokens are built shard by shard so memory stays bounded
-    # by the shard size, whatever the dataset size (rows were already validated as text above).
-    shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
-    shards = [report.pairs[i : i + shard_rows] for i in range(0, len(report.pairs), shard_rows)]
-    todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
-    with _progress(quiet, 2 * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
-        for k in todo:
-            seqs = encode_pairs(shards[k], encoder)
-            t0 = time.perf_counter()
-            entropies = compute_entropies(model, seqs, cfg, device, advance)
-            forward_s = time.perf_counter() - t0
-            table = shard_table(seqs, entropies, cfg, table_punct)
-            name = f"part-{k:05d}.parquet"
-            _write_parquet(table, rundir.path_of(record, name))
-            rundir.add_file(the_plan.art_id, name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
-
+    write_shards(rundir, record, report.pairs, encoder, model, device, cfg, quiet)
     record = rundir.get(the_plan.art_id)
     metrics = summarise(rundir, record)
     metrics["invalid_skipped"] = len(report.invalid)
