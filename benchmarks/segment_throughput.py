@@ -25,11 +25,20 @@ SmolLM2 backbone (or the tiny one) and runs one long sequence, to show that
 (b)'s extra memory is bounded by chunk x vocab while (c)'s grows as
 length x vocab.
 
+Timings on a 2-core machine are fragile: before each measurement the script
+waits for other processes to go quiet, records the share of the CPU they took
+while it timed ("others CPU"), and re-measures when that share is over 10%.
+It also reports minor page faults per batch: on CPU, tensors over 32 MiB are
+mmap'd fresh by glibc on every allocation, and faulting them in is a large,
+VM-dependent part of the cost. `--entropy-fn FILE.py:FUNC` swaps a candidate
+chunked_entropy into (b) for A/B runs without editing segtool.
+
 Examples:
     python benchmarks/segment_throughput.py                  # full run, ~5-10 min on 2 cores
     python benchmarks/segment_throughput.py --quick          # ~1 min smoke run
     python benchmarks/segment_throughput.py --models smollm2 --batches 3 --chunk-size 512
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +51,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch/numpy are imported lazily so that --help stays instant
+    import numpy as np
+    import torch
 
 REPO = Path(__file__).resolve().parent.parent
-HH_TEST = Path("/work/shared/data/hh_rlhf/helpful-base/test.jsonl.gz")
-TINY_DIRS = (REPO / "data/models/tinystories-656k", Path("/work/shared/models/tinystories-656k"))
+HH_TEST = REPO / "data/prefs/hh-helpful-tiny.jsonl.gz"  # the bundled HH-RLHF pairs
+TINY_DIRS = (REPO / "data/models/tinystories-656k",)
 SMOLLM2_DIR = "~/.cache/segtool/smollm2-135m-instruct"
 BIG_VOCAB = 128_256  # Llama-3 vocabulary size
 METHODS = ("forward", "segtool", "naive")
@@ -57,33 +71,57 @@ OTHERS_CPU_OK = 0.10  # a measurement is redone when other processes used more o
 
 # --------------------------------------------------------------------------- arguments
 
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--models", default="tiny,smollm2", help="comma list of tiny, smollm2")
     p.add_argument("--smollm2-dir", default=SMOLLM2_DIR, help="converted SmolLM2 folder (prepare_smollm2.py)")
-    p.add_argument("--tiny-dir", default=None, help="tiny model folder (default: data/models/tinystories-656k, "
-                   "else /work/shared/models/tinystories-656k)")
+    p.add_argument(
+        "--tiny-dir",
+        default=None,
+        help="tiny model folder (default: data/models/tinystories-656k)",
+    )
     p.add_argument("--data", type=Path, default=HH_TEST, help="HH-RLHF style jsonl(.gz) with a 'chosen' field")
     p.add_argument("--seq-len", type=int, default=512, help="padded row length")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--batches", type=int, default=4, help="distinct timed batches (plus one warm-up)")
-    p.add_argument("--min-seconds", type=float, default=3.0,
-                   help="keep cycling over the batches until this much time is measured (fast models)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
-                   help="auto: bfloat16 for SmolLM2 and the 128k row, float32 for the tiny model")
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=3.0,
+        help="keep cycling over the batches until this much time is measured (fast models)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "bfloat16", "float32"),
+        help="auto: bfloat16 for SmolLM2 and the 128k row, float32 for the tiny model",
+    )
     p.add_argument("--chunk-size", type=int, default=256, help="positions per LM-head chunk for (b)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--c-ent", type=float, default=2.0, help="entropy threshold for the boundary search")
     p.add_argument("--long-seq", type=int, default=2048, help="sequence length of the 128k-vocab row (batch 1)")
     p.add_argument("--long-chunks", default="128,256,512", help="chunk sizes tried in the 128k-vocab row")
     p.add_argument("--no-big-vocab", action="store_true", help="skip the 128k-vocab row")
-    p.add_argument("--max-wait", type=float, default=60.0,
-                   help="before each measurement wait up to this many s for other processes to go quiet (0: never)")
-    p.add_argument("--retries", type=int, default=2,
-                   help=f"re-measure up to this many times when others used > {OTHERS_CPU_OK:.0%} of the CPU")
-    p.add_argument("--entropy-fn", metavar="FILE.py:FUNC",
-                   help="A/B a candidate chunked_entropy(hidden, weight, chunk_size, softcap=, bias=) in (b)")
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=60.0,
+        help="before each measurement wait up to this many s for other processes to go quiet (0: never)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help=f"re-measure up to this many times when others used > {OTHERS_CPU_OK * 100:.0f}%% of the CPU",
+    )
+    p.add_argument(
+        "--entropy-fn",
+        metavar="FILE.py:FUNC",
+        help="A/B a candidate chunked_entropy(hidden, weight, chunk_size, softcap=, bias=) in (b)",
+    )
     p.add_argument("--quick", action="store_true", help="~1 minute smoke run (small batches, fewer runs)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one measurement
     args = p.parse_args(argv)
@@ -95,6 +133,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------- memory
+
 
 def rss_bytes() -> int:
     """Current resident set size."""
@@ -146,13 +185,14 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float:
 
 # --------------------------------------------------------------------------- data
 
+
 @dataclass
 class Batch:
-    input_ids: "torch.Tensor"       # [B, T] long, right padded
-    attention_mask: "torch.Tensor"  # [B, T] long
-    response_mask: "torch.Tensor"   # [B, T] bool, response tokens incl. EOS
-    lengths: "np.ndarray"           # [B] response length incl. EOS
-    n_tokens: int                   # non-pad tokens
+    input_ids: torch.Tensor  # [B, T] long, right padded
+    attention_mask: torch.Tensor  # [B, T] long
+    response_mask: torch.Tensor  # [B, T] bool, response tokens incl. EOS
+    lengths: np.ndarray  # [B] response length incl. EOS
+    n_tokens: int  # non-pad tokens
 
 
 def load_transcripts(path: Path, limit: int = 2000) -> list[tuple[list[dict], str]]:
@@ -180,8 +220,9 @@ def load_transcripts(path: Path, limit: int = 2000) -> list[tuple[list[dict], st
 def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Chat template when the tokenizer has one (SmolLM2), else HH's plain transcript form (tiny)."""
     if tokenizer.chat_template:
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=False))
+        return list(
+            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
     text = "".join(f"\n\n{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in messages)
     return tokenizer(text + "\n\nAssistant:").input_ids
 
@@ -213,11 +254,11 @@ def build_batches(tokenizer, pairs, n_batches: int, batch_size: int, seq_len: in
             n_resp = total - len(prompt)  # includes EOS
             if cursor + n_resp > len(stream):
                 cursor = 0
-            response = stream[cursor:cursor + n_resp - 1] + [eos]
+            response = stream[cursor : cursor + n_resp - 1] + [eos]
             cursor += n_resp - 1
             ids[b, :total] = torch.tensor(prompt + response)
             attn[b, :total] = 1
-            resp[b, len(prompt):total] = True
+            resp[b, len(prompt) : total] = True
             lengths[b] = n_resp
         batches.append(Batch(ids, attn, resp, lengths, int(attn.sum())))
     return batches
@@ -233,6 +274,7 @@ def batches_digest(batches: list[Batch]) -> str:
 
 
 # --------------------------------------------------------------------------- models
+
 
 def resolve_tiny_dir(arg: str | None) -> Path | None:
     candidates = [Path(arg).expanduser()] if arg else list(TINY_DIRS)
@@ -283,6 +325,7 @@ def page_in(model) -> None:
 
 # --------------------------------------------------------------------------- methods
 
+
 def run_forward(model, batch: Batch, spec: dict):
     # use_cache=False: (b) runs the backbone without a KV cache; building one here would charge
     # (a) for memory and time no segmentation pass needs.
@@ -295,14 +338,16 @@ def run_segtool(model, batch: Batch, spec: dict):
     from segtool.core.boundaries import entropy_segment_ends
     from segtool.models.entropy import response_entropy
 
-    ent = response_entropy(model, batch.input_ids, batch.attention_mask, batch.response_mask,
-                           chunk_size=spec["chunk_size"])
+    ent = response_entropy(
+        model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_size=spec["chunk_size"]
+    )
     ent = ent.cpu().numpy()  # host copy (a no-op view on CPU, a real copy on GPU)
     return ent, entropy_segment_ends(ent, batch.lengths, spec["c_ent"])
 
 
 def run_naive(model, batch: Batch, spec: dict):
     import torch
+
     from segtool.core.boundaries import entropy_segment_ends
 
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
@@ -316,6 +361,7 @@ RUNNERS = {"forward": run_forward, "segtool": run_segtool, "naive": run_naive}
 
 
 # --------------------------------------------------------------------------- worker (one subprocess)
+
 
 def worker(spec: dict) -> dict:
     import numpy as np
@@ -355,12 +401,20 @@ def worker(spec: dict) -> dict:
         # every fresh large tensor is faulted in and zeroed again; costly on VMs.
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
     result = {
-        "tokens": tokens, "seconds": seconds, "batches_run": done, "best_tok_s": best,
-        "others_cpu": max(0.0, others), "faults_per_batch": faults / done,
-        "tokens_per_batch": timed[0].n_tokens, "response_frac": float(
-            sum(b.response_mask.sum() for b in timed) / sum(b.n_tokens for b in timed)),
-        "rss_load": rss_load, "peak_delta": maxrss_bytes() - rss_load, "peak_reset": peak_reset,
-        "digest": batches_digest(batches), "vocab": model.config.vocab_size,
+        "tokens": tokens,
+        "seconds": seconds,
+        "batches_run": done,
+        "best_tok_s": best,
+        "others_cpu": max(0.0, others),
+        "faults_per_batch": faults / done,
+        "tokens_per_batch": timed[0].n_tokens,
+        "response_frac": float(sum(b.response_mask.sum() for b in timed) / sum(b.n_tokens for b in timed)),
+        "rss_load": rss_load,
+        "peak_delta": maxrss_bytes() - rss_load,
+        "peak_reset": peak_reset,
+        "digest": batches_digest(batches),
+        "vocab": model.config.vocab_size,
+        "candidate": bool(spec.get("entropy_fn")),
     }
     if first is not None and spec.get("dump"):
         ent, (ends, counts) = first
@@ -396,6 +450,7 @@ def run_worker(spec: dict) -> dict:
 
 # --------------------------------------------------------------------------- orchestration
 
+
 @dataclass
 class Row:
     label: str
@@ -413,14 +468,32 @@ class Row:
 
     @property
     def others(self) -> str:
-        return f"{self.res['others_cpu']:.0%}"
+        mark = "*" if self.disturbed else ""
+        return f"{mark}{self.res['others_cpu']:.0%}"
+
+    @property
+    def disturbed(self) -> bool:
+        return self.res["others_cpu"] > OTHERS_CPU_OK
 
 
 def base_spec(args, label, path, dtype, seq_len, batch_size, batches, min_seconds, tmp) -> dict:
-    return {"label": label, "path": str(path), "dtype": dtype, "seq_len": seq_len, "batch_size": batch_size,
-            "batches": batches, "min_seconds": min_seconds, "threads": args.threads, "c_ent": args.c_ent,
-            "chunk_size": args.chunk_size, "data": str(args.data), "tmp": tmp, "max_wait": args.max_wait,
-            "retries": args.retries, "entropy_fn": args.entropy_fn}
+    return {
+        "label": label,
+        "path": str(path),
+        "dtype": dtype,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "batches": batches,
+        "min_seconds": min_seconds,
+        "threads": args.threads,
+        "c_ent": args.c_ent,
+        "chunk_size": args.chunk_size,
+        "data": str(args.data),
+        "tmp": tmp,
+        "max_wait": args.max_wait,
+        "retries": args.retries,
+        "entropy_fn": args.entropy_fn,
+    }
 
 
 def measure(spec: dict, method: str, chunk: int | None = None) -> Row:
@@ -441,10 +514,14 @@ def measure(spec: dict, method: str, chunk: int | None = None) -> Row:
         if res["others_cpu"] <= OTHERS_CPU_OK:
             break
     res["dump"] = spec.get("dump")
-    print(f"  measured {spec['label']:<9} {method:<8} chunk={spec['chunk_size'] if method == 'segtool' else '-':<4} "
-          f"{res['tokens'] / res['seconds']:>9,.0f} tok/s (best {res['best_tok_s']:,.0f})  "
-          f"peak +{res['peak_delta'] / MB:,.0f} MB  others' CPU {res['others_cpu']:.0%}  "
-          f"({time.perf_counter() - t0:.0f}s wall)", file=sys.stderr, flush=True)
+    print(
+        f"  measured {spec['label']:<9} {method:<8} chunk={spec['chunk_size'] if method == 'segtool' else '-':<4} "
+        f"{res['tokens'] / res['seconds']:>9,.0f} tok/s (best {res['best_tok_s']:,.0f})  "
+        f"peak +{res['peak_delta'] / MB:,.0f} MB  others' CPU {res['others_cpu']:.0%}  "
+        f"({time.perf_counter() - t0:.0f}s wall)",
+        file=sys.stderr,
+        flush=True,
+    )
     return Row(spec["label"], method, chunk, res)
 
 
@@ -454,19 +531,23 @@ def parity(rows: list[Row]) -> str:
 
     seg = next(r for r in rows if r.method == "segtool")
     naive = next(r for r in rows if r.method == "naive")
-    a, b = np.load(seg.res["dump"]), np.load(naive.res["dump"])
-    diff = np.abs(a["entropy"] - b["entropy"])
-    same = a["ends"].shape == b["ends"].shape and bool((a["ends"] == b["ends"]).all())
-    return (f"(b) vs (c) on batch 1: max |dH| = {diff.max():.2e} nats, mean H = {a['entropy'].mean():.2f}, "
-            f"boundaries {'identical' if same else 'differ (%d vs %d ends)' % (a['ends'].size, b['ends'].size)}, "
-            f"{seg.res['segments_per_row']:.1f} segments/response at c_ent")
+    a, c = np.load(seg.res["dump"]), np.load(naive.res["dump"])
+    diff = np.abs(a["entropy"] - c["entropy"])
+    same = a["ends"].shape == c["ends"].shape and bool((a["ends"] == c["ends"]).all())
+    b = "(b')" if seg.res.get("candidate") else "(b)"
+    a_n, c_n = a["ends"].size, c["ends"].size
+    return (
+        f"{b} vs (c) on batch 1: max |dH| = {diff.max():.2e} nats, mean H = {a['entropy'].mean():.2f}, "
+        f"boundaries {'identical' if same else f'differ ({a_n} vs {c_n} ends)'}, "
+        f"{seg.res['segments_per_row']:.1f} segments/response at c_ent"
+    )
 
 
 def fmt_mb(nbytes: float) -> str:
     return f"{nbytes / MB:,.0f}"
 
 
-def model_block(args, label, path, tmp) -> list[str]:
+def model_block(args, label, path, tmp) -> tuple[list[str], list[Row]]:
     dtype = pick_dtype(args.dtype, label)
     spec = base_spec(args, label, path, dtype, args.seq_len, args.batch_size, args.batches, args.min_seconds, tmp)
     rows = [measure(spec, m) for m in METHODS]
@@ -474,23 +555,30 @@ def model_block(args, label, path, tmp) -> list[str]:
     assert len(digests) == 1, f"methods saw different batches: {digests}"
     fwd = rows[0].best
     r0 = rows[0].res
-    lines = [f"{label} ({path}), {dtype}, vocab {r0['vocab']:,}, batch {args.batch_size} x {args.seq_len}, "
-             f"{r0['tokens_per_batch']:,} non-pad tokens/batch ({r0['response_frac']:.0%} response), "
-             f"batches digest {rows[0].res['digest']}",
-             f"  {'method':<30}{'tok/s':>9}{'best':>9}{'best/(a)':>10}{'batches':>9}{'others CPU':>12}"
-             f"{'faults/batch':>14}{'RSS after load MB':>19}{'peak extra MB':>15}"]
+    lines = [
+        f"{label} ({path}), {dtype}, vocab {r0['vocab']:,}, batch {args.batch_size} x {args.seq_len}, "
+        f"{r0['tokens_per_batch']:,} non-pad tokens/batch ({r0['response_frac']:.0%} response), "
+        f"batches digest {rows[0].res['digest']}",
+        f"  {'method':<30}{'tok/s':>9}{'best':>9}{'best/(a)':>10}{'batches':>9}{'others CPU':>12}"
+        f"{'faults/batch':>14}{'RSS after load MB':>19}{'peak extra MB':>15}",
+    ]
     b_name = "(b') candidate" if args.entropy_fn else "(b) segtool"
-    names = {"forward": "(a) forward (logits)", "segtool": f"{b_name}, chunk {args.chunk_size}",
-             "naive": "(c) naive fp32 log_softmax"}
+    names = {
+        "forward": "(a) forward (logits)",
+        "segtool": f"{b_name}, chunk {args.chunk_size}",
+        "naive": "(c) naive fp32 log_softmax",
+    }
     for r in rows:
-        lines.append(f"  {names[r.method]:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.best / fwd:>10.2f}"
-                     f"{r.res['batches_run']:>9}{r.others:>12}{r.res['faults_per_batch']:>14,.0f}"
-                     f"{fmt_mb(r.res['rss_load']):>19}{fmt_mb(r.res['peak_delta']):>15}")
+        lines.append(
+            f"  {names[r.method]:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.best / fwd:>10.2f}"
+            f"{r.res['batches_run']:>9}{r.others:>12}{r.res['faults_per_batch']:>14,.0f}"
+            f"{fmt_mb(r.res['rss_load']):>19}{fmt_mb(r.res['peak_delta']):>15}"
+        )
     lines.append("  " + parity(rows))
-    return lines
+    return lines, rows
 
 
-def big_vocab_block(args, dirs, tmp) -> list[str]:
+def big_vocab_block(args, dirs, tmp) -> tuple[list[str], list[Row]]:
     label = "smollm2" if dirs.get("smollm2") else "tiny"
     path = dirs[label]
     dtype = pick_dtype(args.dtype, "big")
@@ -503,10 +591,12 @@ def big_vocab_block(args, dirs, tmp) -> list[str]:
     rows += [measure(spec, "segtool", c) for c in chunks]
     n_resp = int(rows[-1].res["response_frac"] * rows[-1].res["tokens_per_batch"])
     esize = 2 if dtype == "bfloat16" else 4
-    lines = [f"128k vocab, random head: {label} backbone, {dtype}, untied seeded lm_head V={BIG_VOCAB:,}, "
-             f"batch 1 x {T} ({n_resp:,} response positions)",
-             f"  {'method':<30}{'tok/s':>9}{'best':>9}{'others CPU':>12}{'faults/batch':>14}"
-             f"{'RSS after load MB':>19}{'peak extra MB':>15}   theoretical size"]
+    lines = [
+        f"128k vocab, random head: {label} backbone, {dtype}, untied seeded lm_head V={BIG_VOCAB:,}, "
+        f"batch 1 x {T} ({n_resp:,} response positions)",
+        f"  {'method':<30}{'tok/s':>9}{'best':>9}{'others CPU':>12}{'faults/batch':>14}"
+        f"{'RSS after load MB':>19}{'peak extra MB':>15}   theoretical size",
+    ]
     for r in rows:
         if r.method == "forward":
             name, theory = "(a) forward (logits)", f"logits T x V x {esize} B = {fmt_mb(T * BIG_VOCAB * esize)} MB"
@@ -515,11 +605,18 @@ def big_vocab_block(args, dirs, tmp) -> list[str]:
         else:
             b_name = "(b') candidate" if args.entropy_fn else "(b) segtool"
             name, theory = f"{b_name}, chunk {r.chunk}", f"chunk x V x 4 B = {fmt_mb(r.chunk * BIG_VOCAB * 4)} MB"
-        lines.append(f"  {name:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.others:>12}{r.res['faults_per_batch']:>14,.0f}"
-                     f"{fmt_mb(r.res['rss_load']):>19}"
-                     f"{fmt_mb(r.res['peak_delta']):>15}   {theory}")
+        lines.append(
+            f"  {name:<30}{r.tok_s:>9,.0f}{r.best:>9,.0f}{r.others:>12}{r.res['faults_per_batch']:>14,.0f}"
+            f"{fmt_mb(r.res['rss_load']):>19}"
+            f"{fmt_mb(r.res['peak_delta']):>15}   {theory}"
+        )
     lines.append("  " + parity([r for r in rows if r.method in ("segtool", "naive")]))
-    return lines
+    lines.append(
+        f"  expected peaks, roughly: (c) holds the {dtype} logits plus log p, p and p*log p in fp32 "
+        f"(~{3 + esize / 4:.1f} x T x V x 4 B); (b) holds one chunk of logits in {dtype} "
+        f"(chunk x V x {esize} B) plus chunked_entropy's fp32 working set, besides backbone activations"
+    )
+    return lines, rows
 
 
 def header(args) -> list[str]:
@@ -529,18 +626,24 @@ def header(args) -> list[str]:
     import transformers
 
     load = os.getloadavg()
-    return [f"segment_throughput: torch {torch.__version__}, transformers {transformers.__version__}, "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}, "
-            f"load avg {load[0]:.2f}",
-            f"data {args.data.name} (HH-RLHF chosen responses), c_ent {args.c_ent}, one warm-up batch, "
-            f">= {args.batches} timed batches and >= {args.min_seconds:g} s per method"
-            + (" [--quick]" if args.quick else "")
-            + (f"\n(b') = segtool's response_entropy with chunked_entropy replaced by {args.entropy_fn}"
-               if args.entropy_fn else ""),
-            "tok/s counts all non-pad input tokens (total / time; best: fastest single batch); "
-            "others CPU: share of the machine used by other processes while timing",
-            "peak extra = peak RSS (ru_maxrss, high-water mark reset after load) - RSS after load "
-            "(weights paged in first); one fresh subprocess per row", ""]
+    return [
+        f"segment_throughput: torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}, "
+        f"load avg {load[0]:.2f}",
+        f"data {args.data.name} (HH-RLHF chosen responses), c_ent {args.c_ent}, one warm-up batch, "
+        f">= {args.batches} timed batches and >= {args.min_seconds:g} s per method"
+        + (" [--quick]" if args.quick else "")
+        + (
+            f"\n(b') = segtool's response_entropy with chunked_entropy replaced by {args.entropy_fn}"
+            if args.entropy_fn
+            else ""
+        ),
+        "tok/s counts all non-pad input tokens (total / time; best: fastest single batch); "
+        "others CPU: share of the machine used by other processes while timing",
+        "peak extra = peak RSS (ru_maxrss, high-water mark reset after load) - RSS after load "
+        "(weights paged in first); one fresh subprocess per row",
+        "",
+    ]
 
 
 def main(argv=None) -> None:
@@ -550,18 +653,24 @@ def main(argv=None) -> None:
         return
     dirs = resolve_dirs(args)
     t0 = time.perf_counter()
-    lines = header(args)
+    lines, rows = header(args), []
     with tempfile.TemporaryDirectory(prefix="segbench-") as tmp:
         for label in [m.strip() for m in args.models.split(",") if m.strip()]:
             if label not in dirs:
                 sys.exit(f"unknown model {label!r}; choose from tiny, smollm2")
             if dirs[label] is None:
-                lines += [f"{label}: model folder not found, skipped "
-                          f"(SmolLM2: run benchmarks/prepare_smollm2.py)", ""]
+                lines += [f"{label}: model folder not found, skipped (SmolLM2: run benchmarks/prepare_smollm2.py)", ""]
                 continue
-            lines += model_block(args, label, dirs[label], tmp) + [""]
+            block, block_rows = model_block(args, label, dirs[label], tmp)
+            lines, rows = lines + block + [""], rows + block_rows
         if not args.no_big_vocab and (dirs["smollm2"] or dirs["tiny"]):
-            lines += big_vocab_block(args, dirs, tmp) + [""]
+            block, block_rows = big_vocab_block(args, dirs, tmp)
+            lines, rows = lines + block + [""], rows + block_rows
+    if any(r.disturbed for r in rows):
+        lines.append(
+            f"WARNING: rows marked * ran while other processes used > {OTHERS_CPU_OK:.0%} of the CPU even after "
+            "retries; their timings are not trustworthy (on 2 cores a busy neighbour can cost 10x)."
+        )
     lines.append(f"total wall time {time.perf_counter() - t0:.0f} s, load avg at end {os.getloadavg()[0]:.2f}")
     print("\n".join(lines))
 

@@ -68,6 +68,10 @@ def boundary_mask(
     entropy: [N] float (needed by ``entropy``); token_ids: [N] int and punct_table: [V] bool
     (needed by ``punct``: punct_table[t] is True when token t ends with a splitting character).
     """
+    if entropy is not None and len(entropy) != layout.pos.size:
+        raise ValueError(f"{len(entropy)} entropies for {layout.pos.size} response positions")
+    if token_ids is not None and len(token_ids) != layout.pos.size:
+        raise ValueError(f"{len(token_ids)} token ids for {layout.pos.size} response positions")
     if strategy == "bandit":
         # Classical bandit: one segment, read at EOS (the released code's c_ent = 1000).
         return layout.pos == layout.last

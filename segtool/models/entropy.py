@@ -35,5 +35,5 @@ def response_entropy(
     hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
     softcap = getattr(model.config, "final_logit_softcapping", None)
     return chunked_entropy(
-        hidden[response_mask], head.weight, chunk_size, softcap=softcap, bias=getattr(head, "bias", None)
+        hidden[response_mask.bool()], head.weight, chunk_size, softcap=softcap, bias=getattr(head, "bias", None)
     )

@@ -111,3 +111,11 @@ def test_segment_lengths():
     assert segment_lengths_flat(np.array([1, 3, 4, 0, 1]), np.array([3, 2])).tolist() == [2, 2, 1, 1, 1]
     # A row with zero segments (impossible from boundary_mask, but the helper must not misalign).
     assert segment_lengths_flat(np.array([2, 5]), np.array([1, 0, 1])).tolist() == [3, 6]
+
+
+def test_mismatched_lengths_are_clear_errors():
+    layout = FlatLayout.from_lengths(np.array([3, 2]))
+    with pytest.raises(ValueError, match="4 entropies for 5 response positions"):
+        boundary_mask("entropy", layout, entropy=np.zeros(4))
+    with pytest.raises(ValueError, match="6 token ids for 5 response positions"):
+        boundary_mask("punct", layout, token_ids=np.zeros(6, dtype=int), punct_table=np.zeros(3, dtype=bool))
