@@ -2,8 +2,10 @@
 
 METHOD §2: H_j = entropy of pi_SFT(. | x, y_<=j) in float32, as logsumexp(z) - sum softmax(z) * z.
 Only response positions are needed, and the full [batch, length, vocab] float32 logits tensor is
-never built: hidden states are projected through the LM head ``chunk_size`` positions at a time, so
-peak extra memory is about 2 * chunk_size * vocab * 4 bytes (plus the chunk's logits in the model dtype) whatever the sequence length.
+never built: hidden states are projected through the LM head ``chunk_size`` positions at a time.
+Extra memory, whatever the sequence length: one chunk of logits in the model dtype
+(chunk_size * vocab * dtype bytes) plus two float32 [block, vocab] buffers, a block being ~2 MiB of
+rows on CPU and the whole chunk on GPU.
 """
 
 from __future__ import annotations
