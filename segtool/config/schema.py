@@ -89,6 +89,46 @@ class SegmentConfig:
 
 
 @dataclass(frozen=True)
+class TrainRMConfig:
+    readout: str = knob("end", "segment reward read-out: end (paper) or differential (sentence-level RM)")
+    aggregation: str = knob("avg", "e(x, y) from segment rewards: avg (paper), sum, min, last (bandit: value at EOS), attention")
+    margin: float = knob(0.0, "Bradley-Terry margin: -log sigma(e_w - e_l - margin)")
+    lr: float = knob(1e-6, "peak learning rate (paper 1e-6)")
+    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr")
+    warmup_ratio: float = knob(0.03, "share of steps with linear warm-up")
+    adam_beta1: float = knob(0.9, "AdamW beta1")
+    adam_beta2: float = knob(0.95, "AdamW beta2")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)")
+    global_batch: int = knob(128, "pairs per optimiser step")
+    micro_batch: int = knob(8, "pairs per forward pass (gradient accumulation up to global_batch)", identity=False)
+    epochs: int = knob(1, "passes over the training pairs")
+    max_steps: int = knob(0, "stop after this many optimiser steps (0 = all epochs)")
+    eval_fraction: float = knob(0.05, "share of pairs held out for evaluation (never trained on)")
+    bf16: str = knob("auto", "bf16 autocast: auto (on when the device supports it), true or false")
+    gradient_checkpointing: bool = knob(True, "recompute activations in the backward pass to save memory", identity=False)
+    checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False)
+    zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False)
+
+    def __post_init__(self):
+        if self.readout not in ("end", "differential"):
+            raise ConfigError(f"train_rm.readout = {self.readout!r} is not known", "use end or differential")
+        if self.aggregation not in ("avg", "sum", "min", "last", "attention"):
+            raise ConfigError(f"train_rm.aggregation = {self.aggregation!r} is not known", "use avg, sum, min, last or attention")
+        if self.bf16 not in ("auto", "true", "false"):
+            raise ConfigError(f"train_rm.bf16 = {self.bf16!r} is not known", 'use "auto", "true" or "false"')
+        if self.global_batch < 1 or self.micro_batch < 1 or self.global_batch % self.micro_batch:
+            raise ConfigError(
+                f"train_rm.global_batch ({self.global_batch}) must be a positive multiple of micro_batch ({self.micro_batch})",
+                "pick micro_batch dividing global_batch",
+            )
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError("train_rm.eval_fraction must be in (0, 1)", "e.g. 0.05")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError("train_rm.zero_stage must be 0, 1, 2 or 3", "use 0-3")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
     seed: int = knob(0, "random seed for every stage")
@@ -102,4 +142,5 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    train_rm: TrainRMConfig = field(default_factory=TrainRMConfig)
     run: RunConfig = field(default_factory=RunConfig)
