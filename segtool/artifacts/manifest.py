@@ -206,6 +206,16 @@ class RunDir:
 
         self._update(change)
 
+    def remove_files(self, art_id: str, names: list[str]) -> None:
+        """Forget recorded files (the caller deletes them after this returns)."""
+
+        def change(manifest):
+            files = manifest["artifacts"][art_id]["files"]
+            for name in names:
+                files.pop(name, None)
+
+        self._update(change)
+
     def complete(self, art_id: str, *, rows: dict, metrics: dict, seconds: float) -> dict:
         def change(manifest):
             record = manifest["artifacts"][art_id]

@@ -56,6 +56,21 @@ def segment(opts: StageOptions):
     report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
 
 
+@app.command("train-rm")
+@stage_command
+def train_rm(opts: StageOptions):
+    """Train the segment-level reward model (METHOD §3) on the run directory's segments.
+
+    Backbone from pi_SFT + a bias-free value head; read-out end/differential; aggregation
+    avg/sum/min/last/attention; Bradley-Terry loss. Runs `segment` first when it is missing.
+    Baselines are configurations: bandit (segment.strategy=bandit), token (token), sentence (punct).
+    """
+    from segtool.pipeline import train_rm as stage
+
+    cfg = opts.load()
+    report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
+
+
 @app.command()
 @stage_command
 def run(opts: StageOptions):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-STAGE_ORDER = ("segment",)
+STAGE_ORDER = ("segment", "train-rm")
 
 
 def stage_module(name: str):

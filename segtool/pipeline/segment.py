@@ -277,10 +277,10 @@ def _write_parquet(table, path) -> None:
 
 
 class _progress:
-    """A rich progress bar over tokens on stderr (nothing when quiet)."""
+    """A rich progress bar on stderr (nothing when quiet); ``done`` units already finished."""
 
-    def __init__(self, quiet: bool, total: int, label: str):
-        self.quiet, self.total, self.label = quiet, total, label
+    def __init__(self, quiet: bool, total: int, label: str, unit: str = "responses", done: int = 0):
+        self.quiet, self.total, self.label, self.unit, self.done = quiet, total, label, unit, done
 
     def __enter__(self):
         if self.quiet:
@@ -289,9 +289,9 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("responses"), TimeRemainingColumn(), console=STDERR, transient=False)
+                             TextColumn(self.unit), TimeRemainingColumn(), console=STDERR, transient=False)
         self._bar.__enter__()
-        task = self._bar.add_task(self.label, total=self.total)
+        task = self._bar.add_task(self.label, total=self.total, completed=self.done)
         return lambda n: self._bar.advance(task, n)
 
     def __exit__(self, *exc):

@@ -1,0 +1,361 @@
+"""`segtool train-rm`: the segment-level reward model (METHOD §3), and its baselines by configuration.
+
+Consumes the run directory's segment artifact (computing it first when missing), holds out
+``train_rm.eval_fraction`` of the pairs, and trains backbone + value head with the Bradley-Terry loss
+on aggregated segment rewards. Chosen and rejected responses of a micro-batch share one forward pass.
+Outputs: ``model/`` (transformers folder + tokenizer + segtool_rm.json), ``metrics.parquet`` (one row per
+step), ``split.parquet`` (row_id -> train/eval). Resumable from ``checkpoint-NNNNNN/`` folders.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.schema import Config
+from segtool.errors import ConfigError
+from segtool.pipeline import segment
+from segtool.pipeline.common import STDERR, StageResult
+
+STAGE = "train-rm"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Plan:
+    art_id: str
+    identity_config: dict
+    parent: str
+
+
+def plan(cfg: Config) -> Plan:
+    parent = segment.plan(cfg).art_id
+    ident = {**identity_view(cfg, ("train_rm",)), "seed": cfg.run.seed}
+    return Plan(artifact_id(STAGE, ident, [parent], SCHEMA_VERSION), ident, parent)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: np.ndarray
+    response: np.ndarray
+    ends: np.ndarray  # segment ends, indices into the response
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.response)
+
+
+def pairs_from_segments(table) -> tuple[np.ndarray, list[tuple[Example, Example]]]:
+    """(row ids, [(chosen, rejected)]) from a segment table sorted by (row_id, side)."""
+    cols = {c: table[c].to_pylist() for c in ("row_id", "side", "prompt_token_ids", "response_token_ids", "segment_ends")}
+    by_row: dict[int, dict[str, Example]] = {}
+    for i, row in enumerate(cols["row_id"]):
+        by_row.setdefault(row, {})[cols["side"][i]] = Example(
+            np.asarray(cols["prompt_token_ids"][i]), np.asarray(cols["response_token_ids"][i]), np.asarray(cols["segment_ends"][i])
+        )
+    rows = np.array(sorted(by_row))
+    return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
+
+
+def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint (train, eval) positions, both sorted; at least one pair in each."""
+    if n < 2:
+        raise ConfigError(f"train-rm needs at least 2 preference pairs, got {n}", "give more data (data.max_rows)")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_eval = min(max(1, round(eval_fraction * n)), n - 1)
+    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+def collate(examples: list[Example], pad_id: int):
+    """Right-padded batch plus flat segment positions: ends [S] absolute, rows [S]."""
+    import torch
+
+    width = max(e.length for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    ends, rows = [], []
+    for r, e in enumerate(examples):
+        ids[r, : e.length] = torch.from_numpy(np.concatenate([e.prompt, e.response]).astype(np.int64))
+        mask[r, : e.length] = 1
+        ends.append(len(e.prompt) + e.ends)
+        rows.append(np.full(len(e.ends), r))
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "ends": torch.from_numpy(np.concatenate(ends).astype(np.int64)),
+        "rows": torch.from_numpy(np.concatenate(rows).astype(np.int64)),
+        "prompt_last": torch.tensor([len(e.prompt) - 1 for e in examples]),
+        "eos": torch.tensor([e.length - 1 for e in examples]),
+        "tokens": int(mask.sum()),
+    }
+
+
+def micro_batches(pairs, indices: np.ndarray, size: int) -> list[np.ndarray]:
+    """Split a global batch into length-grouped micro-batches (little padding)."""
+    lengths = np.array([max(pairs[i][0].length, pairs[i][1].length) for i in indices])
+    ordered = indices[np.argsort(-lengths, kind="stable")]
+    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+
+
+# -- model math ---------------------------------------------------------------------------------
+
+
+def sequence_scores(rm, batch, readout: str, aggregation: str, device):
+    """e(x, y) for every sequence of a collated batch: [B] float32."""
+    import torch
+
+    from segtool.core.rewards import aggregate, segment_rewards
+
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    ends, rows = batch["ends"].to(device), batch["rows"].to(device)
+    values, hidden = rm(ids, mask)
+    r = segment_rewards(values, ends, rows, readout, batch["prompt_last"].to(device))
+    scores = rm.segment_scores(hidden[rows, ends]) if aggregation == "attention" else None
+    last = values[torch.arange(len(values), device=device), batch["eos"].to(device)] if aggregation == "last" else None
+    return aggregate(r, rows, len(values), aggregation, scores=scores, last_values=last)
+
+
+def pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast):
+    """Bradley-Terry loss of pairs ``idx`` with chosen and rejected in one forward pass."""
+    from segtool.core.rewards import bradley_terry
+
+    batch = collate([pairs[i][0] for i in idx] + [pairs[i][1] for i in idx], pad_id)
+    with autocast():
+        e = sequence_scores(rm, batch, cfg_rm.readout, cfg_rm.aggregation, device)
+    loss, acc, margin = bradley_terry(e[: len(idx)], e[len(idx) :], cfg_rm.margin)
+    return loss, acc, margin, batch["tokens"]
+
+
+def evaluate(rm, pairs, indices, cfg_rm, pad_id, device, autocast, micro: int) -> dict:
+    """Pairwise accuracy, mean margin and loss over ``indices`` (no gradients)."""
+    import torch
+
+    rm.eval()
+    totals = np.zeros(3)
+    with torch.no_grad():
+        for idx in micro_batches(pairs, np.asarray(indices), micro):
+            loss, acc, margin, _ = pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast)
+            totals += np.array([loss.item(), acc.item(), margin.item()]) * len(idx)
+    loss, acc, margin = totals / max(len(indices), 1)
+    return {"pairs": int(len(indices)), "accuracy": float(acc), "mean_margin": float(margin), "loss": float(loss)}
+
+
+def make_autocast(cfg_rm, device: str):
+    import contextlib
+
+    import torch
+
+    if cfg_rm.bf16 == "false":
+        return contextlib.nullcontext
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    supported = torch.cuda.is_bf16_supported() if kind == "cuda" else True
+    if cfg_rm.bf16 == "true" and not supported:
+        raise ConfigError("train_rm.bf16 = true but this GPU has no bf16", 'use train_rm.bf16 = "false" or "auto"')
+    if not supported:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+def _checkpoint_names(record: dict) -> list[str]:
+    return sorted({n.split("/")[0] for n in record["files"] if n.startswith("checkpoint-")})
+
+
+def save_checkpoint(rundir: RunDir, art_id: str, step: int, rm, opt, sched, metrics: list[dict]) -> None:
+    """Write checkpoint-<step>/ (model weights + optimiser/scheduler/RNG state), record it, then
+    drop the previous one: a kill at any point leaves one intact, recorded checkpoint."""
+    import torch
+    from safetensors.torch import save_file
+
+    from segtool.artifacts.files import atomic_path
+
+    record = rundir.get(art_id)
+    name = f"checkpoint-{step:06d}"
+    folder = rundir.path_of(record, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in rm.state_dict().items()}, str(tmp))
+    with atomic_path(folder / "state.pt") as tmp:
+        torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "metrics": metrics, "rng": torch.get_rng_state()}, tmp)
+    for f in ("model.safetensors", "state.pt"):
+        rundir.add_file(art_id, f"{name}/{f}")
+    old = [n for n in _checkpoint_names(rundir.get(art_id)) if n != name]
+    rundir.remove_files(art_id, [f"{n}/{f}" for n in old for f in ("model.safetensors", "state.pt")])
+    for n in old:
+        shutil.rmtree(rundir.path_of(record, n), ignore_errors=True)
+
+
+def load_checkpoint(rundir: RunDir, record: dict, rm, opt, sched) -> tuple[int, list[dict]]:
+    import torch
+    from safetensors.torch import load_file
+
+    names = _checkpoint_names(record)
+    if not names:
+        return 0, []
+    folder = rundir.path_of(record, names[-1])
+    rm.load_state_dict(load_file(str(folder / "model.safetensors")))
+    state = torch.load(folder / "state.pt", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return state["step"], state["metrics"]
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    import torch
+
+    from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device, resolve_model_source
+    from segtool.models.reward import build_from_causal_lm
+
+    started = time.perf_counter()
+    seg = segment.run(cfg, resume=True, quiet=quiet)  # segments on the fly when missing; a no-op otherwise
+    rundir = RunDir(cfg.run.workdir)
+    the_plan = plan(cfg)
+    full_config = config_to_dict(cfg)
+    existing = rundir.get(the_plan.art_id)
+    if existing and existing["status"] == "complete" and not force:
+        rundir.verify(existing)
+        rundir.set_head(STAGE, the_plan.art_id, full_config)
+        return StageResult(STAGE, the_plan.art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+
+    _, table = segment.load_segments(rundir)
+    row_ids, pairs = pairs_from_segments(table)
+    train_idx, eval_idx = split_rows(len(pairs), cfg.train_rm.eval_fraction, cfg.run.seed)
+    c = cfg.train_rm
+    steps_per_epoch = math.ceil(len(train_idx) / c.global_batch)
+    total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
+
+    source = resolve_model_source(cfg.model)
+    tokenizer = load_tokenizer(source, cfg.model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = pick_device(cfg.model.device)
+    torch.manual_seed(cfg.run.seed)
+    rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
+                              attention=c.aggregation == "attention", seed=cfg.run.seed)
+    if c.gradient_checkpointing:
+        rm.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    autocast = make_autocast(c, device)
+    opt = torch.optim.AdamW(rm.parameters(), lr=c.lr, betas=(c.adam_beta1, c.adam_beta2), weight_decay=c.weight_decay)
+    from segtool.core.schedule import warmup_cosine
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, c.warmup_ratio, c.min_lr_ratio))
+
+    prior = rundir.get(the_plan.art_id)
+    resuming = resume and prior is not None and prior["status"] == "partial"
+    record = rundir.begin(
+        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[seg.artifact_id],
+        schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total},
+        inputs={"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))},
+    )
+    start, metrics = 0, []
+    if resuming:
+        rundir.verify(record)
+        start, metrics = load_checkpoint(rundir, record, rm, opt, sched)
+        STDERR.print(f"resuming {STAGE} at step {start} of {total}")
+
+    _train(rm, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch,
+           cfg.run.seed, metrics, rundir, the_plan.art_id, quiet)
+    evaluation = evaluate(rm, pairs, eval_idx, c, pad_id, device, autocast, c.micro_batch)
+    _write_outputs(rundir, the_plan.art_id, rm, tokenizer, cfg, seg, metrics, row_ids, train_idx)
+    final = {
+        "steps": total,
+        "train_pairs": int(len(train_idx)),
+        "train_loss_last": metrics[-1]["loss"] if metrics else None,
+        "eval_pairs": evaluation["pairs"],
+        "eval_accuracy": round(evaluation["accuracy"], 4),
+        "eval_mean_margin": round(evaluation["mean_margin"], 4),
+        "eval_loss": round(evaluation["loss"], 4),
+        "tokens_per_s": round(sum(m["tokens"] for m in metrics) / max(sum(m["seconds"] for m in metrics), 1e-9), 1),
+    }
+    record = rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
+                             seconds=time.perf_counter() - started)
+    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+
+
+def _train(rm, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch, seed,
+           metrics, rundir, art_id, quiet):
+    import torch
+
+    from segtool.pipeline.segment import _progress
+
+    rm.train()
+    with _progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
+        for step in range(start, total):
+            epoch, k = divmod(step, steps_per_epoch)
+            order = train_idx[np.random.default_rng([seed, epoch]).permutation(len(train_idx))]  # fixed per epoch
+            batch_idx = order[k * c.global_batch : (k + 1) * c.global_batch]
+            t0 = time.perf_counter()
+            sums = np.zeros(3)
+            tokens = 0
+            for idx in micro_batches(pairs, batch_idx, c.micro_batch):
+                loss, acc, margin, n_tok = pair_loss(rm, pairs, idx, c, pad_id, device, autocast)
+                (loss * (len(idx) / len(batch_idx))).backward()
+                sums += np.array([loss.item(), acc.item(), margin.item()]) * len(idx)
+                tokens += n_tok
+            grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), c.grad_clip if c.grad_clip > 0 else float("inf"))
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - t0
+            loss_v, acc_v, margin_v = sums / len(batch_idx)
+            metrics.append({"step": step + 1, "loss": float(loss_v), "accuracy": float(acc_v), "margin": float(margin_v),
+                            "lr": float(lr), "grad_norm": float(grad_norm), "tokens": tokens, "seconds": seconds,
+                            "tokens_per_s": tokens / seconds})
+            advance(1)
+            if c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < total:
+                save_checkpoint(rundir, art_id, step + 1, rm, opt, sched, metrics)
+
+
+def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, train_idx) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from segtool.artifacts.files import atomic_path
+    from segtool.models.reward import save_reward_model
+
+    record = rundir.get(art_id)
+    seg_cfg = seg.record["config"]["segment"]
+    metadata = {
+        "segment_artifact": seg.artifact_id,
+        "strategy": seg_cfg["strategy"], "c_ent": seg_cfg["c_ent"], "n": seg_cfg["n"],
+        "eos_in_last_segment": seg_cfg["eos_in_last_segment"],
+        "readout": cfg.train_rm.readout, "aggregation": cfg.train_rm.aggregation,
+        "template": seg.record["inputs"]["tokenizer"]["template"],
+        "max_len": cfg.tokenize.max_len, "max_prompt_len": cfg.tokenize.max_prompt_len,
+    }
+    staging = rundir.path_of(record, "model.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_reward_model(rm, tokenizer, staging, metadata)
+    final = rundir.path_of(record, "model")
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    for f in sorted(p for p in final.rglob("*") if p.is_file()):
+        rundir.add_file(art_id, f"model/{f.relative_to(final).as_posix()}")
+    with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
+        pq.write_table(pa.Table.from_pylist(metrics), tmp)
+    train_rows = set(row_ids[train_idx].tolist())
+    split = pa.table({"row_id": pa.array(row_ids, pa.int64()),
+                      "split": pa.array(["train" if r in train_rows else "eval" for r in row_ids.tolist()])})
+    with atomic_path(rundir.path_of(record, "split.parquet")) as tmp:
+        pq.write_table(split, tmp)
+    for name in ("metrics.parquet", "split.parquet"):
+        rundir.add_file(art_id, name)
+    for name in _checkpoint_names(rundir.get(art_id)):  # the finished model supersedes checkpoints
+        rundir.remove_files(art_id, [f"{name}/model.safetensors", f"{name}/state.pt"])
+        shutil.rmtree(rundir.path_of(record, name), ignore_errors=True)
