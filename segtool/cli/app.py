@@ -25,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+eval_app = typer.Typer(help="Evaluate: reward-model pairwise accuracy.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
 
@@ -132,6 +134,34 @@ def status(opts: StageOptions):
         STDOUT.print(note, highlight=False)
 
 
+@eval_app.command("rm")
+@stage_command
+def eval_rm(
+    opts: StageOptions,
+    rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder [default: the run directory's train-rm model].")] = None,
+):
+    """Pairwise accuracy and mean margin of a reward model on a preference file (--data), per `subset`
+    field and overall, segmenting the text exactly as the RM was trained."""
+    from rich.table import Table
+
+    from segtool.pipeline import eval_rm as stage
+
+    cfg = opts.load()
+    result = stage.run(cfg, rm, force=opts.force, quiet=opts.json_)
+    if opts.json_:
+        emit_json(result.to_json())
+        return
+    m = result.record["metrics"]
+    table = Table(title=f"reward model {m['rm']} on {cfg.data.path}", title_justify="left")
+    for col in ("subset", "pairs", "accuracy", "mean margin"):
+        table.add_column(col, justify="right" if col != "subset" else "left")
+    for name, sub in m["subsets"].items():
+        table.add_row(name, str(sub["pairs"]), f"{sub['accuracy']:.4f}", f"{sub['mean_margin']:.4f}")
+    if len(m["subsets"]) > 1:
+        table.add_row("[bold]overall[/]", str(m["pairs"]), f"{m['accuracy']:.4f}", f"{m['mean_margin']:.4f}")
+    STDOUT.print(table)
+
+
 @show_app.command("segments")
 @stage_command
 def show_segments(
@@ -155,6 +185,24 @@ def show_segments(
     if side not in ("chosen", "rejected", "both"):
         raise typer.BadParameter("use chosen, rejected or both", param_hint="--side")
     viz.segments_report(cfg, row, side, html, opts.json_)
+
+
+@show_app.command("rewards")
+@stage_command
+def show_rewards(
+    opts: StageOptions,
+    row: Annotated[int, typer.Option("--row", help="row_id of the pair in --data / data.path.")] = 0,
+    side: Annotated[str, typer.Option("--side", help="chosen or rejected.")] = "chosen",
+    rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder [default: the run directory's train-rm model].")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", help="A second reward model folder, shown side by side.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page here.")] = None,
+):
+    """Colour a response by segment reward (the paper's Fig. 2); --compare shows a second RM beside it."""
+    from segtool.viz import rewards as viz
+
+    if side not in ("chosen", "rejected"):
+        raise typer.BadParameter("use chosen or rejected", param_hint="--side")
+    viz.rewards_report(opts.load(), row, side, [rm] + ([compare] if compare else []), html, opts.json_)
 
 
 def main() -> None:

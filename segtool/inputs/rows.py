@@ -26,6 +26,7 @@ class Pair:
     prompt: tuple[dict, ...]  # chat messages, last one from the user
     chosen: str
     rejected: str
+    subset: str = ""  # optional grouping (e.g. RewardBench subsets) for per-subset reports
 
 
 class RowError(InputError):
@@ -116,7 +117,8 @@ def parse_pair(row_id: int, data: dict, where: str, fmt: str = "auto") -> Pair:
             raise RowError(where, field, "is an empty response", "remove the row or give a non-empty response")
     if chosen == rejected:
         raise RowError(where, "rejected", "is identical to 'chosen'", "a preference pair needs two different responses")
-    return Pair(row_id=row_id, prompt=tuple(prompt), chosen=chosen, rejected=rejected)
+    subset = data.get("subset")
+    return Pair(row_id=row_id, prompt=tuple(prompt), chosen=chosen, rejected=rejected, subset=str(subset) if subset is not None else "")
 
 
 def _str(data: dict, field: str, where: str) -> str:

@@ -333,6 +333,7 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
     seg_cfg = seg.record["config"]["segment"]
     metadata = {
         "segment_artifact": seg.artifact_id,
+        "sft_model": segment.plan(cfg).inputs["model"],  # entropies for new text must come from this model
         "strategy": seg_cfg["strategy"], "c_ent": seg_cfg["c_ent"], "n": seg_cfg["n"],
         "eos_in_last_segment": seg_cfg["eos_in_last_segment"],
         "readout": cfg.train_rm.readout, "aggregation": cfg.train_rm.aggregation,

@@ -129,3 +129,42 @@ def test_baselines_and_variants_share_one_code_path(tmp_path, sets):
     assert math.isfinite(result.summary["train_loss_last"])
     meta = (Path(RunDir(tmp_path / "run").path_of(result.record, "model")) / "segtool_rm.json").read_text()
     assert all(s.split("=")[1] in meta for s in sets if s.split(".")[1].split("=")[0] in ("strategy", "aggregation", "readout"))
+
+
+def test_eval_rm_reproduces_the_held_out_accuracy(tmp_path):
+    """`eval rm` on a file holding exactly the held-out pairs gives train-rm's own eval numbers."""
+    import gzip
+    import json
+
+    from segtool.pipeline import eval_rm
+
+    cfg = tiny(tmp_path / "run", "train_rm.max_steps=3", "train_rm.lr=1e-3")
+    trained = stage.run(cfg, quiet=True)
+    rundir = RunDir(cfg.run.workdir)
+    split = pq.read_table(rundir.path_of(trained.record, "split.parquet")).to_pylist()
+    held_out = {s["row_id"] for s in split if s["split"] == "eval"}
+    lines = [line for i, line in enumerate(gzip.open(cfg.data.path, "rt")) if i in held_out]
+    data = tmp_path / "held_out.jsonl"
+    data.write_text("".join(json.dumps({**json.loads(line), "subset": f"s{i % 2}"}) + "\n" for i, line in enumerate(lines)))
+    cfg_eval = load_config(preset="tiny", overrides=SMALL[1:], workdir=str(tmp_path / "run"), data=str(data))[0]
+    result = eval_rm.run(cfg_eval, quiet=True)
+    m = result.record["metrics"]
+    assert m["pairs"] == len(held_out) == trained.summary["eval_pairs"]
+    assert m["accuracy"] == trained.summary["eval_accuracy"]
+    assert abs(m["mean_margin"] - trained.summary["eval_mean_margin"]) < 1e-4
+    assert set(m["subsets"]) == {"s0", "s1"} and sum(s["pairs"] for s in m["subsets"].values()) == m["pairs"]
+    assert eval_rm.run(cfg_eval, quiet=True).outcome == "up-to-date"
+
+
+def test_show_rewards_side_by_side_html(tmp_path):
+    from segtool.viz.rewards import colour, rewards_report
+
+    cfg = tiny(tmp_path / "run", "train_rm.max_steps=1")
+    stage.run(cfg, quiet=True)
+    other = tiny(tmp_path / "token", "train_rm.max_steps=1", "segment.strategy=token")
+    token_rm = RunDir(other.run.workdir).path_of(stage.run(other, quiet=True).record, "model")
+    html = tmp_path / "r.html"
+    rewards_report(cfg, 2, "rejected", [None, str(token_rm)], html, json_out=True)
+    page = html.read_text()
+    assert page.count("<td>") == 2 and "token · end · avg" in page and "entropy c_ent=5.6 · end · avg" in page
+    assert colour(0.0, 1.0) == (255, 255, 255) and colour(1.0, 1.0) == (64, 190, 90) and colour(-2.0, 1.0) == (225, 70, 60)

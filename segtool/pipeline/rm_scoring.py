@@ -1,0 +1,107 @@
+"""Score new text with a trained reward model, segmented exactly as in its training (shared by
+`eval rm` and `show rewards`).
+
+The RM folder's segtool_rm.json says how: strategy, c_ent, n, EOS policy, template and lengths.
+Entropy segmentation needs pi_SFT; it must be the model the RM was trained from (checked by
+fingerprint), otherwise the segments would differ from training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segtool.artifacts.manifest import RunDir
+from segtool.config.schema import Config
+from segtool.errors import ArtifactError, ConfigError
+from segtool.models.reward import METADATA
+
+REQUIRED_KEYS = {"strategy", "c_ent", "n", "eos_in_last_segment", "readout", "aggregation", "template",
+                 "max_len", "max_prompt_len", "sft_model"}
+
+
+@dataclass
+class ScoringSetup:
+    folder: Path
+    meta: dict
+    cfg: Config  # the run config with the RM's segmentation and lengths applied
+    rm: object
+    encoder: object
+    device: str
+
+
+def resolve_rm_folder(cfg: Config, rm: str | None) -> tuple[Path, list[str]]:
+    """The RM folder to use and its parent artifact ids: --rm DIR, else the run directory's train-rm."""
+    if rm:
+        folder = Path(rm).expanduser().resolve()
+        if not (folder / METADATA).is_file():
+            raise ArtifactError(f"{folder} is not a segtool reward model folder (no {METADATA})",
+                                "pass the model/ folder of a train-rm artifact")
+        return folder, []
+    rundir = RunDir(cfg.run.workdir)
+    record = rundir.require_head("train-rm")
+    return rundir.path_of(record, "model"), [record["id"]]
+
+
+def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
+    import torch
+    from transformers import AutoTokenizer
+
+    from segtool.inputs.formatting import Encoder
+    from segtool.models.loading import DTYPES, pick_device
+    from segtool.models.reward import load_reward_model
+
+    meta = json.loads((folder / METADATA).read_text())
+    missing = sorted(REQUIRED_KEYS - set(meta))
+    if missing:
+        raise ArtifactError(f"{folder / METADATA} lacks {', '.join(missing)}",
+                            "it was written by an older segtool: retrain with `segtool train-rm --force`")
+    seg = dataclasses.replace(cfg.segment, strategy=meta["strategy"], c_ent=meta["c_ent"], n=meta["n"],
+                              eos_in_last_segment=meta["eos_in_last_segment"])
+    tok_cfg = dataclasses.replace(cfg.tokenize, max_len=meta["max_len"], max_prompt_len=meta["max_prompt_len"],
+                                  template="auto" if meta["template"] == "chat" else "plain")
+    run_cfg = dataclasses.replace(cfg, segment=seg, tokenize=tok_cfg)
+    device = pick_device(cfg.model.device)
+    rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
+    encoder = Encoder.create(AutoTokenizer.from_pretrained(folder), tok_cfg.max_len, tok_cfg.max_prompt_len, tok_cfg.template)
+    return ScoringSetup(folder, meta, run_cfg, rm, encoder, device)
+
+
+def segment_pairs(setup: ScoringSetup, pairs) -> list:
+    """[(chosen Example, rejected Example)] segmented as in the RM's training."""
+    from segtool.models.loading import load_causal_lm, resolve_model_source
+    from segtool.pipeline.segment import compute_entropies, encode_pairs, punct_table, shard_table
+    from segtool.pipeline.train_rm import pairs_from_segments
+
+    seqs = encode_pairs(pairs, setup.encoder)
+    if setup.cfg.segment.strategy == "entropy":
+        source = resolve_model_source(setup.cfg.model)
+        if source.fingerprint() != setup.meta["sft_model"]:
+            raise ConfigError(
+                "the configured model is not the pi_SFT this reward model was segmented with",
+                "pass that model with --set model.path=... (entropy segments depend on it)",
+            )
+        entropies = compute_entropies(load_causal_lm(source, setup.cfg.model, setup.device), seqs, setup.cfg, setup.device)
+    else:  # these strategies never look at entropies
+        entropies = [np.zeros(len(s.response), dtype=np.float32) for s in seqs]
+    table_punct = punct_table(setup.encoder.tokenizer) if setup.cfg.segment.strategy == "punct" else None
+    return pairs_from_segments(shard_table(seqs, entropies, setup.cfg, table_punct))[1]
+
+
+def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
+    """r_t of every segment of one example (METHOD §3 read-out), float32."""
+    import torch
+
+    from segtool.core.rewards import segment_rewards
+    from segtool.pipeline.train_rm import collate
+
+    batch = collate([example], setup.encoder.tokenizer.pad_token_id or 0)
+    with torch.no_grad():
+        values, _ = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
+        r = segment_rewards(values, batch["ends"].to(setup.device), batch["rows"].to(setup.device),
+                            setup.meta["readout"], batch["prompt_last"].to(setup.device))
+    return r.float().cpu().numpy()
