@@ -103,6 +103,29 @@ def _merge(raw: dict, source: str, into: dict, base: Path) -> None:
             into.setdefault(section, {})[key] = value
 
 
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}", "fix the syntax at the line shown") from None
+
+
+def _preset_chain(path: Path) -> list[Path]:
+    """The files to merge, base first: a file may say ``extends = "NAME"`` (a preset name, or a
+    .toml path relative to the file) and override only what differs."""
+    chain = [path]
+    while True:
+        parent = _read_toml(chain[-1]).get("extends")
+        if parent is None:
+            return list(reversed(chain))
+        if not isinstance(parent, str):
+            raise ConfigError(f"{chain[-1]}: extends must be a preset name or a .toml path", 'e.g. extends = "tiny"')
+        nxt = (chain[-1].parent / parent).resolve() if parent.endswith(".toml") else preset_path(parent)
+        if nxt in chain:
+            raise ConfigError(f"{chain[-1]}: extends makes a cycle through {nxt}", "remove one of the extends keys")
+        chain.append(nxt)
+
+
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``section.key=value`` -> (section, key, value); the value is read as TOML, else as a string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
@@ -141,11 +164,10 @@ def load_config(
         path = preset_path(preset) if preset else Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file {path} not found", "check the path passed to --config")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: invalid TOML: {err}", "fix the syntax at the line shown") from None
-        _merge(raw, str(path), merged, path.parent.resolve())
+        for layer in _preset_chain(path):
+            raw = _read_toml(layer)
+            raw.pop("extends", None)
+            _merge(raw, str(layer), merged, layer.parent.resolve())
         name = preset or path.stem
     for text in overrides:
         section, key, value = parse_override(text)

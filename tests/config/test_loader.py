@@ -354,3 +354,27 @@ def test_relative_workdir_is_made_absolute_against_the_working_directory(tmp_pat
     cfg, _ = load_config(preset="tiny", overrides=["run.workdir=rel/run"])
     assert cfg.run.workdir == str(tmp_path / "rel" / "run")
     assert load_config(preset="tiny")[0].run.workdir == str(tmp_path / "runs" / "tiny")
+
+
+def test_every_shipped_preset_loads():
+    from segtool.config.loader import available_presets
+
+    names = available_presets()
+    assert {"tiny", "smollm2", "paper-phi3", "paper-llama3", "tiny-bandit", "tiny-token"} <= set(names)
+    for name in names:
+        load_config(preset=name)
+
+
+def test_extends_chain_relative_path_and_cycle(tmp_path):
+    (tmp_path / "base.toml").write_text('extends = "tiny"\n[segment]\nc_ent = 3.0\nn = 7\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\n[segment]\nn = 9\n')
+    cfg, _ = load_config(config_file=tmp_path / "child.toml")
+    assert (cfg.segment.c_ent, cfg.segment.n, cfg.segment.strategy) == (3.0, 9, "entropy")
+    assert cfg.model.path.endswith("data/models/tinystories-656k")  # tiny's own relative path still resolves
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(config_file=tmp_path / "a.toml")
+    (tmp_path / "bad.toml").write_text("extends = 3\n")
+    with pytest.raises(ConfigError, match="extends must be"):
+        load_config(config_file=tmp_path / "bad.toml")
