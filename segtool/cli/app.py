@@ -209,7 +209,13 @@ def main() -> None:
     """Entry point: known errors -> one line + hint, exit 1; usage errors exit 2 (click)."""
     debug = os.environ.get("SEGTOOL_DEBUG") == "1"
     try:
-        app()
+        try:
+            app()
+        finally:
+            if "torch" in sys.modules:  # under torchrun/deepspeed: leave the process group cleanly
+                from segtool.distributed import shutdown
+
+                shutdown()
     except SegtoolError as err:
         if debug:
             raise

@@ -24,6 +24,10 @@ def summary_table(title: str, rows: dict) -> Table:
 
 
 def report_stage(result, json_out: bool) -> None:
+    from segtool.distributed import is_main
+
+    if not is_main():  # under a launcher only rank 0 reports
+        return
     if json_out:
         emit_json(result.to_json())
         return

@@ -150,19 +150,112 @@ def evaluate(rm, pairs, indices, cfg_rm, pad_id, device, autocast, micro: int) -
 
 
 def make_autocast(cfg_rm, device: str):
-    import contextlib
-
     import torch
 
     if cfg_rm.bf16 == "false":
-        return contextlib.nullcontext
+        return _no_autocast
     kind = "cuda" if device.startswith("cuda") else "cpu"
     supported = torch.cuda.is_bf16_supported() if kind == "cuda" else True
     if cfg_rm.bf16 == "true" and not supported:
         raise ConfigError("train_rm.bf16 = true but this GPU has no bf16", 'use train_rm.bf16 = "false" or "auto"')
     if not supported:
-        return contextlib.nullcontext
+        return _no_autocast
     return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+
+
+# -- optimisation backends ----------------------------------------------------------------------
+
+
+class LocalBackend:
+    """Single process: accumulate weighted micro-batch gradients, clip, step."""
+
+    def __init__(self, rm, opt, sched, c):
+        self.model, self.opt, self.sched, self.clip = rm, opt, sched, c.grad_clip
+        self.rank, self.world = 0, 1
+
+    def backward(self, loss, weight: float) -> None:
+        (loss * weight).backward()
+
+    def finish_step(self) -> float:
+        import torch
+
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip > 0 else float("inf"))
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def save(self, rundir, art_id, step, metrics) -> None:
+        save_checkpoint(rundir, art_id, step, self.model, self.opt, self.sched, metrics)
+
+    def load(self, rundir, record):
+        return load_checkpoint(rundir, record, self.model, self.opt, self.sched)
+
+    def full_weights(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class DeepSpeedBackend:
+    """Data parallel under a launcher: DeepSpeed averages gradients over accumulation steps and
+    ranks (so each micro-batch passes its plain mean loss) and steps at the accumulation boundary."""
+
+    def __init__(self, rm, opt, sched, c, bf16: bool):
+        import deepspeed
+
+        from segtool import distributed
+
+        self.rank, self.world, self.stage = distributed.rank(), distributed.world(), c.zero_stage
+        config = distributed.deepspeed_config(c, self.world, bf16)
+        if c.zero_stage == 3 and config["gradient_accumulation_steps"] > 1 and distributed.is_main():
+            STDERR.print(
+                "[yellow]warning:[/] ZeRO-3 with gradient accumulation did not reproduce single-process gradients "
+                "in segtool's tests (DeepSpeed 0.19, gloo: half the gradient norm; see DeepSpeed issue #1488); "
+                "ZeRO-0/1/2 with accumulation, and ZeRO-3 without it, match. Check on your cluster, or pick "
+                "micro_batch x processes = global_batch.", highlight=False)
+        self.engine, self.opt, _, self.sched = deepspeed.initialize(model=rm, optimizer=opt, lr_scheduler=sched, config=config)
+        self.model = self.engine.module
+
+    def backward(self, loss, weight: float) -> None:
+        self.engine.backward(loss)
+        self.engine.step()
+
+    def finish_step(self) -> float:
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def save(self, rundir, art_id, step, metrics) -> None:
+        from segtool import distributed
+
+        name = f"checkpoint-{step:06d}"
+        record = rundir.get(art_id)
+        folder = rundir.path_of(record, name)
+        self.engine.save_checkpoint(str(folder), tag="ds", client_state={"step": step, "metrics": metrics})
+        distributed.barrier()
+        if distributed.is_main():
+            old = _checkpoint_names(rundir.get(art_id))
+            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+                rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
+            _drop_checkpoints(rundir, art_id, [n for n in old if n != name])
+        distributed.barrier()
+
+    def load(self, rundir, record):
+        names = _checkpoint_names(record)
+        if not names:
+            return 0, []
+        _, state = self.engine.load_checkpoint(str(rundir.path_of(record, names[-1])), tag="ds")
+        return state["step"], state["metrics"]
+
+    def full_weights(self):
+        """Every parameter materialised on every rank (ZeRO-3 shards them)."""
+        import contextlib
+
+        import deepspeed
+
+        if self.stage < 3:
+            return contextlib.nullcontext()
+        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -191,9 +284,14 @@ def save_checkpoint(rundir: RunDir, art_id: str, step: int, rm, opt, sched, metr
                     "metrics": metrics, "rng": torch.get_rng_state()}, tmp)
     for f in ("model.safetensors", "state.pt"):
         rundir.add_file(art_id, f"{name}/{f}")
-    old = [n for n in _checkpoint_names(rundir.get(art_id)) if n != name]
-    rundir.remove_files(art_id, [f"{n}/{f}" for n in old for f in ("model.safetensors", "state.pt")])
-    for n in old:
+    _drop_checkpoints(rundir, art_id, [n for n in _checkpoint_names(rundir.get(art_id)) if n != name])
+
+
+def _drop_checkpoints(rundir: RunDir, art_id: str, names: list[str]) -> None:
+    """Forget, then delete, whole checkpoint folders."""
+    record = rundir.get(art_id)
+    rundir.remove_files(art_id, [f for f in record["files"] if f.split("/")[0] in names])
+    for n in names:
         shutil.rmtree(rundir.path_of(record, n), ignore_errors=True)
 
 
@@ -219,31 +317,46 @@ def load_checkpoint(rundir: RunDir, record: dict, rm, opt, sched) -> tuple[int, 
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     import torch
 
+    from segtool import distributed
+    from segtool.core.schedule import warmup_cosine
     from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device, resolve_model_source
     from segtool.models.reward import build_from_causal_lm
 
     started = time.perf_counter()
-    seg = segment.run(cfg, resume=True, quiet=quiet)  # segments on the fly when missing; a no-op otherwise
+    parallel = distributed.launched()
+    device = distributed.local_device(pick_device(cfg.model.device))
+    if parallel:
+        distributed.init(device)
+    main = distributed.is_main()
+    quiet = quiet or not main
+    # Segments on the fly when missing (a no-op otherwise); only rank 0 writes the run directory.
+    seg = segment.run(cfg, resume=True, quiet=quiet) if main else None
+    distributed.barrier()
+    seg = seg or segment.run(cfg, resume=True, quiet=True)  # other ranks: now an up-to-date no-op
     rundir = RunDir(cfg.run.workdir)
     the_plan = plan(cfg)
     full_config = config_to_dict(cfg)
     existing = rundir.get(the_plan.art_id)
     if existing and existing["status"] == "complete" and not force:
         rundir.verify(existing)
-        rundir.set_head(STAGE, the_plan.art_id, full_config)
+        if main:
+            rundir.set_head(STAGE, the_plan.art_id, full_config)
         return StageResult(STAGE, the_plan.art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
 
     _, table = segment.load_segments(rundir)
     row_ids, pairs = pairs_from_segments(table)
     train_idx, eval_idx = split_rows(len(pairs), cfg.train_rm.eval_fraction, cfg.run.seed)
     c = cfg.train_rm
-    steps_per_epoch = math.ceil(len(train_idx) / c.global_batch)
+    # DeepSpeed needs full global batches: there the last partial one of an epoch is dropped.
+    steps_per_epoch = len(train_idx) // c.global_batch if parallel else math.ceil(len(train_idx) / c.global_batch)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{len(train_idx)} training pairs do not fill one global batch of {c.global_batch}",
+                          "lower train_rm.global_batch or give more data")
     total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
 
     source = resolve_model_source(cfg.model)
     tokenizer = load_tokenizer(source, cfg.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = pick_device(cfg.model.device)
     torch.manual_seed(cfg.run.seed)
     rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
                               attention=c.aggregation == "attention", seed=cfg.run.seed)
@@ -251,75 +364,92 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         rm.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     autocast = make_autocast(c, device)
     opt = torch.optim.AdamW(rm.parameters(), lr=c.lr, betas=(c.adam_beta1, c.adam_beta2), weight_decay=c.weight_decay)
-    from segtool.core.schedule import warmup_cosine
-
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, c.warmup_ratio, c.min_lr_ratio))
+    if parallel:  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
+        backend = DeepSpeedBackend(rm, opt, sched, c, bf16=autocast is not _no_autocast)
+        autocast = _no_autocast
+    else:
+        backend = LocalBackend(rm, opt, sched, c)
 
     prior = rundir.get(the_plan.art_id)
     resuming = resume and prior is not None and prior["status"] == "partial"
-    record = rundir.begin(
-        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[seg.artifact_id],
-        schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total},
-        inputs={"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))},
-    )
+    if main:
+        rundir.begin(
+            STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[seg.artifact_id],
+            schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total, "world_size": distributed.world()},
+            inputs={"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))},
+        )
+    distributed.barrier()
+    record = rundir.get(the_plan.art_id)
     start, metrics = 0, []
     if resuming:
         rundir.verify(record)
-        start, metrics = load_checkpoint(rundir, record, rm, opt, sched)
-        STDERR.print(f"resuming {STAGE} at step {start} of {total}")
+        start, metrics = backend.load(rundir, record)
+        if main:
+            STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    _train(rm, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch,
+    _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch,
            cfg.run.seed, metrics, rundir, the_plan.art_id, quiet)
-    evaluation = evaluate(rm, pairs, eval_idx, c, pad_id, device, autocast, c.micro_batch)
-    _write_outputs(rundir, the_plan.art_id, rm, tokenizer, cfg, seg, metrics, row_ids, train_idx)
+    evaluation = evaluate(backend.model, pairs, eval_idx, c, pad_id, device, autocast, c.micro_batch)
+    with backend.full_weights():
+        if main:
+            _write_outputs(rundir, the_plan.art_id, backend.model, tokenizer, cfg, seg, metrics, row_ids, train_idx)
+    distributed.barrier()
     final = {
         "steps": total,
         "train_pairs": int(len(train_idx)),
-        "train_loss_last": metrics[-1]["loss"] if metrics else None,
+        "train_loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
         "eval_pairs": evaluation["pairs"],
         "eval_accuracy": round(evaluation["accuracy"], 4),
         "eval_mean_margin": round(evaluation["mean_margin"], 4),
         "eval_loss": round(evaluation["loss"], 4),
         "tokens_per_s": round(sum(m["tokens"] for m in metrics) / max(sum(m["seconds"] for m in metrics), 1e-9), 1),
+        "world_size": distributed.world(),
     }
-    record = rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
-                             seconds=time.perf_counter() - started)
+    if main:
+        rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
+                        seconds=time.perf_counter() - started)
+    distributed.barrier()
+    record = rundir.get(the_plan.art_id)
     return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
 
 
-def _train(rm, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch, seed,
-           metrics, rundir, art_id, quiet):
-    import torch
+def _no_autocast():
+    import contextlib
 
+    return contextlib.nullcontext()
+
+
+def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch, seed,
+           metrics, rundir, art_id, quiet):
+    from segtool import distributed
     from segtool.pipeline.segment import _progress
 
-    rm.train()
+    backend.model.train()
     with _progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
         for step in range(start, total):
             epoch, k = divmod(step, steps_per_epoch)
             order = train_idx[np.random.default_rng([seed, epoch]).permutation(len(train_idx))]  # fixed per epoch
             batch_idx = order[k * c.global_batch : (k + 1) * c.global_batch]
             t0 = time.perf_counter()
-            sums = np.zeros(3)
-            tokens = 0
-            for idx in micro_batches(pairs, batch_idx, c.micro_batch):
-                loss, acc, margin, n_tok = pair_loss(rm, pairs, idx, c, pad_id, device, autocast)
-                (loss * (len(idx) / len(batch_idx))).backward()
-                sums += np.array([loss.item(), acc.item(), margin.item()]) * len(idx)
-                tokens += n_tok
-            grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), c.grad_clip if c.grad_clip > 0 else float("inf"))
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            sums = [0.0, 0.0, 0.0, 0.0]  # loss, accuracy, margin (pair-weighted), tokens
+            lr = backend.opt.param_groups[0]["lr"]
+            # Each rank takes every world-th micro-batch of the (length-grouped) global batch.
+            for idx in micro_batches(pairs, batch_idx, c.micro_batch)[backend.rank :: backend.world]:
+                loss, acc, margin, n_tok = pair_loss(backend.model, pairs, idx, c, pad_id, device, autocast)
+                backend.backward(loss, len(idx) / len(batch_idx))
+                for j, v in enumerate((loss.item(), acc.item(), margin.item())):
+                    sums[j] += v * len(idx)
+                sums[3] += n_tok
+            grad_norm = backend.finish_step()
+            loss_s, acc_s, margin_s, tokens = distributed.all_sum(sums)
             seconds = time.perf_counter() - t0
-            loss_v, acc_v, margin_v = sums / len(batch_idx)
-            metrics.append({"step": step + 1, "loss": float(loss_v), "accuracy": float(acc_v), "margin": float(margin_v),
-                            "lr": float(lr), "grad_norm": float(grad_norm), "tokens": tokens, "seconds": seconds,
-                            "tokens_per_s": tokens / seconds})
+            metrics.append({"step": step + 1, "loss": loss_s / len(batch_idx), "accuracy": acc_s / len(batch_idx),
+                            "margin": margin_s / len(batch_idx), "lr": float(lr), "grad_norm": grad_norm,
+                            "tokens": int(tokens), "seconds": seconds, "tokens_per_s": tokens / seconds})
             advance(1)
             if c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < total:
-                save_checkpoint(rundir, art_id, step + 1, rm, opt, sched, metrics)
+                backend.save(rundir, art_id, step + 1, metrics)
 
 
 def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, train_idx) -> None:
@@ -357,6 +487,4 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
         pq.write_table(split, tmp)
     for name in ("metrics.parquet", "split.parquet"):
         rundir.add_file(art_id, name)
-    for name in _checkpoint_names(rundir.get(art_id)):  # the finished model supersedes checkpoints
-        rundir.remove_files(art_id, [f"{name}/model.safetensors", f"{name}/state.pt"])
-        shutil.rmtree(rundir.path_of(record, name), ignore_errors=True)
+    _drop_checkpoints(rundir, art_id, _checkpoint_names(rundir.get(art_id)))  # the final model supersedes them

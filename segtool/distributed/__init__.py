@@ -1,0 +1,86 @@
+"""Data-parallel training when launched by `deepspeed` or `torchrun` (DeepSpeed ZeRO 0-3).
+
+The same command trains single-process by default; under a launcher (RANK/WORLD_SIZE/LOCAL_RANK in
+the environment) it initialises torch.distributed through DeepSpeed (NCCL on GPUs, gloo on CPU)
+and builds the DeepSpeed config from the stage config. Only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from segtool.errors import ConfigError
+
+
+def launched() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def local_device(device: str) -> str:
+    """Each rank's own GPU under a launcher."""
+    if launched() and device.startswith("cuda"):
+        return f"cuda:{os.environ['LOCAL_RANK']}"
+    return device
+
+
+def init(device: str) -> None:
+    import deepspeed
+    import torch
+
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if device.startswith("cuda") else "gloo")
+
+
+def barrier() -> None:
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def all_sum(values: list[float]) -> list[float]:
+    import torch
+
+    if not torch.distributed.is_initialized():
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def shutdown() -> None:
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def deepspeed_config(c, world_size: int, bf16: bool) -> dict:
+    """DeepSpeed config from the train_rm section: global batch = micro x accumulation x world."""
+    if c.global_batch % (c.micro_batch * world_size):
+        raise ConfigError(
+            f"train_rm.global_batch ({c.global_batch}) is not a multiple of micro_batch ({c.micro_batch}) x world size ({world_size})",
+            "choose micro_batch and the number of processes so that they divide global_batch",
+        )
+    return {
+        "train_batch_size": c.global_batch,
+        "train_micro_batch_size_per_gpu": c.micro_batch,
+        "gradient_accumulation_steps": c.global_batch // (c.micro_batch * world_size),
+        "gradient_clipping": c.grad_clip,
+        "zero_optimization": {"stage": c.zero_stage},
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
