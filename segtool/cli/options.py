@@ -55,8 +55,11 @@ def stage_command(fn):
 
     @functools.wraps(fn)
     def wrapper(**kwargs):
+        from segtool.cli.output import own_stdout
+
         opts = StageOptions(**{name: kwargs.pop(name) for name in SHARED})
-        return fn(opts, **kwargs)
+        with own_stdout():
+            return fn(opts, **kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
     wrapper.__signature__ = inspect.Signature(params)
