@@ -168,3 +168,13 @@ def test_show_rewards_side_by_side_html(tmp_path):
     page = html.read_text()
     assert page.count("<td>") == 2 and "token · end · avg" in page and "entropy c_ent=5.6 · end · avg" in page
     assert colour(0.0, 1.0) == (255, 255, 255) and colour(1.0, 1.0) == (64, 190, 90) and colour(-2.0, 1.0) == (225, 70, 60)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+    plain = stage.run(tiny(tmp_path / "a", "train_rm.max_steps=2", "train_rm.lr=1e-3"), quiet=True)
+    ckpt = stage.run(tiny(tmp_path / "b", "train_rm.max_steps=2", "train_rm.lr=1e-3",
+                          "train_rm.gradient_checkpointing=true"), quiet=True)
+    assert plain.artifact_id == ckpt.artifact_id  # an execution knob, not part of identity
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+    assert abs(plain.summary["train_loss_last"] - ckpt.summary["train_loss_last"]) < 1e-6
