@@ -28,3 +28,18 @@ class StageResult:
             "rows": self.record["rows"],
             "metrics": self.record["metrics"],
         }
+
+
+def already_complete(rundir, stage: str, art_id: str, config: dict | None, force: bool, main: bool = True):
+    """The StageResult of a complete artifact with this identity (hashes verified), or None.
+
+    Re-running a complete stage is a no-op that says so; it also makes that artifact the stage's
+    head again (``config`` None: leave the heads alone, for side artifacts such as evaluations).
+    """
+    existing = rundir.get(art_id)
+    if force or not existing or existing["status"] != "complete":
+        return None
+    rundir.verify(existing)
+    if config is not None and main:
+        rundir.set_head(stage, art_id, config)
+    return StageResult(stage, art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])

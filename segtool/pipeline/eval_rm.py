@@ -11,7 +11,7 @@ from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
-from segtool.pipeline.common import StageResult
+from segtool.pipeline.common import StageResult, already_complete
 
 STAGE = "eval-rm"
 SCHEMA_VERSION = 1
@@ -32,10 +32,9 @@ def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool 
     ident["data"] = {**ident["data"], "path": segment.data_identity(cfg)}
     art_id = artifact_id(STAGE, ident, parents, SCHEMA_VERSION)
     rundir = RunDir(cfg.run.workdir)
-    existing = rundir.get(art_id)
-    if existing and existing["status"] == "complete" and not force:
-        rundir.verify(existing)
-        return StageResult(STAGE, art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+    done = already_complete(rundir, STAGE, art_id, None, force)
+    if done:
+        return done
 
     report = read_pairs(cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
                         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)

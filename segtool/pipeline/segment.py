@@ -20,7 +20,7 @@ from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ConfigError, InputError
-from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.common import STDERR, StageResult, already_complete
 
 STAGE = "segment"
 SCHEMA_VERSION = 1
@@ -222,11 +222,9 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     rundir = RunDir(cfg.run.workdir)
     the_plan = plan(cfg)
     full_config = config_to_dict(cfg)
-    existing = rundir.get(the_plan.art_id)
-    if existing and existing["status"] == "complete" and not force:
-        rundir.verify(existing)
-        rundir.set_head(STAGE, the_plan.art_id, full_config)
-        return StageResult(STAGE, the_plan.art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
+    if done:
+        return done
 
     # Read and validate everything before touching the run directory: bad input leaves no artifact.
     report = read_pairs(

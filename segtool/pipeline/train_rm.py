@@ -21,7 +21,7 @@ from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.errors import ConfigError
 from segtool.pipeline import segment
-from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.common import STDERR, StageResult, already_complete
 
 STAGE = "train-rm"
 SCHEMA_VERSION = 1
@@ -336,12 +336,9 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     rundir = RunDir(cfg.run.workdir)
     the_plan = plan(cfg)
     full_config = config_to_dict(cfg)
-    existing = rundir.get(the_plan.art_id)
-    if existing and existing["status"] == "complete" and not force:
-        rundir.verify(existing)
-        if main:
-            rundir.set_head(STAGE, the_plan.art_id, full_config)
-        return StageResult(STAGE, the_plan.art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force, main)
+    if done:
+        return done
 
     _, table = segment.load_segments(rundir)
     row_ids, pairs = pairs_from_segments(table)
