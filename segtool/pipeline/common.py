@@ -43,3 +43,27 @@ def already_complete(rundir, stage: str, art_id: str, config: dict | None, force
     if config is not None and main:
         rundir.set_head(stage, art_id, config)
     return StageResult(stage, art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+
+
+class progress:
+    """A rich progress bar on stderr (nothing when quiet); ``done`` units already finished."""
+
+    def __init__(self, quiet: bool, total: int, label: str, unit: str = "responses", done: int = 0):
+        self.quiet, self.total, self.label, self.unit, self.done = quiet, total, label, unit, done
+
+    def __enter__(self):
+        if self.quiet:
+            self._bar = None
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn(self.unit), TimeRemainingColumn(), console=STDERR, transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.label, total=self.total, completed=self.done)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False

@@ -20,7 +20,7 @@ from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ConfigError, InputError
-from segtool.pipeline.common import STDERR, StageResult, already_complete
+from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
 
 STAGE = "segment"
 SCHEMA_VERSION = 1
@@ -201,7 +201,7 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
     shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
     shards = [pairs[i : i + shard_rows] for i in range(0, len(pairs), shard_rows)]
     todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
-    with _progress(quiet, 2 * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
+    with progress(quiet, 2 * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
         for k in todo:
             seqs = encode_pairs(shards[k], encoder)
             t0 = time.perf_counter()
@@ -272,30 +272,6 @@ def _write_parquet(table, path) -> None:
 
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-
-
-class _progress:
-    """A rich progress bar on stderr (nothing when quiet); ``done`` units already finished."""
-
-    def __init__(self, quiet: bool, total: int, label: str, unit: str = "responses", done: int = 0):
-        self.quiet, self.total, self.label, self.unit, self.done = quiet, total, label, unit, done
-
-    def __enter__(self):
-        if self.quiet:
-            self._bar = None
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn(self.unit), TimeRemainingColumn(), console=STDERR, transient=False)
-        self._bar.__enter__()
-        task = self._bar.add_task(self.label, total=self.total, completed=self.done)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-        return False
 
 
 def load_segments(rundir: RunDir, columns: list[str] | None = None):

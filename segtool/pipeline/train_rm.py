@@ -21,7 +21,7 @@ from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.errors import ConfigError
 from segtool.pipeline import segment
-from segtool.pipeline.common import STDERR, StageResult, already_complete
+from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
 
 STAGE = "train-rm"
 SCHEMA_VERSION = 1
@@ -420,10 +420,9 @@ def _no_autocast():
 def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch, seed,
            metrics, rundir, art_id, quiet):
     from segtool import distributed
-    from segtool.pipeline.segment import _progress
 
     backend.model.train()
-    with _progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
+    with progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
         for step in range(start, total):
             epoch, k = divmod(step, steps_per_epoch)
             order = train_idx[np.random.default_rng([seed, epoch]).permutation(len(train_idx))]  # fixed per epoch
