@@ -85,7 +85,7 @@ def punct_table(tokenizer) -> np.ndarray:
     return np.array([t.rstrip(" \t")[-1:] in PUNCT_CHARS if t.strip(" \t") else False for t in text], dtype=bool)
 
 
-def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, progress=None) -> list[np.ndarray]:
+def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None) -> list[np.ndarray]:
     """Response-position entropies for every sequence: one backbone pass per length-sorted batch."""
     import torch
 
@@ -111,8 +111,8 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, pro
             n = len(seqs[i].response)
             out[i] = flat[offset : offset + n]
             offset += n
-        if progress is not None:
-            progress(len(batch))
+        if advance is not None:
+            advance(len(batch))
     return out
 
 
