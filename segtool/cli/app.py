@@ -73,6 +73,21 @@ def train_rm(opts: StageOptions):
     report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
 
 
+@app.command("fit-normalizer")
+@stage_command
+def fit_normalizer(opts: StageOptions):
+    """Fit the location-aware reward normaliser (METHOD §4) for the run directory's reward model.
+
+    Mean(p), Std(p) against log p (Huber by default) from segment rewards of held-out pairs;
+    writes coefficients, bin table, diagnostics, a PNG plot and an HTML report. Ablations:
+    normalizer.kind = global, last or none.
+    """
+    from segtool.pipeline import fit_normalizer as stage
+
+    cfg = opts.load()
+    report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
+
+
 @app.command()
 @stage_command
 def run(opts: StageOptions):

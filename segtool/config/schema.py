@@ -129,6 +129,27 @@ class TrainRMConfig:
 
 
 @dataclass(frozen=True)
+class NormalizerConfig:
+    kind: str = knob("location", "location (paper), global, last (bandit normaliser) or none (METHOD §4)")
+    method: str = knob("huber", "fit of Mean(p), Std(p) against log p: huber (released code), ols, or raw (every point)")
+    huber_epsilon: float = knob(1.35, "HuberRegressor epsilon")
+    std_floor_ratio: float = knob(0.1, "Std(p) floor as a share of the global reward std (fitted Std can go <= 0)")
+    rows: str = knob("heldout", "calibration rows: heldout (never used to train the RM) or all")
+    max_pairs: int = knob(60000, "at most this many calibration pairs (paper: 60,000)")
+    decimals: int = knob(3, "p is binned by rounding to this many decimals")
+
+    def __post_init__(self):
+        if self.kind not in ("location", "global", "last", "none"):
+            raise ConfigError(f"normalizer.kind = {self.kind!r} is not known", "use location, global, last or none")
+        if self.method not in ("huber", "ols", "raw"):
+            raise ConfigError(f"normalizer.method = {self.method!r} is not known", "use huber, ols or raw")
+        if self.rows not in ("heldout", "all"):
+            raise ConfigError(f"normalizer.rows = {self.rows!r} is not known", "use heldout or all")
+        if self.std_floor_ratio <= 0 or self.max_pairs < 1:
+            raise ConfigError("normalizer.std_floor_ratio must be > 0 and max_pairs >= 1", "e.g. 0.1 and 60000")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
     seed: int = knob(0, "random seed for every stage")
@@ -143,4 +164,5 @@ class Config:
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     train_rm: TrainRMConfig = field(default_factory=TrainRMConfig)
+    normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
     run: RunConfig = field(default_factory=RunConfig)

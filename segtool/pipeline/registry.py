@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-STAGE_ORDER = ("segment", "train-rm")
+STAGE_ORDER = ("segment", "train-rm", "fit-normalizer")
 
 
 def stage_module(name: str):

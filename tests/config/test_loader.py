@@ -145,7 +145,7 @@ def test_unknown_section(tmp_path):
     path = write_toml(tmp_path / "typo.toml", "[segmnt]\nc_ent = 2.0\n")
     err = config_error(config_file=path)
     assert err.message == f"{path}: unknown section [segmnt]"
-    assert err.hint == "did you mean 'segment'? valid sections: model, data, tokenize, segment, train_rm, run"
+    assert err.hint == "did you mean 'segment'? valid sections: model, data, tokenize, segment, train_rm, normalizer, run"
 
 
 def test_top_level_key_is_not_a_table(tmp_path):

@@ -1,0 +1,165 @@
+"""`segtool fit-normalizer`: the location-aware reward normaliser of METHOD §4.
+
+Scores both responses of calibration pairs with the run directory's reward model, segmented
+exactly as in its training (the RM's own segment artifact), by default on rows held out from RM
+training. Writes calibration points, the bin table, the normaliser (normalizer.json), a PNG plot
+and an HTML report. ``load_normaliser`` refuses a normaliser fitted for another RM or segmentation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.schema import Config
+from segtool.core.normalizer import Normaliser
+from segtool.errors import ArtifactError
+from segtool.pipeline import train_rm
+from segtool.pipeline.common import STDERR, StageResult, already_complete
+
+STAGE = "fit-normalizer"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Plan:
+    art_id: str
+    identity_config: dict
+    parent: str
+
+
+def plan(cfg: Config) -> Plan:
+    parent = train_rm.plan(cfg).art_id
+    ident = {**identity_view(cfg, ("normalizer",)), "seed": cfg.run.seed}
+    return Plan(artifact_id(STAGE, ident, [parent], SCHEMA_VERSION), ident, parent)
+
+
+def calibration_points(rm, examples, readout: str, pad_id: int, device: str, micro: int) -> dict[str, np.ndarray]:
+    """Segment rewards of every example with their index k, count K and location p = (k + 1) / K."""
+    import torch
+
+    from segtool.core.rewards import segment_rewards
+
+    rewards, ks, Ks, owner = [], [], [], []
+    rm.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), micro):
+            chunk = examples[start : start + micro]
+            batch = train_rm.collate(chunk, pad_id)
+            values, _ = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            r = segment_rewards(values, batch["ends"].to(device), batch["rows"].to(device), readout,
+                                batch["prompt_last"].to(device)).float().cpu().numpy()
+            rewards.append(r)
+            for j, ex in enumerate(chunk):
+                K = len(ex.ends)
+                ks.append(np.arange(K))
+                Ks.append(np.full(K, K))
+                owner.append(np.full(K, start + j))
+    k, K = np.concatenate(ks), np.concatenate(Ks)
+    return {"example": np.concatenate(owner), "k": k, "K": K, "p": (k + 1) / K, "reward": np.concatenate(rewards)}
+
+
+def segmentation_of(rm_meta: dict) -> dict:
+    return {k: rm_meta[k] for k in ("segment_artifact", "strategy", "c_ent", "n", "eos_in_last_segment", "readout")}
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from segtool.artifacts.files import atomic_path, atomic_write_json
+    from segtool.models.loading import DTYPES, pick_device
+    from segtool.models.reward import load_reward_model
+    from segtool.pipeline import segment
+    from segtool.pipeline.normalizer_fit import fit_normaliser
+    from segtool.viz.normalizer import write_plot, write_report
+
+    started = time.perf_counter()
+    trained = train_rm.run(cfg, resume=True, quiet=quiet)  # trains (and segments) first when missing
+    rundir = RunDir(cfg.run.workdir)
+    the_plan = plan(cfg)
+    full_config = config_to_dict(cfg)
+    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
+    if done:
+        return done
+
+    c = cfg.normalizer
+    rm_rec = rundir.get(trained.artifact_id)
+    folder = rundir.path_of(rm_rec, "model")
+    meta = json.loads((folder / "segtool_rm.json").read_text())
+    seg_rec = rundir.get(rm_rec["parents"][0])
+    rundir.verify(seg_rec)
+    _, table = segment.load_segments(rundir)
+    row_ids, pairs = train_rm.pairs_from_segments(table)
+    split = dict(zip(*pq.read_table(rundir.path_of(rm_rec, "split.parquet")).to_pydict().values()))
+    chosen_rows = [i for i, r in enumerate(row_ids) if c.rows == "all" or split[int(r)] == "eval"]
+    overlap = sum(split[int(row_ids[i])] == "train" for i in chosen_rows)
+    if overlap:
+        STDERR.print(f"[yellow]note:[/] {overlap} of {len(chosen_rows)} calibration pairs were used to train the reward "
+                     "model (normalizer.rows = all)", highlight=False)
+    order = np.random.default_rng(cfg.run.seed).permutation(len(chosen_rows))[: c.max_pairs]
+    picked = sorted(chosen_rows[i] for i in order)
+    examples = [ex for i in picked for ex in pairs[i]]  # chosen, rejected of each pair
+    device = pick_device(cfg.model.device)
+    rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
+    pad = rm.hf.config.pad_token_id or 0
+    pts = calibration_points(rm, examples, meta["readout"], pad, device, cfg.train_rm.micro_batch)
+    last = pts["reward"][np.cumsum([len(e.ends) for e in examples]) - 1]
+    norm, bins, diag = fit_normaliser(pts["p"], pts["reward"], last, c.kind, c.method, c.huber_epsilon,
+                                      c.std_floor_ratio, c.decimals)
+    diag["calibration_pairs"] = len(picked)
+    diag["overlap_with_rm_training"] = overlap
+    if diag.get("std_below_floor"):
+        STDERR.print(f"[yellow]warning:[/] fitted Std(p) falls below the floor {norm.floor:.4g} "
+                     f"{diag['std_below_floor']}; the floor is used there", highlight=False)
+
+    record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
+                          parents=[trained.artifact_id], schema_version=SCHEMA_VERSION, resume=False,
+                          inputs={"reward_model": trained.artifact_id, "segmentation": segmentation_of(meta)})
+    sides = ["chosen", "rejected"] * len(picked)
+    calib = pa.table({"row_id": pa.array([int(row_ids[picked[e // 2]]) for e in pts["example"]], pa.int64()),
+                      "side": [sides[e] for e in pts["example"]], "k": pts["k"].astype(np.int32),
+                      "K": pts["K"].astype(np.int32), "p": pts["p"], "reward": pts["reward"].astype(np.float32)})
+    outputs = {"calibration.parquet": calib, "bins.parquet": pa.table({k: np.asarray(v) for k, v in bins.items()})}
+    for name, tab in outputs.items():
+        with atomic_path(rundir.path_of(record, name)) as tmp:
+            pq.write_table(tab, tmp)
+    document = {"normaliser": norm.to_dict(), "method": c.method, "reward_model": trained.artifact_id,
+                "segmentation": segmentation_of(meta), "diagnostics": diag}
+    atomic_write_json(rundir.path_of(record, "normalizer.json"), document)
+    title = f"{norm.kind} normaliser ({c.method}) for reward model {trained.artifact_id[:12]}"
+    write_plot(rundir.path_of(record, "normalizer.png"), bins, norm, title)
+    write_report(rundir.path_of(record, "report.html"), rundir.path_of(record, "normalizer.png"), norm, diag, bins, title)
+    for name in (*outputs, "normalizer.json", "normalizer.png", "report.html"):
+        rundir.add_file(the_plan.art_id, name)
+    relevant = {"location": ("w_mu", "b_mu", "w_sigma", "b_sigma", "floor"), "global": ("mean", "std"),
+                "last": ("mean", "std"), "none": ()}[norm.kind]
+    metrics = {"kind": norm.kind, "method": c.method, **{k: round(getattr(norm, k), 6) for k in relevant},
+               **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in diag.items()}}
+    record = rundir.complete(the_plan.art_id, rows={"pairs": len(picked), "points": diag["points"]}, metrics=metrics,
+                             seconds=time.perf_counter() - started)
+    return StageResult(STAGE, the_plan.art_id, "computed", str(rundir.root), record, metrics)
+
+
+def load_normaliser(rundir: RunDir, reward_model_id: str, segmentation: dict) -> Normaliser:
+    """The run directory's normaliser, refusing one fitted for another reward model or segmentation."""
+    record = rundir.require_head(STAGE)
+    document = json.loads(rundir.path_of(record, "normalizer.json").read_text())
+    if document["reward_model"] != reward_model_id:
+        raise ArtifactError(
+            f"the normaliser {record['id'][:12]} was fitted for reward model {document['reward_model'][:12]}, "
+            f"not {reward_model_id[:12]}",
+            f"run `segtool fit-normalizer --workdir {rundir.root}` for this reward model",
+        )
+    if document["segmentation"] != segmentation:
+        raise ArtifactError(
+            f"the normaliser {record['id'][:12]} was fitted for segmentation {document['segmentation']}, not {segmentation}",
+            "fit a normaliser with the segmentation you use (normalise what was calibrated, nothing else)",
+        )
+    return Normaliser(**document["normaliser"])
