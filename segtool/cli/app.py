@@ -133,7 +133,7 @@ def status(opts: StageOptions):
         emit_json({"workdir": str(rundir.root), "artifacts": rows})
         return
     table = Table(title=f"artifacts in {rundir.root}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("stage", "id", "status", "head", "stale", "rows", "created"):
+    for col in ("stage", "id", "status", "head", "stale", "pairs", "created"):
         table.add_column(col, no_wrap=True)
     notes = []
     for r in rows:
@@ -142,8 +142,8 @@ def status(opts: StageOptions):
         if stale == "?":
             notes.append(f"{r['stage']} {r['id'][:12]}: staleness unknown ({r['stale']})")
         count = (r["rows"] or {}).get("pairs", "")
-        table.add_row(r["stage"], r["id"][:12], f"[{colour}]{r['status']}[/]", "*" if r["head"] else "", stale,
-                      f"{count} pairs" if count != "" else "", r["created_at"][:16].replace("T", " "))
+        table.add_row(r["stage"], r["id"][:10], f"[{colour}]{r['status']}[/]", "*" if r["head"] else "", stale,
+                      str(count), r["created_at"][5:16].replace("T", " "))
     STDOUT.print(table)
     for note in notes:
         STDOUT.print(note, highlight=False)
