@@ -86,3 +86,49 @@ def chunked_entropy(
             lk.clamp_(min=torch.finfo(torch.float32).min)  # p = 0 where z = -inf: 0 * log p stays 0
             torch.sum(zk.mul_(lk), dim=-1, out=out[start + row : start + row + k])
     return out.neg_()
+
+
+@torch.no_grad()
+def chunked_logp_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int = 256,
+    softcap: float | None = None,
+    bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) and entropy at every row of ``hidden`` from one LM-head pass (PPO's reference pass).
+
+    hidden: [N, H]; targets: [N] token ids (any value where no log-prob is wanted, e.g. 0).
+    Returns (logp [N], entropy [N]), float32. Same chunking and buffers as ``chunked_entropy``.
+    """
+    n, vocab = hidden.shape[0], weight.shape[0]
+    logp_out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    ent_out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    if n == 0:
+        return logp_out, ent_out
+    chunk = min(chunk_size, n)
+    block = _rows_per_block(hidden.device, chunk, vocab)
+    logits = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
+    z32 = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
+    log_p = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        z = logits[:rows]
+        if bias is None:
+            torch.mm(hidden[start : start + rows], weight.t(), out=z)
+        else:
+            torch.addmm(bias, hidden[start : start + rows], weight.t(), out=z)
+        for row in range(0, rows, block):
+            k = min(block, rows - row)
+            at = slice(start + row, start + row + k)
+            zk, lk = z32[:k], log_p[:k]
+            zk.copy_(z[row : row + k])
+            if softcap is not None:
+                zk.div_(softcap).tanh_().mul_(softcap)
+            torch.log_softmax(zk, dim=-1, out=lk)
+            logp_out[at] = lk.gather(1, targets[at, None]).squeeze(1)
+            torch.exp(lk, out=zk)
+            lk.clamp_(min=torch.finfo(torch.float32).min)
+            torch.sum(zk.mul_(lk), dim=-1, out=ent_out[at])
+    return logp_out, ent_out.neg_()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from segtool.core.entropy import chunked_entropy
+from segtool.core.entropy import chunked_entropy, chunked_logp_entropy
 
 
 def split_causal_lm(model) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -37,3 +37,38 @@ def response_entropy(
     return chunked_entropy(
         hidden[response_mask.bool()], head.weight, chunk_size, softcap=softcap, bias=getattr(head, "bias", None)
     )
+
+
+@torch.inference_mode()
+def reference_pass(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_mask: torch.Tensor,
+    chunk_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass of pi_ref giving, flat over response positions (row-major):
+    log pi_ref(y_j | x, y_<j) for the KL term, and H_j (the entropy after y_j) for segmentation.
+
+    The log-prob of y_j comes from position j - 1 (the last prompt token for j = 0) and H_j from
+    position j, so the LM head runs once over the response positions plus the token before them.
+    """
+    backbone, head = split_causal_lm(model)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+    resp = response_mask.bool()
+    before = torch.zeros_like(resp)
+    before[:, :-1] = resp[:, 1:] & ~resp[:, :-1]  # the token just before each response
+    wanted = resp | before
+    nxt = torch.zeros_like(input_ids)
+    nxt[:, :-1] = input_ids[:, 1:]  # the token each position predicts
+    logp, ent = chunked_logp_entropy(hidden[wanted], head.weight, nxt[wanted], chunk_size,
+                                     softcap=getattr(model.config, "final_logit_softcapping", None),
+                                     bias=getattr(head, "bias", None))
+    # Within each row the wanted positions are (before, y_0 .. y_{n-1}): log-probs drop the last,
+    # entropies drop the first.
+    is_before = before[wanted]
+    is_last = torch.zeros_like(is_before)
+    is_last[:-1] = is_before[1:]
+    is_last[-1] = True
+    return logp[~is_last], ent[~is_before]

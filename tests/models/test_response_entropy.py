@@ -44,3 +44,26 @@ def test_matches_float64_reference_on_padded_batch(model, chunk_size):
     assert got.dtype == torch.float32
     assert got.shape == ref.shape == (30 + 18 + 19,)
     assert torch.max(torch.abs(got.double() - ref)).item() < 1e-4
+
+
+def test_reference_pass_gives_token_logprobs_and_the_segment_entropies(model):
+    """PPO's single reference pass: entropies equal `segment`'s, log-probs equal a float64 brute force."""
+    from segtool.models.entropy import reference_pass
+
+    gen = torch.Generator().manual_seed(1)
+    seqs = [torch.randint(3, 2048, (n,), generator=gen).tolist() for n in (30, 17, 25)]
+    prompt_lens = [9, 4, 11]
+    width = max(map(len, seqs))
+    ids = torch.zeros(3, width, dtype=torch.long)
+    attn, resp = torch.zeros_like(ids), torch.zeros(3, width, dtype=torch.bool)
+    for r, (s, p) in enumerate(zip(seqs, prompt_lens)):
+        ids[r, : len(s)], attn[r, : len(s)], resp[r, p : len(s)] = torch.tensor(s), 1, True
+    logp, ent = reference_pass(model, ids, attn, resp, chunk_size=5)
+    # Equal up to float rounding: the extra position per row shifts chunk boundaries (matmul grouping).
+    assert torch.max(torch.abs(ent - response_entropy(model, ids, attn, resp, chunk_size=5))).item() < 1e-5
+    ref = []
+    for s, p in zip(seqs, prompt_lens):
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([s])).logits[0].double(), -1)
+        ref += [lp[j - 1, s[j]].item() for j in range(p, len(s))]  # log pi(y_j | x, y_<j)
+    assert logp.shape == (len(ref),) and torch.max(torch.abs(logp.double() - torch.tensor(ref))).item() < 1e-4
