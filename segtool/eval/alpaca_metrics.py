@@ -1,0 +1,123 @@
+"""AlpacaEval 2.0 metrics computed as the official tool does (METHOD §8): win rate, its standard
+error, counts, discrete win rate, and the length-controlled win rate (a GLM fitted with sklearn).
+
+Preferences are in [1, 2]: the probability-weighted judge preference for the model (output_2) over
+the baseline (output_1), 1.5 (or the legacy 0) a draw.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "alpaca_eval"
+GAMED_WEIGHT_LAMBDA = 0.2  # total weight of the two gamed baselines' rows (0.1 each) in the LC fit
+CS = np.logspace(-4, 4, 10)  # the regularisation grid searched by cross-validation
+
+
+def win_rate_stats(preferences) -> dict:
+    """win_rate, standard_error (both x100), n_wins, n_wins_base, n_draws, n_total, discrete_win_rate."""
+    pref = np.asarray(preferences, dtype=np.float64)
+    n_draws = int(np.sum((pref == 1.5) | (pref == 0)))
+    x = np.where(pref == 0, 1.5, pref) - 1  # in [0, 1]
+    discrete = np.where(pref == 1.5, 0, np.round(pref))  # exact draws stay draws, the rest round to 1 or 2
+    d = np.where(discrete == 0, 0.5, discrete - 1)
+    return {
+        "win_rate": float(x.mean() * 100),
+        "standard_error": float(x.std(ddof=1) / np.sqrt(len(x)) * 100),
+        "n_wins": int(np.sum(x > 0.5)),
+        "n_wins_base": int(np.sum(x < 0.5)),
+        "n_draws": n_draws,
+        "n_total": int(len(x)),
+        "discrete_win_rate": float(d.mean() * 100),
+    }
+
+
+def _design(std_delta_len, difficulty, not_gamed) -> np.ndarray:
+    """Columns: tanh(std_delta_len), instruction difficulty, not-gamed flag (no intercept)."""
+    return np.column_stack([np.tanh(std_delta_len), difficulty, not_gamed.astype(np.float64)])
+
+
+def _soft_label_rows(X, p, w):
+    """Each row twice: label 1 weighted p * w, label 0 weighted (1 - p) * w (soft labels for sklearn)."""
+    X2 = np.vstack([X, X])
+    y2 = np.concatenate([np.ones(len(X)), np.zeros(len(X))])
+    return X2, y2, np.concatenate([p * w, (1 - p) * w])
+
+
+def _weighted_logloss(p_true, q, w) -> float:
+    q = np.clip(q, 1e-15, 1 - 1e-15)
+    return float(-np.mean(w * (p_true * np.log(q) + (1 - p_true) * np.log(1 - q))))
+
+
+def _fit(X, y, sw, C):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=123)
+    return model.fit(X, y, sample_weight=sw)
+
+
+def length_controlled_win_rate(preferences, len_baseline, len_model, difficulty, gamed, n_splits: int = 5) -> tuple[float, dict]:
+    """LC win rate (x100) and the fitted weights.
+
+    GLM: P(model wins) = sigma(w_len tanh(d_len / std) + w_instr difficulty + w_ng not_gamed), fitted
+    without intercept on the model's rows (weight 1) and the two gamed baselines' rows (weight 0.1
+    each), soft labels, L1 (liblinear), C chosen by GroupKFold over rows; predicted with d_len = 0.
+    ``gamed``: dict of arrays preference (in [0, 1]), std_delta_len, instruction_difficulty.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    pref = np.asarray(preferences, dtype=np.float64)
+    p_model = np.where(pref == 0, 1.5, pref) - 1
+    delta = np.asarray(len_baseline, dtype=np.float64) - np.asarray(len_model, dtype=np.float64)
+    std_delta = delta / delta.std(ddof=1)
+    difficulty = np.asarray(difficulty, dtype=np.float64)
+    X = np.vstack([_design(np.asarray(gamed["std_delta_len"]), np.asarray(gamed["instruction_difficulty"]),
+                           np.zeros(len(gamed["preference"]), dtype=bool)),
+                   _design(std_delta, difficulty, np.ones(len(pref), dtype=bool))])
+    p = np.concatenate([np.asarray(gamed["preference"], dtype=np.float64), p_model])
+    w = np.concatenate([np.full(len(gamed["preference"]), GAMED_WEIGHT_LAMBDA / 2), np.ones(len(pref))])
+    keep = ~np.isnan(p)
+    X, p, w = X[keep], p[keep], w[keep]
+    X2, y2, sw2 = _soft_label_rows(X, p, w)
+    groups = np.concatenate([np.arange(len(X)), np.arange(len(X))])
+    p2, w2 = np.concatenate([p, p]), np.concatenate([w, w])
+    scores = np.zeros(len(CS))
+    for train, test in GroupKFold(n_splits=n_splits).split(X2, y2, groups):
+        for i, C in enumerate(CS):
+            q = _fit(X2[train], y2[train], sw2[train], C).predict_proba(X2[test])[:, 1]
+            scores[i] -= _weighted_logloss(p2[test], q, w2[test])
+    best = CS[int(np.argmax(scores))]
+    model = _fit(X2, y2, sw2, best)
+    q = model.predict_proba(_design(np.zeros(len(pref)), difficulty, np.ones(len(pref), dtype=bool)))[:, 1]
+    weights = dict(zip(("length", "instruction_difficulty", "not_gamed"), model.coef_[0].tolist()))
+    return float(q.mean() * 100), {**weights, "C": float(best)}
+
+
+def load_lc_inputs(folder: Path = DATA) -> tuple[np.ndarray, dict]:
+    """(instruction difficulty per AlpacaEval instruction, the gamed baselines' rows) shipped in data/."""
+    with open(folder / "instruction_difficulty.csv") as fh:
+        difficulty = np.array([float(r["instruction_difficulty"]) for r in csv.DictReader(fh)])
+    with open(folder / "df_gamed.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    gamed = {k: np.array([float(r[k]) for r in rows]) for k in ("preference", "std_delta_len", "instruction_difficulty")}
+    return difficulty, gamed
+
+
+def metrics_from_annotations(path: str | Path) -> dict:
+    """All AlpacaEval 2.0 leaderboard metrics from an alpaca_eval annotations.json(.gz) file,
+    rows in the order of the 805 AlpacaEval instructions (as alpaca_eval writes them)."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        rows = json.load(fh)
+    difficulty, gamed = load_lc_inputs()
+    pref = [r["preference"] for r in rows]
+    lc, weights = length_controlled_win_rate(pref, [len(r["output_1"]) for r in rows], [len(r["output_2"]) for r in rows],
+                                             difficulty[: len(rows)], gamed)
+    return {**win_rate_stats(pref), "avg_length": int(np.mean([len(r["output_2"]) for r in rows])),
+            "length_controlled_winrate": lc, "lc_weights": weights}
