@@ -358,7 +358,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
                               attention=c.aggregation == "attention", seed=cfg.run.seed)
     if c.gradient_checkpointing:
-        rm.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _enable_checkpointing(rm.hf)
     autocast = make_autocast(c, device)
     opt = torch.optim.AdamW(rm.parameters(), lr=c.lr, betas=(c.adam_beta1, c.adam_beta2), weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, c.warmup_ratio, c.min_lr_ratio))
@@ -409,6 +409,14 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     distributed.barrier()
     record = rundir.get(the_plan.art_id)
     return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+
+
+def _enable_checkpointing(hf_model) -> None:
+    """Activation checkpointing (transformers >= 5 renamed it; older versions have the old name)."""
+    if hasattr(hf_model, "activation_checkpointing_enable"):
+        hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _no_autocast():
