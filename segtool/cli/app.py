@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from segtool import __version__
+from segtool.cli import align_commands, eval_commands
 from segtool.cli.options import StageOptions, stage_command
 from segtool.cli.output import STDOUT, emit_json, report_stage
 from segtool.errors import SegtoolError
@@ -29,6 +30,8 @@ eval_app = typer.Typer(help="Evaluate: reward-model pairwise accuracy.", no_args
 app.add_typer(eval_app, name="eval")
 show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
+eval_commands.register(eval_app)
+align_commands.register(app)
 
 
 def _version(value: bool):
