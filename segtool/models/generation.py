@@ -1,0 +1,109 @@
+"""Batched sampling from a causal LM with the KV cache (transformers ``generate``), shared by PPO,
+rejection sampling and the benchmark answers.
+
+Prompts are token ids (already formatted by ``inputs.formatting.Encoder``). Batches are built from
+length-sorted prompts so left padding stays small, and every batch is seeded from (seed, batch
+index): the same call gives the same samples whatever ran before it, which is what makes PPO's
+--resume reproduce an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Generated:
+    responses: list[list[int]]  # generated ids up to and including the first EOS (see ``force_eos``)
+    truncated: list[bool]  # no EOS within max_new_tokens
+    new_tokens: int  # generated tokens (up to each row's EOS), for throughput
+
+
+def generation_config(eos_id: int, pad_id: int, max_new_tokens: int, temperature: float, top_p: float,
+                      min_new_tokens: int):
+    """A complete GenerationConfig, so nothing leaks in from the model's own generation_config.json
+    (e.g. an instruct model's temperature 0.2 / top_p 0.9, or transformers' top_k = 50 default)."""
+    from transformers import GenerationConfig
+
+    sampling = temperature > 0
+    return GenerationConfig(
+        do_sample=sampling, temperature=temperature if sampling else None, top_p=top_p if sampling else None,
+        top_k=0 if sampling else None, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+        eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True,
+    )
+
+
+def length_sorted_order(lengths: list[int]) -> list[int]:
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    prompts: list[list[int]],
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    min_new_tokens: int = 0,
+    batch_size: int = 16,
+    seed: int = 0,
+    force_eos: bool = True,
+    advance=None,
+) -> Generated:
+    """Sample one response per prompt (temperature 0 = greedy).
+
+    With ``force_eos`` a response that hits max_new_tokens without EOS gets its last token replaced
+    by EOS (as OpenRLHF, which the paper's code builds on, does), so every response ends in EOS and
+    is scored like a finished one; ``truncated`` says which. Without it, such responses stay as
+    generated (benchmark answers).
+    """
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1")
+    config = generation_config(eos_id, pad_id, max_new_tokens, temperature, top_p, min_new_tokens)
+    device = next(model.parameters()).device
+    order = length_sorted_order([len(p) for p in prompts])
+    responses: list[list[int]] = [None] * len(prompts)
+    truncated = [False] * len(prompts)
+    new_tokens = 0
+    was_training = model.training
+    model.eval()
+    for b, start in enumerate(range(0, len(order), batch_size)):
+        idx = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for r, i in enumerate(idx):  # left padding: every prompt ends where generation starts
+            ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            attn[r, width - len(prompts[i]) :] = 1
+        torch.manual_seed(hash_seed(seed, b))
+        out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=config)
+        new = out[:, width:].cpu()
+        is_eos = new == eos_id
+        has_eos = is_eos.any(dim=1)
+        first = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, new.shape[1], dtype=torch.long))
+        for r, i in enumerate(idx):
+            n = int(first[r]) + 1 if has_eos[r] else new.shape[1]
+            row = new[r, :n].tolist()
+            if not has_eos[r]:
+                truncated[i] = True
+                if force_eos:
+                    row[-1] = eos_id
+            responses[i] = row
+            new_tokens += n
+        if advance is not None:
+            advance(len(idx))
+    model.train(was_training)
+    return Generated(responses, truncated, new_tokens)
+
+
+def hash_seed(seed: int, index: int) -> int:
+    """A 63-bit seed from (seed, index), stable across processes (Python's hash() is salted)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
