@@ -149,6 +149,80 @@ class NormalizerConfig:
             raise ConfigError("normalizer.std_floor_ratio must be > 0 and max_pairs >= 1", "e.g. 0.1 and 60000")
 
 
+REWARD_MODES = ("segment", "token", "bandit", "bandit-as-segment", "segment-as-bandit")
+INTERPOLATIONS = ("even", "repeat", "end")  # core.ppo.INTERPOLATIONS (not imported: config must not load torch)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    prompts: str = knob("", "prompt file (.jsonl, .jsonl.gz, .parquet) or HF dataset name [default: data.path]")
+    eval_prompts: int = knob(32, "prompts held out from training (the last ones of a seeded shuffle): before/after reward")
+    reward_mode: str = knob("segment", "segment (paper), token, bandit, bandit-as-segment or segment-as-bandit (METHOD §5)")
+    c_ent: float = knob(0.0, "entropy cut-off for PPO-time segments in bandit-as-segment mode (0 = the reward model's c_ent)")
+    interpolation: str = knob("even", "segment reward -> tokens: even (paper: r_t / |a_t| on every token), repeat or end")
+    reward_clamp: float = knob(10.0, "per-token rewards are clamped to [-reward_clamp, reward_clamp]")
+    missing_eos_penalty: float = knob(0.0, "subtracted from the reward of responses cut at max_new_tokens (0 = off)")
+    kl_coef: float = knob(0.01, "beta of the per-token k1 KL penalty -beta (log pi - log pi_SFT)")
+    adaptive_kl: bool = knob(False, "adapt beta towards kl_target (Ziegler et al. 2019)")
+    kl_target: float = knob(6.0, "target per-sequence KL of the adaptive controller")
+    kl_horizon: int = knob(10000, "horizon (episodes) of the adaptive controller")
+    gamma: float = knob(1.0, "GAE discount")
+    lam: float = knob(0.95, "GAE lambda")
+    whiten_advantages: bool = knob(True, "whiten advantages over the rollout batch")
+    clip: float = knob(0.2, "PPO ratio clip epsilon")
+    value_clip: float = knob(0.0, "value clip (0 = paper: 0.25 for dense rewards, 0.2 for bandit)")
+    actor_lr: float = knob(5e-7, "policy learning rate (paper 5e-7)")
+    critic_lr: float = knob(9e-6, "critic learning rate (paper 9e-6)")
+    warmup_ratio: float = knob(0.03, "share of optimiser steps with linear warm-up")
+    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr")
+    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)")
+    critic_init: str = knob("sft", "critic backbone: sft (pi_SFT + fresh value head, paper) or rm (the reward model)")
+    rollout_batch: int = knob(1024, "prompts sampled per iteration (paper 1024)")
+    train_batch: int = knob(128, "samples per optimiser step (paper 128)")
+    ppo_epochs: int = knob(1, "passes over each rollout batch")
+    episodes: int = knob(1, "passes over the training prompts (paper 1-2)")
+    iterations: int = knob(0, "stop after this many rollout batches (0 = all episodes)")
+    max_new_tokens: int = knob(1024, "generation length limit (paper 1024)")
+    temperature: float = knob(1.0, "sampling temperature (paper 1.0)")
+    top_p: float = knob(1.0, "nucleus sampling (paper 1.0)")
+    mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)")
+    adaptive_delta: float = knob(0.0, "APPO: Schmitt-trigger offset delta around the baseline")
+    bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false")
+    micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False)
+    forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False)
+    generate_batch: int = knob(32, "prompts per generate() call", identity=False)
+    checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False)
+    log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False)
+    zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False)
+
+    def __post_init__(self):
+        checks = [
+            (self.reward_mode in REWARD_MODES, "ppo.reward_mode", f"use one of: {', '.join(REWARD_MODES)}"),
+            (self.interpolation in INTERPOLATIONS, "ppo.interpolation", f"use one of: {', '.join(INTERPOLATIONS)}"),
+            (self.critic_init in ("sft", "rm"), "ppo.critic_init", "use sft or rm"),
+            (self.mask in ("none", "adaptive"), "ppo.mask", "use none or adaptive"),
+            (self.bf16 in ("auto", "true", "false"), "ppo.bf16", 'use "auto", "true" or "false"'),
+            (self.log_to in ("none", "tensorboard", "wandb"), "ppo.log_to", "use none, tensorboard or wandb"),
+            (self.zero_stage in (0, 1, 2), "ppo.zero_stage", "use 0, 1 or 2"),
+            (self.temperature > 0 and 0 < self.top_p <= 1, "ppo.temperature/top_p", "PPO samples: temperature > 0, 0 < top_p <= 1"),
+            (self.max_new_tokens >= 2, "ppo.max_new_tokens", "at least 2 (one token plus EOS)"),
+            (self.eval_prompts >= 0 and self.iterations >= 0 and self.episodes >= 1 and self.ppo_epochs >= 1,
+             "ppo.eval_prompts/iterations/episodes/ppo_epochs", "use non-negative counts (episodes, ppo_epochs >= 1)"),
+            (self.reward_clamp > 0 and self.kl_coef >= 0 and self.clip > 0 and self.value_clip >= 0,
+             "ppo.reward_clamp/kl_coef/clip/value_clip", "use positive values (kl_coef, value_clip may be 0)"),
+        ]
+        for ok, key, fix in checks:
+            if not ok:
+                raise ConfigError(f"{key} has an invalid value", fix)
+        for name in ("rollout_batch", "train_batch", "micro_batch", "forward_batch", "generate_batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ppo.{name} must be >= 1", "use a positive integer")
+        if self.rollout_batch % self.train_batch or self.train_batch % self.micro_batch:
+            raise ConfigError(
+                f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
+                f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
@@ -165,4 +239,5 @@ class Config:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     train_rm: TrainRMConfig = field(default_factory=TrainRMConfig)
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
