@@ -223,6 +223,51 @@ class PPOConfig:
                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")
 
 
+JUDGES = ("http", "hf", "proxy")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`segtool eval alpaca|arena|mtbench|gsm8k` (METHOD §8). The judge's API key is deliberately not a
+    config key (configs are written to manifests): pass --api-key or set $SEGTOOL_JUDGE_API_KEY."""
+
+    judge: str = knob("http", "http (any OpenAI-compatible chat endpoint), hf (a local Hugging Face model) or proxy (the run directory's reward model, offline; always labelled a proxy)")
+    judge_model: str = knob("", "the endpoint's model name (http) or a local folder / hub id (hf) [default for http: the benchmark's official judge]")
+    base_url: str = knob("", "OpenAI-compatible base URL [default: $SEGTOOL_JUDGE_BASE_URL, $OPENAI_BASE_URL, else https://api.openai.com/v1]")
+    judge_max_tokens: int = knob(0, "cap on the judge's completion tokens (0 = the benchmark's official setting)")
+    baseline: str = knob("official", "compared against: official (the benchmark's baseline answers), sft (model.path's answers) or a model folder / hub id")
+    max_new_tokens: int = knob(0, "answer length limit (0 = the benchmark's default: alpaca 2048, arena 4096, mtbench 1024, gsm8k 512)")
+    temperature: float = knob(0.0, "sampling temperature of alpaca, arena and gsm8k answers (0 = greedy); MT-Bench uses FastChat's per-category temperatures")
+    top_p: float = knob(1.0, "nucleus sampling for answers sampled with temperature > 0")
+    limit: int = knob(0, "use only the first N prompts of a benchmark (0 = all)")
+    gsm8k_shots: int = knob(0, "GSM8K few-shot examples (the first k shipped train problems, as chat turns); 0 = zero-shot")
+    bootstrap_rounds: int = knob(100, "Arena-Hard bootstrap rounds for the 95% interval (seed 42, as the official tool)")
+    proxy_prompts: int = knob(16, "AlpacaEval prompts in the offline proxy evaluation that ends `segtool run`")
+    concurrency: int = knob(8, "judge requests in flight at once (http judge)", identity=False)
+    retries: int = knob(6, "retries of a judge request after a timeout, 429 or 5xx (exponential back-off)", identity=False)
+    timeout: float = knob(120.0, "seconds before a judge request counts as timed out", identity=False)
+    backoff: float = knob(2.0, "first retry delay in seconds, doubled each retry (at most 60 s; Retry-After is honoured)", identity=False)
+    cache_dir: str = knob("", "judge call cache [default: $SEGTOOL_CACHE/judge, else ~/.cache/segtool/judge]", identity=False)
+    batch_size: int = knob(8, "prompts per generate() call (answers and the local judge)", identity=False)
+    shard_prompts: int = knob(64, "prompts per answer shard (the unit of --resume)", identity=False)
+
+    def __post_init__(self):
+        if self.judge not in JUDGES:
+            raise ConfigError(f"eval.judge = {self.judge!r} is not known", f"use one of: {', '.join(JUDGES)}")
+        if not self.baseline:
+            raise ConfigError("eval.baseline is empty", "use official, sft, or a model folder / hub id")
+        counts = ("judge_max_tokens", "max_new_tokens", "limit", "gsm8k_shots", "retries", "proxy_prompts")
+        for name in counts:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"eval.{name} must be >= 0", "use 0 for the default / all")
+        for name in ("concurrency", "batch_size", "shard_prompts", "bootstrap_rounds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"eval.{name} must be >= 1", "use a positive integer")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.timeout <= 0 or self.backoff < 0:
+            raise ConfigError("eval.temperature, top_p, timeout or backoff is out of range",
+                              "temperature >= 0, 0 < top_p <= 1, timeout > 0, backoff >= 0")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
@@ -240,4 +285,5 @@ class Config:
     train_rm: TrainRMConfig = field(default_factory=TrainRMConfig)
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
