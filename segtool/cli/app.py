@@ -93,6 +93,24 @@ def fit_normalizer(opts: StageOptions):
 
 @app.command()
 @stage_command
+def ppo(opts: StageOptions):
+    """PPO with dense segment rewards (METHOD §5) from the run directory's reward model and normaliser.
+
+    Per iteration: sample, one pi_SFT pass for KL log-probs and segmenting entropies, RM segment
+    rewards, location-aware normalisation, interpolation, KL penalty, GAE, clipped policy/value
+    updates. Modes (ppo.reward_mode): segment, token, bandit, bandit-as-segment, segment-as-bandit.
+    Writes per-iteration rollouts, checkpoints (--resume), the policy in Hugging Face layout,
+    metrics and held-out reward before/after. Runs the earlier stages first when missing.
+    """
+    from segtool.pipeline import ppo as stage
+
+    cfg = opts.load()
+    result = stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_)
+    report_stage(result, opts.json_)
+
+
+@app.command()
+@stage_command
 def run(opts: StageOptions):
     """Run every stage in order in one run directory. Re-running continues where it stopped."""
     from segtool.pipeline.registry import STAGE_ORDER, stage_module

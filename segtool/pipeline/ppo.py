@@ -1,0 +1,483 @@
+"""`segtool ppo`: PPO with dense segment rewards (METHOD §5), the bandit baseline and the hybrids.
+
+Per iteration: a rollout batch of prompts -> samples, rewards, advantages (ppo_rollout.collect),
+written to ``rollouts/iter-NNNNNN.parquet`` for auditing; then ``ppo_epochs`` passes of clipped
+policy and value updates over mini-batches. A checkpoint (policy in Hugging Face layout, critic,
+optimisers, metrics) every ``checkpoint_every`` iterations makes --resume continue from the latest
+complete iteration with results identical to an uninterrupted run: sampling is seeded from
+(seed, iteration), mini-batch order from (seed, iteration, epoch).
+
+Outputs: ``policy/`` (a transformers causal-LM folder with the tokenizer), ``critic.safetensors``,
+``metrics.parquet`` (one row per iteration), ``eval.json`` (held-out reward before and after).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.schema import Config
+from segtool.errors import ArtifactError, ConfigError
+from segtool.pipeline.common import STDERR, StageResult, already_complete
+
+STAGE = "ppo"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Plan:
+    art_id: str
+    identity_config: dict
+    parents: list[str]
+
+
+def prompts_path(cfg: Config) -> str:
+    return cfg.ppo.prompts or cfg.data.path
+
+
+def plan(cfg: Config) -> Plan:
+    from segtool.pipeline import fit_normalizer, train_rm
+    from segtool.pipeline.segment import data_identity
+
+    parents = [train_rm.plan(cfg).art_id, fit_normalizer.plan(cfg).art_id]
+    prompts_cfg = dataclasses.replace(cfg.data, path=prompts_path(cfg))
+    ident = {**identity_view(cfg, ("ppo",)), "seed": cfg.run.seed,
+             "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
+             "prompt_rows": {"max_rows": cfg.data.max_rows, "name": cfg.data.name, "split": cfg.data.split}}
+    ident["ppo"].pop("prompts", None)  # enters by content hash above, not by path
+    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+
+
+def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) prompt positions from a seeded shuffle; the held-out ones are never trained on."""
+    if n_eval >= n:
+        raise ConfigError(f"ppo.eval_prompts ({n_eval}) leaves no training prompts out of {n}",
+                          "lower ppo.eval_prompts or give more prompts")
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    return perm[: n - n_eval], np.sort(perm[n - n_eval :])
+
+
+def iteration_prompts(train_idx: np.ndarray, iteration: int, rollout_batch: int, seed: int) -> np.ndarray:
+    """Prompts of iteration ``iteration`` (0-based): consecutive slices of a per-episode shuffle."""
+    per_episode = len(train_idx) // rollout_batch
+    episode, k = divmod(iteration, per_episode)
+    order = train_idx[np.random.default_rng([seed, episode]).permutation(len(train_idx))]
+    return order[k * rollout_batch : (k + 1) * rollout_batch]
+
+
+def total_iterations(c, n_train: int) -> int:
+    per_episode = n_train // c.rollout_batch
+    if per_episode == 0:
+        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
+                          "lower ppo.rollout_batch (and train_batch) or give more prompts")
+    total = per_episode * c.episodes
+    return min(total, c.iterations) if c.iterations else total
+
+
+def value_clip(c) -> float:
+    """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set)."""
+    if c.value_clip:
+        return c.value_clip
+    return 0.2 if c.reward_mode in ("bandit", "segment-as-bandit") else 0.25
+
+
+# -- setup --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    scorer: object
+    policy: object
+    critic: object
+    tokenizer: object
+    encoder: object
+    rm_folder: object
+    meta: dict
+    device: str
+
+
+def load_setup(cfg: Config, rundir: RunDir, rm_record: dict) -> Setup:
+    import torch
+
+    from segtool.inputs.formatting import Encoder
+    from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pick_device, resolve_model_source
+    from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
+    from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
+    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
+    from segtool.pipeline.segment import punct_table
+
+    c = cfg.ppo
+    folder = rundir.path_of(rm_record, "model")
+    meta = json.loads((folder / METADATA).read_text())
+    source = resolve_model_source(cfg.model)
+    if source.fingerprint() != meta["sft_model"]:
+        raise ConfigError("model.path is not the pi_SFT the reward model was trained from",
+                          "PPO's reference model and its entropy segments must be that model: fix model.path")
+    if meta["max_prompt_len"] + c.max_new_tokens > meta["max_len"]:
+        raise ConfigError(
+            f"max_prompt_len ({meta['max_prompt_len']}) + ppo.max_new_tokens ({c.max_new_tokens}) exceeds the "
+            f"reward model's max_len ({meta['max_len']})", "lower ppo.max_new_tokens or raise tokenize.max_len")
+    spec = reward_spec(c.reward_mode, c.c_ent, meta)
+    normaliser = load_normaliser(rundir, rm_record["id"], segmentation_of(meta))
+    device = pick_device(cfg.model.device)
+    tokenizer = load_tokenizer(source, cfg.model)
+    encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ref = load_causal_lm(source, cfg.model, device)
+    rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
+    # Trained models keep float32 weights (bf16 is autocast): PPO's small updates vanish in bf16 weights.
+    train_model_cfg = dataclasses.replace(cfg.model, dtype="float32")
+    policy = load_causal_lm(source, train_model_cfg, device)
+    if c.critic_init == "rm":
+        critic, _ = load_reward_model(folder, torch.float32, device)
+        critic.scorer = None
+    else:
+        critic = build_from_causal_lm(policy, pad_id, attention=False, seed=cfg.run.seed + 1)
+    needs_punct = "punct" in (spec.rm_strategy, spec.ppo_strategy)
+    scorer = Scorer(ref, rm, normaliser, spec, punct_table(tokenizer) if needs_punct else None, pad_id,
+                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation)
+    return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device)
+
+
+def make_autocast(c, device: str):
+    from segtool.pipeline.train_rm import make_autocast as rm_autocast
+
+    return rm_autocast(dataclasses.replace(Config().train_rm, bf16=c.bf16), device)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def micro_batches(lengths: np.ndarray, idx: np.ndarray, size: int) -> list[np.ndarray]:
+    ordered = idx[np.argsort(-lengths[idx], kind="stable")]
+    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+
+
+def train_on(rollout, setup: Setup, opts, scheds, c, rng_seed, autocast) -> dict:
+    """ppo_epochs passes of clipped policy/value updates over mini-batches of ``rollout``."""
+    import torch
+
+    from segtool.core.ppo import policy_loss, value_loss
+    from segtool.models.policy import logprobs, pack, state_values, to_aligned
+
+    policy, critic, device = setup.policy, setup.critic, setup.device
+    policy.train()
+    critic.train()
+    v_clip = value_clip(c)
+    lengths = np.array([len(r) + len(p) for r, p in zip(rollout.responses, rollout.prompt_ids)])
+    sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
+    steps, tokens_seen = 0, 0.0
+    for epoch in range(c.ppo_epochs):
+        perm = np.random.default_rng([*rng_seed, epoch]).permutation(rollout.size)
+        for s in range(0, rollout.size, c.train_batch):
+            idx = perm[s : s + c.train_batch]
+            batch_tokens = float(rollout.mask[idx].sum())
+            for mb in micro_batches(lengths, idx, c.micro_batch):
+                batch = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb], setup.scorer.pad_id)
+                on_device = batch.to(device)
+                R = batch.aligned.shape[1]
+                take = torch.from_numpy(mb)
+                m = rollout.mask[take, :R].to(device)
+                with autocast():
+                    logp = to_aligned(logprobs(policy, on_device, 512), on_device)
+                    values = to_aligned(state_values(critic, on_device), on_device)
+                pg, clip_frac = policy_loss(logp, rollout.logp[take, :R].to(device), rollout.advantages[take, :R].to(device), m, c.clip)
+                vl = value_loss(values, rollout.values[take, :R].to(device), rollout.returns[take, :R].to(device), m, v_clip)
+                weight = float(m.sum()) / batch_tokens  # token-mean over the whole mini-batch
+                ((pg + vl) * weight).backward()
+                with torch.no_grad():
+                    approx_kl = ((rollout.logp[take, :R].to(device) - logp) * m).sum() / m.sum()
+                for k, v in (("policy_loss", pg), ("value_loss", vl), ("clip_frac", clip_frac), ("approx_kl", approx_kl)):
+                    sums[k] += float(v.detach()) * float(m.sum())
+                tokens_seen += float(m.sum())
+            for model, opt, sched in zip((policy, critic), opts, scheds):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip if c.grad_clip > 0 else float("inf"))
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            steps += 1
+    policy.eval()
+    critic.eval()
+    return {k: v / max(tokens_seen, 1.0) for k, v in sums.items()} | {"optimizer_steps": steps}
+
+
+def rollout_metrics(r) -> dict:
+    m = r.mask
+    n = m.sum(dim=1).clamp(min=1)
+    return {
+        "reward": float(r.seq_reward.mean()),
+        "norm_reward": float(r.score.sum(dim=1).mean()),
+        "kl": float(r.kl.sum(dim=1).mean()),
+        "length": float(n.mean()),
+        "entropy": float((r.entropy * m).sum() / m.sum()),
+        "truncated": float(r.truncated.float().mean()),
+        "advantage_std": float(((r.advantages * m).pow(2).sum() / m.sum()).sqrt()),
+        "new_tokens": int(m.sum()),
+    }
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+
+
+def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
+    import pyarrow as pa
+
+    n = [len(x) for x in r.responses]
+
+    def rows(t):  # [B, R] -> list of per-row float lists
+        return [t[i, : n[i]].tolist() for i in range(r.size)]
+
+    f32 = pa.list_(pa.float32())
+    return pa.table({
+        "iteration": pa.array([iteration] * r.size, pa.int32()),
+        "prompt_row_id": pa.array(prompt_rows, pa.int64()),
+        "prompt": tokenizer.batch_decode(r.prompt_ids),
+        "response": tokenizer.batch_decode(r.responses),
+        "prompt_token_ids": pa.array(r.prompt_ids, pa.list_(pa.int32())),
+        "response_token_ids": pa.array(r.responses, pa.list_(pa.int32())),
+        "truncated": pa.array(r.truncated.tolist(), pa.bool_()),
+        "segment_ends": pa.array([e.tolist() for e in r.seg_ends], pa.list_(pa.int32())),
+        "segment_reward_raw": pa.array([x.tolist() for x in r.seg_raw], f32),
+        "segment_reward_norm": pa.array([x.tolist() for x in r.seg_norm], f32),
+        "sequence_reward": pa.array(r.seq_reward.tolist(), pa.float32()),
+        "token_score": pa.array(rows(r.score), f32),
+        "kl": pa.array(rows(r.kl), f32),
+        "logp": pa.array(rows(r.logp), f32),
+        "ref_logp": pa.array(rows(r.ref_logp), f32),
+        "value": pa.array(rows(r.values), f32),
+        "advantage": pa.array(rows(r.advantages), f32),
+        "return": pa.array(rows(r.returns), f32),
+    })
+
+
+def _checkpoint_names(record: dict) -> list[str]:
+    return sorted({n.split("/")[0] for n in record["files"] if n.startswith("checkpoint-")})
+
+
+def _drop(rundir: RunDir, art_id: str, prefix_test) -> None:
+    record = rundir.get(art_id)
+    names = [f for f in record["files"] if prefix_test(f)]
+    rundir.remove_files(art_id, names)
+    for f in names:
+        rundir.path_of(record, f).unlink(missing_ok=True)
+
+
+def save_policy(policy, tokenizer, folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, opts, scheds, state: dict) -> None:
+    """checkpoint-<iteration>/: policy (HF layout), critic, optimiser/scheduler state and metrics;
+    recorded, then the previous one is dropped, so one intact checkpoint always exists."""
+    import torch
+    from safetensors.torch import save_file
+
+    from segtool.artifacts.files import atomic_path
+
+    record = rundir.get(art_id)
+    name = f"checkpoint-{iteration:06d}"
+    folder = rundir.path_of(record, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    save_policy(setup.policy, setup.tokenizer, folder / "policy")
+    with atomic_path(folder / "critic.safetensors") as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
+    with atomic_path(folder / "state.pt") as tmp:
+        torch.save({"iteration": iteration, "optimizers": [o.state_dict() for o in opts],
+                    "schedulers": [s.state_dict() for s in scheds], **state}, tmp)
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
+    for old in _checkpoint_names(rundir.get(art_id)):
+        if old != name:
+            _drop(rundir, art_id, lambda f, o=old: f.split("/")[0] == o)
+            shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
+
+
+def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, opts, scheds) -> dict | None:
+    import torch
+    from safetensors.torch import load_file
+
+    names = _checkpoint_names(record)
+    if not names:
+        return None
+    folder = rundir.path_of(record, names[-1])
+    result = setup.policy.load_state_dict(load_file(str(folder / "policy" / "model.safetensors")), strict=False)
+    tied = {"lm_head.weight"} if getattr(setup.policy.config, "tie_word_embeddings", False) else set()
+    if result.unexpected_keys or set(result.missing_keys) - tied:  # save_pretrained drops only tied copies
+        raise ArtifactError(f"{folder / 'policy'} does not match the policy model "
+                            f"(missing {sorted(set(result.missing_keys) - tied)}, unexpected {result.unexpected_keys})",
+                            "start over with --force")
+    setup.critic.load_state_dict(load_file(str(folder / "critic.safetensors")))
+    state = torch.load(folder / "state.pt", weights_only=False)
+    for o, s in zip(opts, state["optimizers"]):
+        o.load_state_dict(s)
+    for sc, s in zip(scheds, state["schedulers"]):
+        sc.load_state_dict(s)
+    return state
+
+
+def _clean_unrecorded(rundir: RunDir, record: dict) -> None:
+    """Files under rollouts/ and checkpoint folders that the record does not list (a kill mid-write)."""
+    root = rundir.path_of(record)
+    for sub in [root / "rollouts", *root.glob("checkpoint-*")]:
+        if sub.is_dir():
+            for p in sub.rglob("*"):
+                if p.is_file() and p.relative_to(root).as_posix() not in record["files"]:
+                    p.unlink()
+    for sub in root.glob("checkpoint-*"):
+        if sub.is_dir() and not any(f.startswith(sub.name + "/") for f in record["files"]):
+            shutil.rmtree(sub, ignore_errors=True)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from segtool.artifacts.files import atomic_path, atomic_write_json
+    from segtool.core.ppo import AdaptiveKL
+    from segtool.core.schedule import warmup_cosine
+    from segtool.inputs.prompts import read_prompts
+    from segtool.pipeline import fit_normalizer
+    from segtool.pipeline.policy_eval import heldout_reward
+    from segtool.pipeline.ppo_rollout import collect
+    from segtool.pipeline.ppo_view import LiveView, MetricLogger
+
+    started = time.perf_counter()
+    fit_normalizer.run(cfg, resume=True, quiet=quiet)  # trains the RM and fits the normaliser first when missing
+    rundir = RunDir(cfg.run.workdir)
+    the_plan = plan(cfg)
+    full_config = config_to_dict(cfg)
+    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
+    if done:
+        return done
+    c = cfg.ppo
+    rm_record = rundir.require_head("train-rm")
+    rundir.require_head("fit-normalizer")
+    setup = load_setup(cfg, rundir, rm_record)
+    rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
+                                 max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
+    prompt_ids = [setup.encoder.encode_prompt(r.messages) for r in rows]
+    train_idx, eval_idx = split_prompts(len(rows), c.eval_prompts, cfg.run.seed)
+    total = total_iterations(c, len(train_idx))
+    steps_total = total * c.ppo_epochs * (c.rollout_batch // c.train_batch)
+    autocast = make_autocast(c, setup.device)
+
+    torch.manual_seed(cfg.run.seed)
+    opts = [torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+            for m, lr in ((setup.policy, c.actor_lr), (setup.critic, c.critic_lr))]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: warmup_cosine(s, steps_total, c.warmup_ratio, c.min_lr_ratio))
+              for o in opts]
+    kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
+
+    prior = rundir.get(the_plan.art_id)
+    resuming = resume and prior is not None and prior["status"] == "partial"
+    record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
+                          parents=the_plan.parents, schema_version=SCHEMA_VERSION, resume=resume,
+                          layout={"iterations": total},
+                          inputs={"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
+                                  "prompts": the_plan.identity_config["prompts"], "train_prompts": int(len(train_idx)),
+                                  "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped})
+    _clean_unrecorded(rundir, record)
+    eval_prompts = [prompt_ids[i] for i in eval_idx]
+
+    def evaluate() -> dict:
+        return heldout_reward(setup.policy, setup.scorer, eval_prompts, max_new_tokens=c.max_new_tokens,
+                              temperature=c.temperature, top_p=c.top_p, seed=cfg.run.seed, device=setup.device,
+                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
+
+    start, metrics, before = 0, [], None
+    state = load_checkpoint(rundir, record, setup, opts, scheds) if resuming else None
+    if state is not None:
+        start, metrics, before = state["iteration"], state["metrics"], state["eval_before"]
+        if kl_ctl is not None:
+            kl_ctl.beta = state["beta"]
+        STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
+    _drop(rundir, the_plan.art_id, lambda f: f.startswith("rollouts/") and int(f[-14:-8]) > start)
+    if before is None:
+        before = evaluate()  # the policy is still pi_SFT here
+
+    logger = MetricLogger(c.log_to, rundir.path_of(record, "logs"), the_plan.art_id[:12], full_config)
+    title = f"ppo ({c.reward_mode}) {the_plan.art_id[:12]}"
+    with LiveView(quiet, total, title) as view:
+        view.update(metrics)
+        for it in range(start, total):
+            t0 = time.perf_counter()
+            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
+            beta = kl_ctl.beta if kl_ctl is not None else c.kl_coef
+            rollout = collect(setup.policy, setup.critic, setup.scorer, [prompt_ids[i] for i in picked], cfg,
+                              cfg.run.seed, it, setup.device, autocast, beta)
+            name = f"rollouts/iter-{it + 1:06d}.parquet"
+            path = rundir.path_of(record, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                pq.write_table(rollout_table(rollout, setup.tokenizer, it + 1, [rows[i].row_id for i in picked]), tmp)
+            rundir.add_file(the_plan.art_id, name)
+            t1 = time.perf_counter()
+            trained = train_on(rollout, setup, opts, scheds, c, (cfg.run.seed, it), autocast)
+            t2 = time.perf_counter()
+            m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
+                 "beta": beta, "lr_actor": scheds[0].get_last_lr()[0]}
+            if kl_ctl is not None:
+                kl_ctl.update(m["kl"], c.rollout_batch)
+            sec = rollout.seconds
+            m.update(t_generate=sec["generate"], t_policy=sec["policy"], t_score=sec["score"], t_reference=sec["reference"],
+                     t_reward=sec["reward"], t_critic=sec["critic"], t_train=t2 - t1, seconds=t2 - t0)
+            m["tokens_per_s"] = m["new_tokens"] / sec["generate"]
+            m["episodes_per_s"] = c.rollout_batch / m["seconds"]
+            metrics.append(m)
+            logger.log(m)
+            view.update(metrics)
+            if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
+                save_checkpoint(rundir, the_plan.art_id, it + 1, setup, opts, scheds,
+                                {"metrics": metrics, "eval_before": before, "beta": beta if kl_ctl is None else kl_ctl.beta})
+    logger.close()
+    after = evaluate()
+
+    policy_dir = rundir.path_of(record, "policy")
+    staging = rundir.path_of(record, "policy.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_policy(setup.policy, setup.tokenizer, staging)
+    shutil.rmtree(policy_dir, ignore_errors=True)
+    staging.rename(policy_dir)
+    for f in sorted(p for p in policy_dir.rglob("*") if p.is_file()):
+        rundir.add_file(the_plan.art_id, f"policy/{f.relative_to(policy_dir).as_posix()}")
+    from safetensors.torch import save_file
+
+    with atomic_path(rundir.path_of(record, "critic.safetensors")) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
+    with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
+        pq.write_table(pa.Table.from_pylist(metrics), tmp)
+    atomic_write_json(rundir.path_of(record, "eval.json"), {"before": before, "after": after, "prompts": [int(rows[i].row_id) for i in eval_idx]})
+    for name in ("critic.safetensors", "metrics.parquet", "eval.json"):
+        rundir.add_file(the_plan.art_id, name)
+    for old in _checkpoint_names(rundir.get(the_plan.art_id)):  # the final policy supersedes them
+        _drop(rundir, the_plan.art_id, lambda f, o=old: f.split("/")[0] == o)
+        shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
+
+    seconds = time.perf_counter() - started
+    train_seconds = sum(m["seconds"] for m in metrics)
+    final = {
+        "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
+        "reward_before": round(before["reward"], 4), "reward_after": round(after["reward"], 4),
+        "length_before": round(before["length"], 2), "length_after": round(after["length"], 2),
+        "kl_after": round(after["kl"], 4), "eval_prompts": len(eval_idx),
+        "episodes_per_s": round(sum(c.rollout_batch for _ in metrics) / max(train_seconds, 1e-9), 3),
+        "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
+        "time_split_s": {k: round(sum(m[f"t_{k}"] for m in metrics), 2)
+                         for k in ("generate", "policy", "reference", "reward", "critic", "train")},
+    }
+    record = rundir.complete(the_plan.art_id, rows={"iterations": total, "episodes": total * c.rollout_batch},
+                             metrics=final, seconds=seconds)
+    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)

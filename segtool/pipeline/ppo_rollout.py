@@ -1,0 +1,244 @@
+"""One PPO rollout batch (METHOD §5 steps 1-6): sample, score, shape rewards, GAE.
+
+Forward passes per sample, after generation: the policy (old log-probs and entropy), the
+reference pi_SFT (KL log-probs *and* the entropies that segment the sample: reference_pass), the
+reward model, the critic. Nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
+from segtool.core.normalizer import Normaliser, normalize
+from segtool.core.ppo import gae, interpolate, place_on_eos, shape_rewards, whiten
+from segtool.core.rewards import aggregate, segment_rewards
+from segtool.errors import ConfigError
+from segtool.models.entropy import reference_pass
+from segtool.models.generation import generate, hash_seed
+from segtool.models.policy import Packed, logprobs_entropy, pack, state_values, to_aligned
+
+DENSE = ("segment", "token", "bandit-as-segment")
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """How rewards are read: the RM's own segmentation (for e(x, y)) and PPO's (for dense rewards)."""
+
+    mode: str
+    rm_strategy: str
+    ppo_strategy: str
+    c_ent: float  # of PPO's segmentation (entropy strategies)
+    rm_c_ent: float
+    n: int
+    eos_in_last_segment: bool
+    readout: str
+    aggregation: str
+
+    @property
+    def dense(self) -> bool:
+        return self.mode in DENSE
+
+
+def reward_spec(mode: str, ppo_c_ent: float, meta: dict) -> RewardSpec:
+    """Check the reward mode against the reward model it reads, and say how to segment."""
+    rm = meta["strategy"]
+    need = {"segment": rm not in ("bandit", "token"), "token": rm == "token", "bandit": rm == "bandit",
+            "bandit-as-segment": rm == "bandit", "segment-as-bandit": rm != "bandit"}
+    if not need[mode]:
+        wants = {"segment": "a segment-level RM (entropy, ngram or punct)", "token": "a token-level RM (segment.strategy=token)",
+                 "bandit": "a bandit RM (segment.strategy=bandit)", "bandit-as-segment": "a bandit RM (segment.strategy=bandit)",
+                 "segment-as-bandit": "a segment- or token-level RM"}[mode]
+        raise ConfigError(f"ppo.reward_mode = {mode!r} needs {wants}, but the reward model was trained with strategy {rm!r}",
+                          "train the matching reward model (e.g. --preset tiny-bandit) or change ppo.reward_mode")
+    ppo_strategy, c_ent = rm, meta["c_ent"]
+    if mode == "bandit-as-segment":
+        if ppo_c_ent <= 0:
+            raise ConfigError("ppo.reward_mode = 'bandit-as-segment' needs ppo.c_ent > 0",
+                              "a bandit RM has no entropy cut-off of its own: set e.g. --set ppo.c_ent=1.75")
+        ppo_strategy, c_ent = "entropy", ppo_c_ent
+    elif ppo_c_ent > 0 and mode != "bandit":
+        c_ent = ppo_c_ent
+    return RewardSpec(mode, rm, ppo_strategy, c_ent, meta["c_ent"], meta["n"], meta["eos_in_last_segment"],
+                      meta["readout"], meta["aggregation"])
+
+
+@dataclass
+class Scorer:
+    """The frozen models and settings that turn samples into rewards."""
+
+    ref: object  # pi_SFT causal LM
+    rm: object  # SegmentRewardModel
+    normaliser: Normaliser
+    spec: RewardSpec
+    punct_table: np.ndarray | None
+    pad_id: int
+    eos_id: int
+    chunk_size: int
+    interpolation: str = "even"
+
+
+@dataclass
+class Rollout:
+    """A rollout batch; [B, R] tensors are response-aligned on CPU, zero past each row's end."""
+
+    prompt_ids: list[list[int]]
+    responses: list[list[int]]
+    truncated: torch.Tensor  # [B] bool
+    mask: torch.Tensor  # [B, R] float
+    logp: torch.Tensor
+    ref_logp: torch.Tensor
+    entropy: torch.Tensor  # policy entropy at each step
+    values: torch.Tensor
+    score: torch.Tensor  # per-token reward before clamp and KL
+    rewards: torch.Tensor  # clamped + KL penalty: what GAE sees
+    kl: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    seq_reward: torch.Tensor  # [B] raw e(x, y) under the RM's own segmentation and aggregation
+    seg_ends: list[np.ndarray] = field(default_factory=list)  # PPO segmentation (dense modes)
+    seg_raw: list[np.ndarray] = field(default_factory=list)
+    seg_norm: list[np.ndarray] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.responses)
+
+
+def _segments(strategy: str, c_ent: float, spec: RewardSpec, entropy, token_ids, lengths, punct_table):
+    layout = FlatLayout.from_lengths(lengths)
+    mask = boundary_mask(strategy, layout, entropy=entropy, token_ids=token_ids, c_ent=c_ent, n=spec.n,
+                         punct_table=punct_table, eos_in_last_segment=spec.eos_in_last_segment)
+    return mask_to_ends(mask, layout)
+
+
+def _flat_rows(counts: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.repeat(np.arange(len(counts)), counts))
+
+
+def score_batch(scorer: Scorer, batch: Packed, device) -> dict:
+    """Reference pass + RM pass for one packed batch -> per-token scores [B, R] and diagnostics."""
+    spec, B = scorer.spec, batch.input_ids.shape[0]
+    ids, attn = batch.input_ids.to(device), batch.attention_mask.to(device)
+    t0 = time.perf_counter()
+    ref_logp, entropy = reference_pass(scorer.ref, ids, attn, batch.response_mask.to(device), scorer.chunk_size)
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        values, hidden = scorer.rm(ids, attn)
+    H = entropy.float().cpu().numpy()
+    tokens = batch.targets.numpy()
+    lengths = batch.lengths.numpy()
+    prompt_last = (batch.prompt_lens - 1).to(device)
+
+    def read(ends_in_row, counts):
+        rows = _flat_rows(counts)
+        absolute = torch.from_numpy(ends_in_row.astype(np.int64)) + batch.prompt_lens[rows]
+        r = segment_rewards(values, absolute.to(device), rows.to(device), spec.readout, prompt_last)
+        return r, rows, absolute
+
+    # e(x, y): the RM's own segmentation and aggregation, exactly as in its training.
+    rm_ends, rm_counts = _segments(spec.rm_strategy, spec.rm_c_ent, spec, H, tokens, lengths, scorer.punct_table)
+    r_rm, rows_rm, abs_rm = read(rm_ends, rm_counts)
+    with torch.inference_mode():
+        scores = scorer.rm.segment_scores(hidden[rows_rm.to(device), abs_rm.to(device)]) if spec.aggregation == "attention" else None
+    eos_pos = (batch.prompt_lens + batch.lengths - 1).to(device)
+    last = values[torch.arange(B, device=device), eos_pos] if spec.aggregation == "last" else None
+    e = aggregate(r_rm, rows_rm.to(device), B, spec.aggregation, scores=scores, last_values=last).float().cpu()
+
+    shape = tuple(batch.aligned.shape)
+    out = {"ref_logp": to_aligned(ref_logp.float().cpu(), batch), "seq_reward": e, "ends": [], "raw": [], "norm": [],
+           "t_reference": t1 - t0}
+    if spec.dense:
+        if (spec.ppo_strategy, spec.c_ent) == (spec.rm_strategy, spec.rm_c_ent):
+            ends, counts, r = rm_ends, rm_counts, r_rm
+        else:
+            ends, counts = _segments(spec.ppo_strategy, spec.c_ent, spec, H, tokens, lengths, scorer.punct_table)
+            r = read(ends, counts)[0]
+        rows = _flat_rows(counts)
+        K = torch.from_numpy(counts)[rows]
+        k = torch.arange(len(rows)) - torch.from_numpy(np.cumsum(counts) - counts)[rows]  # index within its row
+        r_hat = normalize(r.float().cpu(), k, K, scorer.normaliser)  # p = (k + 1) / K, in segment units
+        ends_t = torch.from_numpy(ends.astype(np.int64))
+        out["score"] = interpolate(r_hat, ends_t, rows, shape, scorer.interpolation)
+        splits = np.cumsum(counts)[:-1]
+        out["ends"] = np.split(ends, splits)
+        out["raw"] = np.split(r.float().cpu().numpy(), splits)
+        out["norm"] = np.split(r_hat.numpy(), splits)
+    else:  # bandit: the normalised sequence reward on each row's own EOS (p = 1: one segment of one)
+        one = torch.ones(B)
+        e_hat = normalize(e, torch.zeros(B), one, scorer.normaliser)
+        out["score"] = place_on_eos(e_hat, batch.lengths - 1, shape)
+        out["raw"] = [np.array([v], dtype=np.float32) for v in e.numpy()]
+        out["norm"] = [np.array([v], dtype=np.float32) for v in e_hat.numpy()]
+        out["ends"] = [np.array([n - 1], dtype=np.int32) for n in lengths]
+    out["t_reward"] = time.perf_counter() - t1
+    return out
+
+
+def _cat_aligned(parts: list[torch.Tensor], width: int) -> torch.Tensor:
+    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])
+
+
+def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed: int, iteration: int, device,
+            autocast, beta: float) -> Rollout:
+    """Sample one response per prompt with the policy and turn them into PPO's training targets."""
+    c = cfg.ppo
+    t0 = time.perf_counter()
+    with autocast():
+        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.max_new_tokens,
+                       temperature=c.temperature, top_p=c.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+                       seed=hash_seed(seed, iteration), force_eos=True)
+    t1 = time.perf_counter()
+    B = len(prompts)
+    order = sorted(range(B), key=lambda i: -(len(prompts[i]) + len(gen.responses[i])))  # little padding
+    parts = {k: [] for k in ("logp", "entropy", "values", "ref_logp", "score")}
+    seq_reward = torch.zeros(B)
+    ends, raw, norm = [None] * B, [None] * B, [None] * B
+    seconds = {"policy": 0.0, "score": 0.0, "reference": 0.0, "reward": 0.0, "critic": 0.0}
+    R = max(len(r) for r in gen.responses)
+    for start in range(0, B, c.forward_batch):
+        idx = order[start : start + c.forward_batch]
+        batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id)
+        on_device = batch.to(device)
+        a = time.perf_counter()
+        with autocast():
+            logp, ent = logprobs_entropy(policy, on_device, scorer.chunk_size)
+        b = time.perf_counter()
+        scored = score_batch(scorer, batch, device)
+        d = time.perf_counter()
+        with torch.inference_mode(), autocast():
+            values = state_values(critic, on_device)
+        seconds["policy"] += b - a
+        seconds["score"] += d - b
+        seconds["reference"] += scored["t_reference"]
+        seconds["reward"] += scored["t_reward"]
+        seconds["critic"] += time.perf_counter() - d
+        for name, flat in (("logp", logp), ("entropy", ent), ("values", values)):
+            parts[name].append(to_aligned(flat.float().cpu(), batch))
+        parts["ref_logp"].append(scored["ref_logp"])
+        parts["score"].append(scored["score"])
+        for j, i in enumerate(idx):
+            seq_reward[i] = scored["seq_reward"][j]
+            ends[i], raw[i], norm[i] = scored["ends"][j], scored["raw"][j], scored["norm"][j]
+    inverse = torch.empty(B, dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(B)
+    t = {k: _cat_aligned(v, R)[inverse] for k, v in parts.items()}
+    mask = (torch.arange(R)[None, :] < torch.tensor([len(r) for r in gen.responses])[:, None]).float()
+    truncated = torch.tensor(gen.truncated)
+    score = t["score"]
+    if c.missing_eos_penalty:
+        eos = torch.tensor([len(r) - 1 for r in gen.responses])
+        score[truncated, eos[truncated]] -= c.missing_eos_penalty
+    t2 = time.perf_counter()
+    rewards, kl = shape_rewards(score, t["logp"], t["ref_logp"], mask, beta, c.reward_clamp)
+    adv, returns = gae(rewards, t["values"], mask, c.gamma, c.lam)
+    if c.whiten_advantages:
+        adv = whiten(adv, mask)
+    seconds.update(generate=t1 - t0, gae=time.perf_counter() - t2)
+    return Rollout(prompts, gen.responses, truncated, mask, t["logp"], t["ref_logp"], t["entropy"], t["values"], score,
+                   rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds)
