@@ -20,7 +20,7 @@ from segtool.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRESET_DIR = PROJECT_ROOT / "stages"
 # Keys holding local paths (or hub names): resolved against the config file's directory if they exist.
-PATH_KEYS = {("model", "path"), ("data", "path")}
+PATH_KEYS = {("model", "path"), ("data", "path"), ("segment", "adaptive_model")}
 
 
 def available_presets() -> list[str]:

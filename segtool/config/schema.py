@@ -67,15 +67,27 @@ class TokenizeConfig:
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    strategy: str = knob("entropy", "entropy, token, bandit, ngram or punct (METHOD §2)")
+    strategy: str = knob("entropy", "entropy, token, bandit, ngram, punct or adaptive (METHOD §2, §7)")
     c_ent: float = knob(1.75, "entropy cutoff: position j ends a segment iff H_j > c_ent (paper: 1.75 Phi-3, 2.0 Llama-3)")
     n: int = knob(5, "segment length in tokens for the ngram strategy")
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
     chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False)
     batch_tokens: int = knob(16384, "padded tokens per forward batch (length-sorted batches)", identity=False)
     shard_rows: int = knob(1024, "input rows per output shard (the unit of --resume)", identity=False)
+    adaptive_source: str = knob("rm", "adaptive: per-token rewards from rm (value differences v_i - v_(i-1) of a segment RM) or dpo (implicit reward beta log pi/pi_ref of a DPO policy)")
+    adaptive_model: str = knob("", "adaptive: the RM / DPO policy folder, or a run directory (its train-rm / dpo head); empty = this run directory's")
+    baseline: str = knob("sequence", "adaptive: baseline b = sequence (mean token reward of the response), running (mean of the rewards before t) or td (TD(0) estimate)")
+    delta: float = knob(0.0, "adaptive: Schmitt-trigger offset; r > b + delta is good, r < b - delta bad, otherwise the state is kept")
+    td_alpha: float = knob(0.1, "adaptive: step size of the td baseline")
 
     def __post_init__(self):
+        if self.adaptive_source not in ("rm", "dpo") or self.baseline not in ("sequence", "running", "td"):
+            raise ConfigError(
+                f"segment.adaptive_source = {self.adaptive_source!r} / baseline = {self.baseline!r} is not known",
+                "adaptive_source: rm or dpo; baseline: sequence, running or td",
+            )
+        if self.delta < 0 or not 0 < self.td_alpha <= 1:
+            raise ConfigError("segment.delta must be >= 0 and td_alpha in (0, 1]", "e.g. delta = 0.05, td_alpha = 0.1")
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"segment.strategy = {self.strategy!r} is not known", f"use one of: {', '.join(STRATEGIES)}"
@@ -268,6 +280,92 @@ class EvalConfig:
                               "temperature >= 0, 0 < top_p <= 1, timeout > 0, backoff >= 0")
 
 
+def _check(checks) -> None:
+    for ok, key, fix in checks:
+        if not ok:
+            raise ConfigError(f"{key} has an invalid value", fix)
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    beta: float = knob(0.1, "DPO temperature beta (METHOD §6)")
+    label_smoothing: float = knob(0.0, "conservative DPO: probability that a preference label is flipped (0 = plain DPO)")
+    mask: str = knob("none", "none (DPO) or adaptive (ADPO: log-prob sums over chosen tokens in good and rejected tokens in bad adaptive segments, METHOD §7)")
+    lr: float = knob(5e-7, "peak learning rate")
+    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr")
+    warmup_ratio: float = knob(0.03, "share of steps with linear warm-up")
+    weight_decay: float = knob(0.0, "AdamW weight decay (betas 0.9, 0.95)")
+    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)")
+    global_batch: int = knob(64, "pairs per optimiser step")
+    micro_batch: int = knob(8, "pairs per forward pass (accumulated up to global_batch)", identity=False)
+    epochs: int = knob(1, "passes over the training pairs")
+    max_steps: int = knob(0, "stop after this many optimiser steps (0 = all epochs)")
+    eval_prompts: int = knob(32, "pairs whose prompts are held out (never trained on), chosen as ppo.eval_prompts: held-out reward before/after")
+    max_new_tokens: int = knob(1024, "held-out evaluation: generation length")
+    temperature: float = knob(1.0, "held-out evaluation: sampling temperature")
+    top_p: float = knob(1.0, "held-out evaluation: nucleus sampling")
+    bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false")
+    gradient_checkpointing: bool = knob(False, "recompute activations in the backward pass to save memory", identity=False)
+    checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False)
+    generate_batch: int = knob(32, "prompts per generate() call (evaluation)", identity=False)
+    forward_batch: int = knob(16, "samples per scoring forward pass (evaluation)", identity=False)
+
+    def __post_init__(self):
+        _check([
+            (self.mask in ("none", "adaptive"), "dpo.mask", "use none or adaptive"),
+            (self.beta > 0 and 0 <= self.label_smoothing < 0.5, "dpo.beta/label_smoothing", "beta > 0, 0 <= label_smoothing < 0.5"),
+            (self.bf16 in ("auto", "true", "false"), "dpo.bf16", 'use "auto", "true" or "false"'),
+            (self.temperature > 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 2, "dpo.temperature/top_p/max_new_tokens",
+             "temperature > 0, 0 < top_p <= 1, max_new_tokens >= 2"),
+            (self.epochs >= 1 and self.max_steps >= 0 and self.eval_prompts >= 0, "dpo.epochs/max_steps/eval_prompts",
+             "epochs >= 1, max_steps and eval_prompts >= 0"),
+            (min(self.micro_batch, self.generate_batch, self.forward_batch) >= 1 and self.global_batch >= 1
+             and self.global_batch % self.micro_batch == 0, "dpo.global_batch/micro_batch",
+             "positive sizes, micro_batch dividing global_batch"),
+        ])
+
+
+@dataclass(frozen=True)
+class RSConfig:
+    prompts: str = knob("", "prompt file (.jsonl, .jsonl.gz, .parquet) or HF dataset name [default: data.path]")
+    eval_prompts: int = knob(32, "prompts held out from training, chosen as ppo.eval_prompts: held-out reward before/after")
+    k: int = knob(4, "samples per prompt; the reward model's best one is kept (METHOD §6)")
+    beta: float = knob(0.05, "weight of the KL(pi || pi_SFT) term added to the NLL")
+    mask: str = knob("none", "none (RS) or adaptive (ARS: NLL and KL over the kept sample's good-segment tokens, METHOD §7)")
+    rollout_batch: int = knob(64, "prompts sampled per iteration")
+    train_batch: int = knob(64, "kept samples per optimiser step (divides rollout_batch)")
+    updates: int = knob(1, "passes over each iteration's kept samples")
+    episodes: int = knob(1, "passes over the training prompts")
+    iterations: int = knob(0, "stop after this many iterations (0 = all episodes)")
+    lr: float = knob(1e-6, "peak learning rate")
+    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr")
+    warmup_ratio: float = knob(0.03, "share of optimiser steps with linear warm-up")
+    weight_decay: float = knob(0.0, "AdamW weight decay (betas 0.9, 0.95)")
+    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)")
+    max_new_tokens: int = knob(1024, "generation length (sampling and held-out evaluation)")
+    temperature: float = knob(1.0, "sampling temperature")
+    top_p: float = knob(1.0, "nucleus sampling")
+    bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false")
+    micro_batch: int = knob(8, "samples per training forward pass", identity=False)
+    generate_batch: int = knob(32, "prompts per generate() call", identity=False)
+    forward_batch: int = knob(16, "samples per scoring forward pass", identity=False)
+    checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False)
+
+    def __post_init__(self):
+        _check([
+            (self.mask in ("none", "adaptive"), "rs.mask", "use none or adaptive"),
+            (self.k >= 1 and self.beta >= 0, "rs.k/beta", "k >= 1 and beta >= 0"),
+            (self.bf16 in ("auto", "true", "false"), "rs.bf16", 'use "auto", "true" or "false"'),
+            (self.temperature > 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 2, "rs.temperature/top_p/max_new_tokens",
+             "temperature > 0, 0 < top_p <= 1, max_new_tokens >= 2"),
+            (self.updates >= 1 and self.episodes >= 1 and self.iterations >= 0 and self.eval_prompts >= 0,
+             "rs.updates/episodes/iterations/eval_prompts", "updates, episodes >= 1; iterations, eval_prompts >= 0"),
+            (min(self.rollout_batch, self.train_batch, self.micro_batch, self.generate_batch, self.forward_batch,
+                 self.checkpoint_every) >= 1 and self.rollout_batch % self.train_batch == 0,
+             "rs.rollout_batch/train_batch", "positive sizes, train_batch dividing rollout_batch"),
+        ])
+
+
 @dataclass(frozen=True)
 class RunConfig:
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
@@ -286,4 +384,6 @@ class Config:
     normalizer: NormalizerConfig = field(default_factory=NormalizerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    rs: RSConfig = field(default_factory=RSConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("entropy", "token", "bandit", "ngram", "punct")
+STRATEGIES = ("entropy", "token", "bandit", "ngram", "punct", "adaptive")
 
 # Characters after which the rule-based sentence splitter (`punct`) cuts: the paper's sentence
 # baseline splits after . ! ? \n ; ... , : } and their full-width equivalents.
@@ -61,12 +61,15 @@ def boundary_mask(
     c_ent: float = 2.0,
     n: int = 5,
     punct_table: np.ndarray | None = None,
+    states: np.ndarray | None = None,
     eos_in_last_segment: bool = False,
 ) -> np.ndarray:
     """Flat bool mask: True where a position ends a segment.
 
     entropy: [N] float (needed by ``entropy``); token_ids: [N] int and punct_table: [V] bool
-    (needed by ``punct``: punct_table[t] is True when token t ends with a splitting character).
+    (needed by ``punct``: punct_table[t] is True when token t ends with a splitting character);
+    states: [N] Schmitt-trigger states (needed by ``adaptive``, METHOD §7: a segment is a maximal
+    run of one state, so j ends a segment where the state of j + 1 differs).
     """
     if entropy is not None and len(entropy) != layout.pos.size:
         raise ValueError(f"{len(entropy)} entropies for {layout.pos.size} response positions")
@@ -89,6 +92,12 @@ def boundary_mask(
         if token_ids is None or punct_table is None:
             raise ValueError("strategy 'punct' needs token ids and a punctuation table")
         is_end = punct_table[np.asarray(token_ids)]
+    elif strategy == "adaptive":
+        if states is None or len(states) != layout.pos.size:
+            raise ValueError("strategy 'adaptive' needs one state per response position")
+        states = np.asarray(states)
+        is_end = np.zeros(layout.pos.shape, dtype=bool)
+        is_end[:-1] = states[:-1] != states[1:]  # across rows this lands on a row's EOS: the EOS policy fixes it
     else:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     return apply_eos_policy(is_end, layout, eos_in_last_segment)

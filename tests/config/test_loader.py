@@ -145,7 +145,7 @@ def test_unknown_section(tmp_path):
     path = write_toml(tmp_path / "typo.toml", "[segmnt]\nc_ent = 2.0\n")
     err = config_error(config_file=path)
     assert err.message == f"{path}: unknown section [segmnt]"
-    assert err.hint == "did you mean 'segment'? valid sections: model, data, tokenize, segment, train_rm, normalizer, run"
+    assert err.hint == "did you mean 'segment'? valid sections: model, data, tokenize, segment, train_rm, normalizer, ppo, eval, dpo, rs, run"
 
 
 def test_top_level_key_is_not_a_table(tmp_path):
@@ -280,7 +280,8 @@ def test_identity_view_drops_execution_knobs():
     cfg, _ = load_config(preset="tiny", workdir="/tmp/somewhere")
     view = identity_view(cfg, ("model", "data", "tokenize", "segment", "run"))
     assert set(view) == {"model", "data", "tokenize", "segment", "run"}
-    assert set(view["segment"]) == {"strategy", "c_ent", "n", "eos_in_last_segment"}
+    assert set(view["segment"]) == {"strategy", "c_ent", "n", "eos_in_last_segment", "adaptive_source", "adaptive_model",
+                                     "baseline", "delta", "td_alpha"}  # segment.plan drops the adaptive ones for other strategies
     assert set(view["model"]) == {"path", "revision", "gguf_file", "dtype", "trust_remote_code"}
     assert view["run"] == {"seed": 0}
     assert view["tokenize"] == {"max_len": 512, "max_prompt_len": 384, "template": "auto"}

@@ -113,3 +113,18 @@ def test_mask_truth_table_sample_kind_by_token_state():
         ("chosen", "good"): 1, ("chosen", "neutral-in-good"): 1, ("chosen", "bad"): 0, ("chosen", "neutral-in-bad"): 0,
         ("rejected", "good"): 0, ("rejected", "neutral-in-good"): 0, ("rejected", "bad"): 1, ("rejected", "neutral-in-bad"): 1,
     }
+
+
+def test_adaptive_boundaries_are_state_runs_under_the_eos_policy():
+    import numpy as np
+
+    from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
+
+    # Two responses (EOS last): states G G B B G | EOS and B G | EOS.
+    layout = FlatLayout.from_lengths(np.array([6, 3]))
+    states = np.array([1, 1, 0, 0, 1, 1, 0, 1, 1], dtype=bool)
+    ends, counts = mask_to_ends(boundary_mask("adaptive", layout, states=states), layout)
+    # Runs [0,1] [2,3] [4]; the last segment ends before EOS (default policy). Row 1: [0] [1].
+    assert ends.tolist() == [1, 3, 4, 0, 1] and counts.tolist() == [3, 2]
+    ends, _ = mask_to_ends(boundary_mask("adaptive", layout, states=states, eos_in_last_segment=True), layout)
+    assert ends.tolist() == [1, 3, 5, 0, 2]  # the EOS closes the last run
