@@ -1,7 +1,177 @@
-"""`segtool eval alpaca|arena|mtbench|gsm8k` (issue 6): registered on the `eval` sub-app by app.py."""
+"""`segtool eval alpaca|arena|mtbench|gsm8k` (METHOD §8): registered on the `eval` sub-app by app.py.
 
-from __future__ import annotations
+Each command answers the benchmark with a model (``--model``, or the run directory's ppo policy),
+judges the answers (an OpenAI-compatible endpoint, a local model, or the reward model as an offline
+proxy) and prints the official metrics; or, with ``--from-annotations`` / ``--from-judgments``,
+recomputes the metrics from the official tools' stored judgment files without calling any judge.
+"""
+
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segtool.cli.options import StageOptions, stage_command
+
+MODEL = Annotated[str | None, typer.Option("--model", help="Model to evaluate: a folder or hub id; `sft` = model.path (default: the run directory's ppo policy).", show_default=False)]
+NAME = Annotated[str | None, typer.Option("--name", help="Model name written into the output files (default: from the model).", show_default=False)]
+JUDGE = Annotated[str | None, typer.Option("--judge", help="http (OpenAI-compatible endpoint), hf (local model) or proxy (the reward model, offline) (default: eval.judge).", show_default=False)]
+JUDGE_URL = Annotated[str | None, typer.Option("--judge-url", help="Judge base URL, e.g. http://localhost:8000/v1 (default: eval.base_url, $SEGTOOL_JUDGE_BASE_URL, $OPENAI_BASE_URL, OpenAI).", show_default=False)]
+JUDGE_MODEL = Annotated[str | None, typer.Option("--judge-model", help="Judge model: endpoint model name, or a folder / hub id for --judge hf (default: the benchmark's official judge).", show_default=False)]
+API_KEY = Annotated[str | None, typer.Option("--api-key", help="Judge API key (default: $SEGTOOL_JUDGE_API_KEY, $OPENAI_API_KEY). Never written anywhere.", show_default=False)]
+RM = Annotated[str | None, typer.Option("--rm", help="Reward model folder for --judge proxy (default: the run directory's train-rm model).", show_default=False)]
+BASELINE = Annotated[str | None, typer.Option("--baseline", help="official (the benchmark's baseline answers), sft, or a model folder / hub id (default: eval.baseline).", show_default=False)]
+LIMIT = Annotated[int | None, typer.Option("--limit", help="Only the first N prompts (0 = all) (default: eval.limit).", show_default=False)]
+COMPARE = Annotated[list[Path] | None, typer.Option("--compare", help="Also evaluate this run directory's ppo policy and write a comparison report (repeatable).", show_default=False)]
 
 
 def register(eval_app) -> None:
-    """Add the benchmark commands to ``eval_app`` (none yet)."""
+    """Add the benchmark commands to ``eval_app``."""
+
+    @eval_app.command("alpaca")
+    @stage_command
+    def alpaca(opts: StageOptions, model: MODEL = None, name: NAME = None, judge: JUDGE = None, judge_url: JUDGE_URL = None,
+               judge_model: JUDGE_MODEL = None, api_key: API_KEY = None, rm: RM = None, baseline: BASELINE = None,
+               limit: LIMIT = None, compare: COMPARE = None,
+               from_annotations: Annotated[Path | None, typer.Option("--from-annotations", help="Only compute the metrics from an alpaca_eval annotations.json(.gz); no judge is called.", show_default=False)] = None):
+        """AlpacaEval 2.0: win rate, standard error, discrete win rate, average length and the
+        length-controlled win rate against gpt4_1106_preview, judged as `weighted_alpaca_eval_gpt4_turbo`."""
+        if from_annotations is not None:
+            from segtool.eval import stored
+
+            _print_stored("alpaca", from_annotations, stored.alpaca_metrics(stored.alpaca_rows(from_annotations)), opts.json_)
+            return
+        _evaluate("alpaca", opts, locals())
+
+    @eval_app.command("arena")
+    @stage_command
+    def arena(opts: StageOptions, model: MODEL = None, name: NAME = None, judge: JUDGE = None, judge_url: JUDGE_URL = None,
+              judge_model: JUDGE_MODEL = None, api_key: API_KEY = None, rm: RM = None, baseline: BASELINE = None,
+              limit: LIMIT = None, compare: COMPARE = None,
+              from_judgments: Annotated[Path | None, typer.Option("--from-judgments", help="Only compute the scores from an arena-hard-auto judgment jsonl; no judge is called.", show_default=False)] = None,
+              answers: Annotated[Path | None, typer.Option("--answers", help="With --from-judgments: model_answer jsonl file or folder, for the average token counts.", show_default=False)] = None,
+              baseline_name: Annotated[str, typer.Option("--baseline-name", help="With --from-judgments: the baseline's name in the battles.")] = "gpt-4-0314"):
+        """Arena-Hard v0.1: score against gpt-4-0314 (Bradley-Terry, two games per question, strong
+        verdicts x3) with its 95% bootstrap interval (100 rounds, seed 42) and average answer tokens."""
+        if from_judgments is not None:
+            from segtool.eval import stored
+
+            lens = stored.arena_token_lengths(answers) if answers else None
+            cfg = opts.load() if (opts.preset or opts.config or opts.set_) else None
+            rounds = cfg.eval.bootstrap_rounds if cfg else 100
+            metrics = stored.arena_metrics(stored.arena_records(from_judgments), baseline_name, rounds=rounds, token_lengths=lens)
+            _print_stored("arena", from_judgments, metrics, opts.json_)
+            return
+        _evaluate("arena", opts, locals())
+
+    @eval_app.command("mtbench")
+    @stage_command
+    def mtbench(opts: StageOptions, model: MODEL = None, name: NAME = None, judge: JUDGE = None, judge_url: JUDGE_URL = None,
+                judge_model: JUDGE_MODEL = None, api_key: API_KEY = None, limit: LIMIT = None, compare: COMPARE = None,
+                from_judgments: Annotated[Path | None, typer.Option("--from-judgments", help="Only compute the scores from a FastChat single-judgment jsonl; no judge is called.", show_default=False)] = None):
+        """MT-Bench: two-turn answers (FastChat's per-category temperatures) graded 1-10 by the judge
+        with FastChat's prompts (reference answers for math, reasoning, coding); turn 1, turn 2, overall."""
+        if from_judgments is not None:
+            from segtool.eval import stored
+
+            _print_stored("mtbench", from_judgments, stored.mtbench_metrics(stored.mtbench_records(from_judgments)), opts.json_)
+            return
+        _evaluate("mtbench", opts, locals())
+
+    @eval_app.command("gsm8k")
+    @stage_command
+    def gsm8k(opts: StageOptions, model: MODEL = None, name: NAME = None, limit: LIMIT = None, compare: COMPARE = None):
+        """GSM8K: accuracy of the last number in the answer against the reference after "####"
+        (zero-shot, or eval.gsm8k_shots worked examples as earlier chat turns)."""
+        _evaluate("gsm8k", opts, locals())
+
+
+def _overrides(args: dict) -> list[str]:
+    """Flags that are shorthands for --set eval.KEY=VALUE (so the manifest records them)."""
+    keys = {"judge": "judge", "judge_url": "base_url", "judge_model": "judge_model", "baseline": "baseline", "limit": "limit"}
+    return [f"eval.{key}={json.dumps(args[flag])}" for flag, key in keys.items() if args.get(flag) is not None]
+
+
+def _evaluate(bench: str, opts: StageOptions, args: dict) -> None:
+    import dataclasses
+
+    from segtool.cli.output import STDOUT, emit_json
+    from segtool.eval import reports
+    from segtool.pipeline import bench_eval
+
+    opts = dataclasses.replace(opts, set_=list(opts.set_ or []) + _overrides(args))
+    cfg = opts.load()
+    jobs = _targets(cfg, bench, args)
+    judge = None
+    if bench != "gsm8k":
+        from segtool.eval import judges
+
+        judge = judges.build(cfg, bench, api_key=args.get("api_key"), rm=args.get("rm"))
+    results = [bench_eval.run(job_cfg, bench, target, resume=opts.resume, force=opts.force, quiet=opts.json_, judge=judge)
+               for job_cfg, target in jobs]
+    metrics = [r.record["metrics"] for r in results]
+    paths = {}
+    if len(results) > 1:
+        paths = reports.write_comparison(Path(cfg.run.workdir) / "reports", bench, metrics)
+    if opts.json_:
+        emit_json({"benchmark": bench, "results": [r.to_json() for r in results], "report": {k: str(v) for k, v in paths.items()}})
+        return
+    STDOUT.print(reports.terminal_table(bench, metrics))
+    for note in reports.notes(metrics):
+        STDOUT.print(note, highlight=False)
+    for r in results:
+        state = "already complete" if r.outcome == "up-to-date" else "done"
+        STDOUT.print(f"{r.record['metrics']['model']}: {state}, artifact {r.stage} {r.artifact_id[:12]} in {r.workdir}", highlight=False)
+    for kind, path in paths.items():
+        STDOUT.print(f"comparison report ({kind}): {path}", highlight=False)
+
+
+def _targets(cfg, bench: str, args: dict) -> list:
+    """(config, Target) for the main model (--model, or the run directory's policy) and every --compare run directory."""
+    from segtool.artifacts.manifest import RunDir
+    from segtool.pipeline import bench_answers, bench_eval
+
+    compare = [Path(p).expanduser().resolve() for p in (args.get("compare") or [])]
+    jobs = []
+    main_dir = Path(cfg.run.workdir).resolve()
+    if args.get("model") or not compare or (RunDir(main_dir).head("ppo") is not None and main_dir not in compare):
+        jobs.append((cfg, bench_eval.resolve_target(cfg, args.get("model"), args.get("name"))))
+    for folder in dict.fromkeys(compare):
+        other = _run_config(cfg, folder)
+        jobs.append((other, bench_answers.policy_target(other)))
+    return jobs
+
+
+def _run_config(cfg, folder: Path):
+    """A compared run directory's own config with this command's [eval] settings and device."""
+    import dataclasses
+
+    from segtool.artifacts.manifest import RunDir
+    from segtool.config.loader import config_from_dict
+    from segtool.errors import ArtifactError
+
+    rundir = RunDir(folder)
+    if not rundir.manifest_path.exists():
+        raise ArtifactError(f"--compare {folder}: no manifest.json there", "give a run directory that has a ppo artifact")
+    saved = dict(rundir.read().get("config") or {})
+    saved.pop("eval", None)
+    other = config_from_dict(saved)
+    return dataclasses.replace(other, eval=cfg.eval, model=dataclasses.replace(other.model, device=cfg.model.device),
+                               run=dataclasses.replace(other.run, workdir=str(folder)))
+
+
+def _print_stored(bench: str, path: Path, metrics: dict[str, dict], json_out: bool) -> None:
+    from segtool.cli.output import STDOUT, emit_json
+    from segtool.eval import reports
+    from segtool.pipeline.bench_eval import strict_json
+
+    metrics = strict_json(metrics)
+    results = [{"model": model, **m} for model, m in metrics.items()]
+    if json_out:
+        emit_json({"benchmark": bench, "file": str(path), "models": metrics})
+        return
+    STDOUT.print(reports.terminal_table(bench, results, f"{reports.TITLES[bench]} from {path.name}"))
+    for note in reports.notes(results):
+        STDOUT.print(note, highlight=False)

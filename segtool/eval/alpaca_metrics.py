@@ -108,16 +108,42 @@ def load_lc_inputs(folder: Path = DATA) -> tuple[np.ndarray, dict]:
     return difficulty, gamed
 
 
-def metrics_from_annotations(path: str | Path) -> dict:
-    """All AlpacaEval 2.0 leaderboard metrics from an alpaca_eval annotations.json(.gz) file,
-    rows in the order of the 805 AlpacaEval instructions (as alpaca_eval writes them)."""
+def leaderboard_metrics(preferences, len_baseline, len_model, difficulty, *, length_controlled: bool = True) -> dict:
+    """The leaderboard row: win rate, SE, counts, discrete win rate, average length (characters of
+    the model's outputs) and, with ``length_controlled``, the LC win rate and its GLM weights.
+
+    NaN preferences (the judge named neither output) are dropped from the win rate, as alpaca_eval
+    does, and counted in ``n_unparsed``. LC needs the official baseline (its GLM inputs describe
+    gpt4_1106_preview) and at least two outputs of different length differences.
+    """
+    pref = np.asarray(preferences, dtype=np.float64)
+    valid = ~np.isnan(pref)
+    if not valid.any():
+        raise ValueError("no preference could be read from the judge")
+    out = {**win_rate_stats(pref[valid]), "n_unparsed": int((~valid).sum()),
+           "avg_length": int(np.mean([float(n) for n in len_model]))}
+    delta = np.asarray(len_baseline, dtype=np.float64) - np.asarray(len_model, dtype=np.float64)
+    if length_controlled and len(delta) > 1 and delta.std(ddof=1) > 0:
+        _, gamed = load_lc_inputs()
+        lc, weights = length_controlled_win_rate(pref, len_baseline, len_model, difficulty, gamed)
+        out.update(length_controlled_winrate=lc, lc_weights=weights)
+    else:
+        out.update(length_controlled_winrate=None, lc_weights=None)
+    return out
+
+
+def read_annotations(path: str | Path) -> list[dict]:
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as fh:
-        rows = json.load(fh)
-    difficulty, gamed = load_lc_inputs()
-    pref = [r["preference"] for r in rows]
-    lc, weights = length_controlled_win_rate(pref, [len(r["output_1"]) for r in rows], [len(r["output_2"]) for r in rows],
-                                             difficulty[: len(rows)], gamed)
-    return {**win_rate_stats(pref), "avg_length": int(np.mean([len(r["output_2"]) for r in rows])),
-            "length_controlled_winrate": lc, "lc_weights": weights}
+        return json.load(fh)
+
+
+def metrics_from_annotations(path: str | Path) -> dict:
+    """All AlpacaEval 2.0 leaderboard metrics from an alpaca_eval annotations.json(.gz) file,
+    rows in the order of the 805 AlpacaEval instructions (as alpaca_eval writes them)."""
+    rows = read_annotations(path)
+    difficulty, _ = load_lc_inputs()
+    pref = [np.nan if r["preference"] is None else r["preference"] for r in rows]
+    return leaderboard_metrics(pref, [len(r["output_1"]) for r in rows], [len(r["output_2"]) for r in rows],
+                               difficulty[: len(rows)])

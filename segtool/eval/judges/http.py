@@ -1,0 +1,171 @@
+"""A judge behind any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, TGI, llama.cpp,
+LiteLLM, ...), with the standard library only: urllib for HTTP, a thread pool for concurrency.
+
+Timeouts, connection failures, 408/409/425/429 and 5xx replies are retried with exponential back-off
+(a Retry-After header is honoured); other 4xx replies stop the run at once, since repeating them
+cannot help. The API key goes into the Authorization header and nowhere else: it is not part of the
+judge's identity, not cached, and scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from segtool.eval.judges.base import ChatRequest, Completion, JudgeError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+KEY_VARIABLES = ("SEGTOOL_JUDGE_API_KEY", "OPENAI_API_KEY")
+URL_VARIABLES = ("SEGTOOL_JUDGE_BASE_URL", "OPENAI_BASE_URL")
+RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx
+MAX_DELAY = 60.0
+
+
+def resolve_base_url(configured: str) -> str:
+    """The configured URL, else $SEGTOOL_JUDGE_BASE_URL / $OPENAI_BASE_URL, else OpenAI's."""
+    for value in (configured, *(os.environ.get(v, "") for v in URL_VARIABLES)):
+        if value:
+            return value.rstrip("/")
+    return DEFAULT_BASE_URL
+
+
+def resolve_api_key(flag: str | None) -> str:
+    """--api-key, else $SEGTOOL_JUDGE_API_KEY, else $OPENAI_API_KEY ("" = send no Authorization)."""
+    if flag:
+        return flag
+    for name in KEY_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
+    return ""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, delay: float | None = None):
+        super().__init__(reason)
+        self.reason, self.delay = reason, delay
+
+
+class HttpJudge:
+    def __init__(self, base_url: str, model: str, api_key: str = "", *, timeout: float = 120.0, retries: int = 6,
+                 backoff: float = 2.0, concurrency: int = 8, sleep=time.sleep):
+        self.url = f"{base_url.rstrip('/')}/chat/completions"
+        self.model = model
+        self._key = api_key
+        self.timeout, self.retries, self.backoff, self.concurrency = timeout, retries, backoff, concurrency
+        self._sleep = sleep
+        self.identity = {"kind": "http", "base_url": base_url.rstrip("/"), "model": model}
+        self.name = model  # what judgment files call the judge
+        self.label = f"{model} at {base_url.rstrip('/')}"
+        self.proxy = False
+
+    # -- one call ------------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def _post(self, body: dict) -> dict:
+        data = json.dumps({"model": self.model, **body}).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                raw = reply.read()
+        except urllib.error.HTTPError as err:
+            detail = self._scrub(_error_text(err))
+            if err.code in RETRY_STATUS or err.code >= 500:
+                raise _Retryable(f"HTTP {err.code}: {detail}", _retry_after(err.headers)) from None
+            hint = {401: "check the API key (--api-key or $SEGTOOL_JUDGE_API_KEY)",
+                    403: "check the API key's permissions for this model",
+                    404: "check the base URL (it should end in /v1) and the judge model name"}.get(
+                        err.code, "check the judge model name and the endpoint's documentation")
+            raise JudgeError(f"judge endpoint {self.url} refused the request: HTTP {err.code}: {detail}", hint) from None
+        except TimeoutError as err:
+            raise _Retryable(f"timed out after {self.timeout:g} s ({err})") from None
+        except urllib.error.URLError as err:
+            raise _Retryable(self._scrub(f"connection failed: {err.reason}")) from None
+        except (ConnectionError, http.client.HTTPException, OSError) as err:
+            raise _Retryable(self._scrub(f"connection failed: {type(err).__name__}: {err}")) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Retryable(f"the reply is not JSON: {raw[:120]!r}") from None
+
+    def call(self, request: ChatRequest) -> Completion:
+        """One completion, retried with exponential back-off on transient failures."""
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                return parse_reply(self._post(request.body()), self.url)
+            except _Retryable as err:
+                last = err.reason
+                if attempt == self.retries:
+                    break
+                delay = min(MAX_DELAY, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+                self._sleep(min(MAX_DELAY, err.delay) if err.delay is not None else delay)
+        raise JudgeError(f"judge endpoint {self.url} failed {self.retries + 1} times; last error: {last}",
+                         "answers received so far are cached: re-run the same command to continue "
+                         "(raise eval.retries / eval.timeout for a slow endpoint)")
+
+    # -- many calls ----------------------------------------------------------------------------
+    def answer(self, requests: list[ChatRequest], on_done) -> None:
+        """Call ``on_done(k, completion)`` (in this thread) as each request is answered; the first
+        failure cancels what has not started and is raised."""
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
+        ok = False
+        try:
+            futures = {pool.submit(self.call, req): k for k, req in enumerate(requests)}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:  # record every answer before raising any failure
+                    if fut.exception() is None:
+                        on_done(futures[fut], fut.result())
+                for fut in finished:
+                    if fut.exception() is not None:
+                        raise fut.exception()
+            ok = True
+        finally:
+            # on failure or Ctrl-C: drop queued calls, do not wait for the ones in flight
+            pool.shutdown(wait=ok, cancel_futures=True)
+
+
+def parse_reply(reply: dict, url: str) -> Completion:
+    try:
+        choice = reply["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise JudgeError(f"judge endpoint {url} replied without choices[0].message: {str(reply)[:200]}",
+                         "is this an OpenAI-compatible /chat/completions endpoint?") from None
+    top = None
+    content = (choice.get("logprobs") or {}).get("content")
+    if content:
+        top = [[{"token": t["token"], "logprob": float(t["logprob"])} for t in (tok.get("top_logprobs") or [])]
+               for tok in content]
+    return Completion(text, top, choice)
+
+
+def _error_text(err: urllib.error.HTTPError) -> str:
+    try:
+        body = err.read().decode("utf-8", "replace")
+    except OSError:
+        return err.reason or ""
+    try:
+        message = json.loads(body).get("error", {})
+        message = message.get("message", body) if isinstance(message, dict) else str(message)
+    except (ValueError, AttributeError):
+        message = body
+    return " ".join(str(message).split())[:300]
+
+
+def _retry_after(headers) -> float | None:
+    try:
+        return max(0.0, float(headers.get("Retry-After"))) if headers and headers.get("Retry-After") else None
+    except ValueError:
+        return None
