@@ -1,0 +1,243 @@
+"""`segtool ppo` on the embedded tiny model: rewards as METHOD §5 defines them, learning, resume.
+
+The upstream stages (segment, train-rm, fit-normalizer) run once per session per preset and are
+copied into each test's run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import load_config
+from segtool.errors import ConfigError
+
+PPO_SETS = ["data.max_rows=64", "ppo.rollout_batch=8", "ppo.train_batch=4", "ppo.micro_batch=4", "ppo.forward_batch=4",
+            "ppo.max_new_tokens=24", "ppo.eval_prompts=8", "ppo.actor_lr=1e-4", "ppo.critic_lr=1e-4"]
+
+
+def config(preset, workdir, *sets):
+    cfg, _ = load_config(preset=preset, overrides=[*PPO_SETS, *sets], workdir=str(workdir))
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory):
+    """Run directories with a complete RM and normaliser, one per preset (built on first use)."""
+    from segtool.pipeline import fit_normalizer
+
+    built = {}
+
+    def get(preset: str):
+        if preset not in built:
+            workdir = tmp_path_factory.mktemp(f"upstream-{preset}")
+            fit_normalizer.run(config(preset, workdir), quiet=True)
+            built[preset] = workdir
+        return built[preset]
+
+    return get
+
+
+@pytest.fixture
+def rundir(upstream, tmp_path):
+    def make(preset="tiny", name=""):
+        target = tmp_path / (name or preset)
+        shutil.copytree(upstream(preset), target)
+        return target
+
+    return make
+
+
+def scoring_setup(workdir, preset="tiny", *sets):
+    from segtool.pipeline.ppo import load_setup
+
+    cfg = config(preset, workdir, *sets)
+    rd = RunDir(workdir)
+    return cfg, load_setup(cfg, rd, rd.require_head("train-rm"))
+
+
+def artifact_responses(workdir, n=6):
+    """(prompts, responses, segment ends) of the first chosen responses in the segment artifact."""
+    from segtool.pipeline.segment import load_segments
+
+    _, table = load_segments(RunDir(workdir))
+    rows = [i for i, s in enumerate(table["side"].to_pylist()) if s == "chosen"][:n]
+    pick = lambda col: [table[col][i].as_py() for i in rows]  # noqa: E731
+    return pick("prompt_token_ids"), pick("response_token_ids"), pick("segment_ends")
+
+
+def test_reference_pass_segments_samples_exactly_as_the_segment_stage(rundir):
+    """PPO segments with the entropies of its one pi_SFT pass: same ends as `segment` on that text."""
+    from segtool.models.policy import pack
+    from segtool.pipeline.ppo_rollout import score_batch
+
+    workdir = rundir()
+    _, setup = scoring_setup(workdir)
+    prompts, responses, ends = artifact_responses(workdir)
+    scored = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
+    assert [e.tolist() for e in scored["ends"]] == ends
+    assert sum(len(e) for e in ends) > len(ends)  # several segments per response, not a trivial case
+
+
+def test_rewards_use_the_normalisers_p_in_segment_units_and_even_interpolation(rundir):
+    from segtool.models.policy import pack
+    from segtool.pipeline.ppo_rollout import score_batch
+
+    workdir = rundir()
+    _, setup = scoring_setup(workdir)
+    norm = setup.scorer.normaliser
+    assert norm.kind == "location"
+    prompts, responses, _ = artifact_responses(workdir)
+    scored = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
+    for i, (ends, raw, normed) in enumerate(zip(scored["ends"], scored["raw"], scored["norm"])):
+        K = len(ends)
+        for k in range(K):
+            log_p = math.log((k + 1) / K)  # segment index over segment count, not token position
+            mean = norm.w_mu * log_p + norm.b_mu
+            std = max(norm.w_sigma * log_p + norm.b_sigma, norm.floor)
+            assert normed[k] == pytest.approx((raw[k] - mean) / std, rel=1e-5, abs=1e-6)
+        # even: each token of segment k carries normed[k] / |a_k|; the EOS (after the last segment) 0
+        tokens = scored["score"][i]
+        start = 0
+        for k, end in enumerate(ends):
+            seg = tokens[start : end + 1]
+            assert torch.allclose(seg, torch.full_like(seg, float(normed[k]) / (end + 1 - start)))
+            start = end + 1
+        assert float(tokens[len(responses[i]) - 1]) == 0.0
+        assert torch.all(tokens[len(responses[i]) :] == 0)
+
+
+def test_bandit_reward_lands_on_each_rows_own_eos(rundir):
+    from segtool.core.normalizer import normalize
+    from segtool.models.policy import pack
+    from segtool.pipeline.ppo_rollout import score_batch
+
+    workdir = rundir("tiny-bandit")
+    _, setup = scoring_setup(workdir, "tiny-bandit", 'ppo.reward_mode="bandit"')
+    prompts, responses, _ = artifact_responses(workdir)
+    lengths = [len(r) for r in responses]
+    assert len(set(lengths)) > 1  # rows of different lengths in one batch
+    scored = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
+    e_hat = normalize(scored["seq_reward"], torch.zeros(len(lengths)), torch.ones(len(lengths)), setup.scorer.normaliser)
+    for i, n in enumerate(lengths):
+        expected = torch.zeros(scored["score"].shape[1])
+        expected[n - 1] = e_hat[i]
+        assert torch.equal(scored["score"][i], expected)
+
+
+def test_hybrid_modes(rundir):
+    from segtool.models.policy import pack
+    from segtool.pipeline.ppo_rollout import score_batch
+
+    workdir = rundir("tiny-bandit")
+    with pytest.raises(ConfigError, match="c_ent"):
+        scoring_setup(workdir, "tiny-bandit", 'ppo.reward_mode="bandit-as-segment"')
+    with pytest.raises(ConfigError, match="segment-level RM"):
+        scoring_setup(workdir, "tiny-bandit", 'ppo.reward_mode="segment"')
+    _, setup = scoring_setup(workdir, "tiny-bandit", 'ppo.reward_mode="bandit-as-segment"', "ppo.c_ent=5.6")
+    prompts, responses, _ = artifact_responses(workdir)
+    scored = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
+    # The bandit RM read at entropy segment ends: several dense rewards per response.
+    assert sum(len(e) for e in scored["ends"]) > len(responses)
+    seg_workdir = rundir("tiny")
+    _, setup = scoring_setup(seg_workdir, "tiny", 'ppo.reward_mode="segment-as-bandit"')
+    prompts, responses, _ = artifact_responses(seg_workdir)
+    scored = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
+    nonzero = [torch.nonzero(row).flatten().tolist() for row in scored["score"]]
+    assert nonzero == [[len(r) - 1] for r in responses]
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_a_few_iterations_change_the_policy_and_write_auditable_artifacts(rundir, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from segtool.pipeline import ppo
+
+    workdir = rundir()
+    result = ppo.run(config("tiny", workdir, "ppo.iterations=2"), quiet=True)
+    rd = RunDir(workdir)
+    record = rd.get(result.artifact_id)
+    assert record["status"] == "complete"
+    policy_dir = rd.path_of(record, "policy")
+    trained, sft = _weights(policy_dir), _weights(tiny_model_dir)
+    changed = [k for k in sft if k in trained and not torch.equal(trained[k], sft[k])]
+    assert len(changed) > len(sft) // 2
+    AutoModelForCausalLM.from_pretrained(policy_dir)  # plain transformers loads the policy
+    names = sorted(f for f in record["files"] if f.startswith("rollouts/"))
+    assert names == ["rollouts/iter-000001.parquet", "rollouts/iter-000002.parquet"]
+    table = pq.read_table(rd.path_of(record, names[0]))
+    assert table.num_rows == 8
+    for col in ("prompt", "response", "segment_ends", "segment_reward_raw", "segment_reward_norm", "kl", "advantage"):
+        assert col in table.column_names
+    row = table.slice(0, 1).to_pylist()[0]
+    assert len(row["kl"]) == len(row["response_token_ids"]) == len(row["advantage"])
+    assert len(row["segment_ends"]) == len(row["segment_reward_raw"])
+    metrics = pq.read_table(rd.path_of(record, "metrics.parquet")).to_pylist()
+    assert [m["iteration"] for m in metrics] == [1, 2]
+    assert metrics[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # first rollout: policy == pi_SFT
+    assert not any(f.startswith("checkpoint-") for f in record["files"])  # superseded by the final policy
+    m = record["metrics"]
+    assert m["eval_prompts"] == 8 and {"reward_before", "reward_after", "length_before", "length_after"} <= set(m)
+
+
+def test_resume_equals_uninterrupted(rundir, monkeypatch):
+    from segtool.pipeline import ppo
+
+    straight = rundir()
+    ppo.run(config("tiny", straight, "ppo.iterations=2"), quiet=True)
+
+    broken = rundir("tiny", name="broken")
+    calls = {"n": 0}
+    real = ppo.train_on
+
+    def crash_on_second(*args, **kwargs):  # after iteration 1's checkpoint and iteration 2's rollout
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ppo, "train_on", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ppo.run(config("tiny", broken, "ppo.iterations=2"), quiet=True)
+    monkeypatch.setattr(ppo, "train_on", real)
+    result = ppo.run(config("tiny", broken, "ppo.iterations=2"), resume=True, quiet=True)
+    assert result.outcome == "resumed"
+    a, b = RunDir(straight), RunDir(broken)
+    ra, rb = a.head("ppo"), b.head("ppo")
+    assert ra["id"] == rb["id"]
+    wa, wb = _weights(a.path_of(ra, "policy")), _weights(b.path_of(rb, "policy"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for name in ("rollouts/iter-000002.parquet", "metrics.parquet"):
+        ta, tb = pq.read_table(a.path_of(ra, name)), pq.read_table(b.path_of(rb, name))
+        drop = [c for c in ta.column_names if c.startswith(("t_", "seconds", "tokens_per_s", "episodes_per_s"))]
+        assert ta.drop(drop).equals(tb.drop(drop))
+
+
+def test_mode_and_model_mismatches_are_clear_errors(rundir):
+    workdir = rundir()
+    with pytest.raises(ConfigError, match="bandit RM"):
+        scoring_setup(workdir, "tiny", 'ppo.reward_mode="bandit"')
+    with pytest.raises(ConfigError, match="max_len"):
+        scoring_setup(workdir, "tiny", "ppo.max_new_tokens=400")
+
+
+def test_prompt_split_and_iteration_slices_are_seeded_and_disjoint():
+    from segtool.pipeline.ppo import iteration_prompts, split_prompts
+
+    train, held = split_prompts(40, 8, seed=3)
+    assert len(set(train) | set(held)) == 40 and not set(train) & set(held)
+    assert np.array_equal(split_prompts(40, 8, seed=3)[1], held)
+    first = [iteration_prompts(train, it, 8, seed=3) for it in range(4)]
+    assert len(set(np.concatenate(first))) == 32  # one episode: every training prompt once
+    assert np.array_equal(iteration_prompts(train, 1, 8, seed=3), first[1])
