@@ -112,19 +112,28 @@ def ppo(opts: StageOptions):
 @app.command()
 @stage_command
 def run(opts: StageOptions):
-    """Run every stage in order in one run directory. Re-running continues where it stopped."""
-    from segtool.pipeline.registry import STAGE_ORDER, stage_module
+    """Run every stage in order in one run directory (segment, train-rm, fit-normalizer, ppo, or the
+    preset's run.stages). Re-running continues where it stopped. Ends with PPO's held-out reward and
+    length before and after training."""
+    from segtool.pipeline.registry import STAGE_ORDER, run_stage
 
     cfg = opts.load()
     results = []
-    for name in STAGE_ORDER:
+    for name in cfg.run.stages or STAGE_ORDER:
         # `run` always continues partial artifacts: that is what makes the whole pipeline resumable.
-        result = stage_module(name).run(cfg, resume=True, force=opts.force, quiet=opts.json_)
+        result = run_stage(name, cfg, resume=True, force=opts.force, quiet=opts.json_)
         results.append(result)
         if not opts.json_:
             report_stage(result, False)
     if opts.json_:
         emit_json({"workdir": cfg.run.workdir, "stages": [r.to_json() for r in results]})
+        return
+    for r in results:
+        if r.stage == "ppo":
+            m = r.record["metrics"]
+            STDOUT.print(f"[bold]PPO on {m['eval_prompts']} held-out prompts[/]: reward {m['reward_before']:+.4f} -> "
+                         f"{m['reward_after']:+.4f}, length {m['length_before']:.1f} -> {m['length_after']:.1f} tokens, "
+                         f"KL to pi_SFT {m['kl_after']:.3f}", highlight=False)
 
 
 @app.command()

@@ -370,6 +370,15 @@ class RSConfig:
 class RunConfig:
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
     seed: int = knob(0, "random seed for every stage")
+    stages: tuple = knob((), "stages `segtool run` runs, in order (empty = segment, train-rm, fit-normalizer, ppo)", identity=False)
+
+    def __post_init__(self):
+        from segtool.pipeline.registry import KNOWN_STAGES
+
+        object.__setattr__(self, "stages", tuple(self.stages))
+        unknown = [s for s in self.stages if s not in KNOWN_STAGES]
+        if unknown:
+            raise ConfigError(f"run.stages names unknown stage(s) {unknown}", f"use some of: {', '.join(KNOWN_STAGES)}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,196 @@
+"""PPO rollout/training cost on this machine: per-iteration time split, forward passes per sample,
+and generation speed against plain transformers ``generate`` on the same batch.
+
+    python benchmarks/ppo_throughput.py                 # tiny and SmolLM2 (if prepared)
+    python benchmarks/ppo_throughput.py --models tiny
+
+SmolLM2 needs `python benchmarks/prepare_smollm2.py` once. Each model's upstream stages (segment,
+train-rm on a few steps, fit-normalizer) run first in a scratch run directory; they are not timed.
+Forward passes are counted with hooks on every model's backbone, outside generation: the target is
+one each for policy, reference, reward and critic per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = {
+    "tiny": ("tiny", ["ppo.rollout_batch=32", "ppo.train_batch=16", "ppo.max_new_tokens=48"]),
+    "smollm2": ("smollm2", ["data.max_rows=48", "train_rm.max_steps=2", "train_rm.global_batch=8", "train_rm.micro_batch=4",
+                            "normalizer.rows=\"all\"", "tokenize.max_len=1024", "tokenize.max_prompt_len=512",
+                            "ppo.rollout_batch=8", "ppo.train_batch=8", "ppo.micro_batch=4", "ppo.forward_batch=8",
+                            "ppo.max_new_tokens=32", "ppo.eval_prompts=8", "ppo.actor_lr=1e-6", "ppo.critic_lr=1e-5"]),
+}
+
+
+def upstream(preset: str, sets: list[str], workdir: Path):
+    from segtool.config.loader import load_config
+    from segtool.pipeline import fit_normalizer
+
+    cfg, _ = load_config(preset=preset, overrides=sets, workdir=str(workdir))
+    fit_normalizer.run(cfg, resume=True, quiet=True)
+    return cfg
+
+
+class PassCounter:
+    """Rows pushed through each model's backbone (outside generation)."""
+
+    def __init__(self, models: dict):
+        self.rows = dict.fromkeys(models, 0)
+        self.active = True
+        self.handles = [self._hook(name, m) for name, m in models.items()]
+
+    def _hook(self, name, backbone):
+        def count(module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if self.active and ids is not None:
+                self.rows[name] += ids.shape[0]
+
+        return backbone.register_forward_pre_hook(count, with_kwargs=True)
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def bench_model(name: str, iterations: int) -> dict:
+    from segtool.artifacts.manifest import RunDir
+    from segtool.inputs.prompts import read_prompts
+    from segtool.pipeline import ppo, ppo_rollout
+    from segtool.pipeline.ppo import load_setup, make_autocast
+
+    preset, sets = PRESETS[name]
+    workdir = Path(tempfile.mkdtemp(prefix=f"ppo-bench-{name}-"))
+    try:
+        cfg = upstream(preset, sets, workdir)
+        rd = RunDir(workdir)
+        setup = load_setup(cfg, rd, rd.require_head("train-rm"))
+        c = cfg.ppo
+        rows, _ = read_prompts(ppo.prompts_path(cfg), max_rows=cfg.data.max_rows)
+        prompts = [setup.encoder.encode_prompt(r.messages) for r in rows]
+        autocast = make_autocast(c, setup.device)
+        backbone = lambda m: getattr(m, m.base_model_prefix)  # noqa: E731
+        counter = PassCounter({"policy": backbone(setup.policy), "reference": backbone(setup.scorer.ref),
+                               "reward": setup.scorer.rm.backbone, "critic": setup.critic.backbone})
+        real_generate = ppo_rollout.generate
+
+        def uncounted_generate(*a, **k):
+            counter.active = False
+            try:
+                return real_generate(*a, **k)
+            finally:
+                counter.active = True
+
+        ppo_rollout.generate = uncounted_generate
+        opts = [torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.95))
+                for m, lr in ((setup.policy, c.actor_lr), (setup.critic, c.critic_lr))]
+        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0) for o in opts]
+        splits = []
+        for it in range(iterations):
+            batch_prompts = prompts[it * c.rollout_batch : (it + 1) * c.rollout_batch]
+            before = dict(counter.rows)
+            t0 = time.perf_counter()
+            rollout = ppo_rollout.collect(setup.policy, setup.critic, setup.scorer, batch_prompts, cfg, 0, it,
+                                          setup.device, autocast, c.kl_coef)
+            t1 = time.perf_counter()
+            passes = {k: (counter.rows[k] - before[k]) / rollout.size for k in counter.rows}
+            counter.active = False
+            ppo.train_on(rollout, setup, opts, scheds, c, (0, it), autocast)
+            counter.active = True
+            t2 = time.perf_counter()
+            s = rollout.seconds
+            splits.append({"generate": s["generate"], "policy": s["policy"], "reference+segment": s["reference"],
+                           "reward": s["reward"], "critic": s["critic"], "train": t2 - t1, "total": t2 - t0,
+                           "passes": passes, "episodes": rollout.size})
+        ppo_rollout.generate = real_generate
+        counter.close()
+        gen = generation_vs_plain(setup, prompts[: c.rollout_batch], c, autocast)
+        return {"model": name, "splits": splits, "generation": gen, "rollout_batch": c.rollout_batch,
+                "max_new_tokens": c.max_new_tokens}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def generation_vs_plain(setup, prompts, c, autocast) -> dict:
+    """New tokens/s: segtool's generate vs model.generate on the same prompts, in prompt order."""
+    from segtool.models.generation import generate, generation_config
+
+    policy, eos, pad = setup.policy, setup.scorer.eos_id, setup.scorer.pad_id
+    config = generation_config(eos, pad, c.max_new_tokens, c.temperature, c.top_p, 2)
+
+    def plain():
+        new = 0
+        torch.manual_seed(0)
+        for s in range(0, len(prompts), c.generate_batch):
+            chunk = prompts[s : s + c.generate_batch]
+            width = max(map(len, chunk))
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
+            attn = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in chunk])[:, None]).long()
+            with torch.inference_mode(), autocast():
+                out = policy.generate(input_ids=ids, attention_mask=attn, generation_config=config)[:, width:]
+            hit = (out == eos)
+            new += int(torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full((len(chunk),), out.shape[1])).sum())
+        return new
+
+    def ours():
+        with autocast():
+            return generate(policy, prompts, eos_id=eos, pad_id=pad, max_new_tokens=c.max_new_tokens,
+                            temperature=c.temperature, top_p=c.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+                            seed=0).new_tokens
+
+    result = {}
+    for label, fn in (("plain", plain), ("segtool", ours), ("plain", plain), ("segtool", ours)):  # warm, then timed
+        t = time.perf_counter()
+        n = fn()
+        result[label] = n / (time.perf_counter() - t)
+    return result
+
+
+def report(results: list[dict]) -> None:
+    print("\n### Per-iteration time split (seconds, mean over timed iterations; first iteration dropped as warm-up)\n")
+    print("| model | episodes/iter | generate | policy fwd | reference+segment | reward | critic | train | total | episodes/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        timed = r["splits"][1:] or r["splits"]
+        mean = {k: sum(s[k] for s in timed) / len(timed) for k in timed[0] if k not in ("passes", "episodes")}
+        print(f"| {r['model']} | {r['rollout_batch']} | " + " | ".join(f"{mean[k]:.2f}" for k in
+              ("generate", "policy", "reference+segment", "reward", "critic", "train", "total"))
+              + f" | {r['rollout_batch'] / mean['total']:.2f} |")
+    print("\n### Forward passes per sample outside generation (target: 1 each)\n")
+    print("| model | policy | reference | reward | critic |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        p = r["splits"][-1]["passes"]
+        print(f"| {r['model']} | " + " | ".join(f"{p[k]:.2f}" for k in ("policy", "reference", "reward", "critic")) + " |")
+    print("\n### Generation, new tokens/s on the same prompts (max_new_tokens as in the run)\n")
+    print("| model | plain transformers generate | segtool generate | ratio |")
+    print("|---|---|---|---|")
+    for r in results:
+        g = r["generation"]
+        print(f"| {r['model']} | {g['plain']:.0f} | {g['segtool']:.0f} | {g['segtool'] / g['plain']:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="tiny,smollm2")
+    parser.add_argument("--iterations", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    results = []
+    for name in args.models.split(","):
+        if name == "smollm2" and not (Path.home() / ".cache/segtool/smollm2-135m-instruct/config.json").exists():
+            print("skipping smollm2: run `python benchmarks/prepare_smollm2.py` first")
+            continue
+        results.append(bench_model(name, args.iterations))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
