@@ -194,6 +194,7 @@ class PPOConfig:
     ppo_epochs: int = knob(1, "passes over each rollout batch")
     episodes: int = knob(1, "passes over the training prompts (paper 1-2)")
     iterations: int = knob(0, "stop after this many rollout batches (0 = all episodes)")
+    max_prompt_len: int = knob(1024, "prompt tokens kept (the right end), at most the RM's max_prompt_len (paper 1024)")
     max_new_tokens: int = knob(1024, "generation length limit (paper 1024)")
     temperature: float = knob(1.0, "sampling temperature (paper 1.0)")
     top_p: float = knob(1.0, "nucleus sampling (paper 1.0)")
@@ -218,6 +219,7 @@ class PPOConfig:
             (self.zero_stage in (0, 1, 2), "ppo.zero_stage", "use 0, 1 or 2"),
             (self.temperature > 0 and 0 < self.top_p <= 1, "ppo.temperature/top_p", "PPO samples: temperature > 0, 0 < top_p <= 1"),
             (self.max_new_tokens >= 2, "ppo.max_new_tokens", "at least 2 (one token plus EOS)"),
+            (self.max_prompt_len >= 1, "ppo.max_prompt_len", "at least 1"),
             (self.eval_prompts >= 0 and self.iterations >= 0 and self.episodes >= 1 and self.ppo_epochs >= 1,
              "ppo.eval_prompts/iterations/episodes/ppo_epochs", "use non-negative counts (episodes, ppo_epochs >= 1)"),
             (self.reward_clamp > 0 and self.kl_coef >= 0 and self.clip > 0 and self.value_clip >= 0,

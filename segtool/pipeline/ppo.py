@@ -120,15 +120,16 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict) -> Setup:
     if source.fingerprint() != meta["sft_model"]:
         raise ConfigError("model.path is not the pi_SFT the reward model was trained from",
                           "PPO's reference model and its entropy segments must be that model: fix model.path")
-    if meta["max_prompt_len"] + c.max_new_tokens > meta["max_len"]:
+    prompt_len = min(meta["max_prompt_len"], c.max_prompt_len)
+    if prompt_len + c.max_new_tokens > meta["max_len"]:
         raise ConfigError(
-            f"max_prompt_len ({meta['max_prompt_len']}) + ppo.max_new_tokens ({c.max_new_tokens}) exceeds the "
-            f"reward model's max_len ({meta['max_len']})", "lower ppo.max_new_tokens or raise tokenize.max_len")
+            f"prompts of up to {prompt_len} tokens + ppo.max_new_tokens ({c.max_new_tokens}) exceed the reward "
+            f"model's max_len ({meta['max_len']})", "lower ppo.max_new_tokens or ppo.max_prompt_len")
     spec = reward_spec(c.reward_mode, c.c_ent, meta)
     normaliser = load_normaliser(rundir, rm_record["id"], segmentation_of(meta))
     device = pick_device(cfg.model.device)
     tokenizer = load_tokenizer(source, cfg.model)
-    encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
+    encoder = Encoder.create(tokenizer, meta["max_len"], prompt_len, "auto" if meta["template"] == "chat" else "plain")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ref = load_causal_lm(source, cfg.model, device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
