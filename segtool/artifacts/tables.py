@@ -14,3 +14,18 @@ SEGMENTS = pa.schema(
         pa.field("segment_ends", pa.list_(pa.int32()), nullable=False),  # indices into the response
     ]
 )
+
+# `segment` with strategy adaptive (schema version 2): the six columns above plus, per response
+# position, the token reward r_i, the baseline b_i, the Schmitt-trigger state (+1 good, -1 bad),
+# the eq.-15 band (+1 above b + delta, -1 below b - delta, 0 neutral) and the pivot tokens (indices
+# where the state flips). Other strategies keep the six-column table (schema version 1).
+SEGMENTS_ADAPTIVE = pa.schema(
+    list(SEGMENTS)
+    + [
+        pa.field("token_reward", pa.list_(pa.float32()), nullable=False),
+        pa.field("baseline", pa.list_(pa.float32()), nullable=False),
+        pa.field("state", pa.list_(pa.int8()), nullable=False),
+        pa.field("band", pa.list_(pa.int8()), nullable=False),
+        pa.field("pivots", pa.list_(pa.int32()), nullable=False),
+    ]
+)

@@ -3,7 +3,9 @@
 Output artifact: Parquet shards ``part-NNNNN.parquet`` (one per ``segment.shard_rows`` input rows,
 the unit of --resume) with columns row_id, side, prompt_token_ids, response_token_ids, entropy
 (one float32 per response position, EOS included) and segment_ends (int32 indices into the
-response).
+response). Strategy ``adaptive`` (METHOD §7) adds token_reward, baseline, state, band and pivots
+(``tables.SEGMENTS_ADAPTIVE``): segments are maximal runs of one Schmitt-trigger state over token
+rewards from a reward model or a DPO policy (``pipeline.adaptive_rewards``).
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.artifacts.tables import SEGMENTS
+from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
-from segtool.errors import ConfigError, InputError
+from segtool.errors import ArtifactError, ConfigError, InputError
 from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
 
 STAGE = "segment"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the six-column table of every strategy but adaptive
+ADAPTIVE_SCHEMA_VERSION = 2  # SEGMENTS_ADAPTIVE
+ADAPTIVE_KEYS = ("adaptive_source", "adaptive_model", "baseline", "delta", "td_alpha")
 SECTIONS = ("model", "data", "tokenize", "segment")
 SIDES = ("chosen", "rejected")
 
@@ -34,6 +38,8 @@ class Plan:
     identity_config: dict
     inputs: dict
     model_source: object
+    parents: tuple = ()
+    adaptive: object = None  # adaptive_rewards.Source for strategy adaptive
 
 
 def data_identity(cfg: Config) -> dict:
@@ -54,7 +60,17 @@ def plan(cfg: Config) -> Plan:
     ident = identity_view(cfg, SECTIONS)
     ident["model"]["path"] = inputs["model"]
     ident["data"]["path"] = inputs["data"]
-    return Plan(artifact_id(STAGE, ident, [], SCHEMA_VERSION), ident, inputs, source)
+    if cfg.segment.strategy != "adaptive":  # adaptive knobs never change other strategies' output
+        for key in ADAPTIVE_KEYS:
+            ident["segment"].pop(key)
+        return Plan(artifact_id(STAGE, ident, [], SCHEMA_VERSION), ident, inputs, source)
+    from segtool.pipeline.adaptive_rewards import resolve_source
+
+    adaptive = resolve_source(cfg)
+    ident["segment"]["adaptive_model"] = adaptive.fingerprint  # content, never the path
+    inputs["adaptive_model"] = {"kind": adaptive.kind, "sha256": adaptive.fingerprint}
+    parents = list(adaptive.parents)
+    return Plan(artifact_id(STAGE, ident, parents, ADAPTIVE_SCHEMA_VERSION), ident, inputs, source, tuple(parents), adaptive)
 
 
 @dataclass
@@ -116,8 +132,11 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, adv
     return out
 
 
-def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct):
-    """Boundaries for a whole shard in one vectorised pass, as an Arrow table."""
+def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct, adaptive=None):
+    """Boundaries for a whole shard in one vectorised pass, as an Arrow table.
+
+    adaptive: one ``adaptive_rewards.TokenScores`` per sequence (strategy adaptive only).
+    """
     import pyarrow as pa
 
     lengths = np.array([len(s.response) for s in seqs], dtype=np.int64)
@@ -132,6 +151,7 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
         c_ent=cfg.segment.c_ent,
         n=cfg.segment.n,
         punct_table=table_punct,
+        states=np.concatenate([a.state for a in adaptive]) if adaptive is not None else None,
         eos_in_last_segment=cfg.segment.eos_in_last_segment,
     )
     ends, counts = mask_to_ends(mask, layout)
@@ -141,17 +161,36 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
     prompt_lens = np.array([len(s.prompt) for s in seqs])
-    return pa.Table.from_pydict(
-        {
-            "row_id": pa.array([s.row_id for s in seqs], pa.int64()),
-            "side": pa.array([s.side for s in seqs], pa.string()),
-            "prompt_token_ids": lists(np.concatenate([np.asarray(s.prompt, np.int32) for s in seqs]), prompt_lens),
-            "response_token_ids": lists(token_ids.astype(np.int32), lengths),
-            "entropy": lists(entropy, lengths),
-            "segment_ends": lists(ends, counts),
-        },
-        schema=SEGMENTS,
-    )
+    columns = {
+        "row_id": pa.array([s.row_id for s in seqs], pa.int64()),
+        "side": pa.array([s.side for s in seqs], pa.string()),
+        "prompt_token_ids": lists(np.concatenate([np.asarray(s.prompt, np.int32) for s in seqs]), prompt_lens),
+        "response_token_ids": lists(token_ids.astype(np.int32), lengths),
+        "entropy": lists(entropy, lengths),
+        "segment_ends": lists(ends, counts),
+    }
+    if adaptive is None:
+        return pa.Table.from_pydict(columns, schema=SEGMENTS)
+    flips = [np.flatnonzero(a.state[1:] != a.state[:-1]).astype(np.int32) + 1 for a in adaptive]
+    columns["token_reward"] = lists(np.concatenate([a.reward for a in adaptive]), lengths)
+    columns["baseline"] = lists(np.concatenate([a.baseline for a in adaptive]), lengths)
+    columns["state"] = lists(np.concatenate([np.where(a.state, 1, -1).astype(np.int8) for a in adaptive]), lengths)
+    columns["band"] = lists(np.concatenate([a.band for a in adaptive]), lengths)
+    columns["pivots"] = lists(np.concatenate(flips), np.array([len(f) for f in flips]))
+    return pa.Table.from_pydict(columns, schema=SEGMENTS_ADAPTIVE)
+
+
+def adaptive_scores(scorer, seqs: list[Sequence], cfg: Config, advance=None) -> list:
+    """Token rewards and trigger states of every sequence, in length-sorted batches."""
+    out = [None] * len(seqs)
+    lengths = [len(s.prompt) + len(s.response) for s in seqs]
+    for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens):
+        scores = scorer.score([seqs[i].prompt for i in batch], [seqs[i].response for i in batch])
+        for i, sc in zip(batch, scores):
+            out[i] = sc
+        if advance is not None:
+            advance(len(batch))
+    return out
 
 
 def summarise(rundir: RunDir, record: dict) -> dict:
@@ -176,6 +215,22 @@ def summarise(rundir: RunDir, record: dict) -> dict:
         "segments_per_response": round(float(seg_lens.size / max(table.num_rows, 1)), 3),
         "forward_seconds": round(forward_s, 3),
         "tokens_per_s": round((resp_tokens + prompt_tokens) / forward_s, 1) if forward_s else None,
+        **(adaptive_summary(pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=["side", "state", "pivots"]))
+           if record["schema_version"] == ADAPTIVE_SCHEMA_VERSION else {}),
+    }
+
+
+def adaptive_summary(table) -> dict:
+    """Share of good tokens, pivots per response, and the share of tokens the DPO mask keeps
+    (chosen tokens in good segments, rejected tokens in bad ones)."""
+    state = table["state"].combine_chunks()
+    good = state.flatten().to_numpy() > 0
+    chosen = np.repeat(np.array(table["side"].to_pylist()) == "chosen", state.value_lengths().to_numpy())
+    kept = np.where(chosen, good, ~good)
+    return {
+        "good_token_fraction": round(float(good.mean()), 4),
+        "pivots_per_response": round(float(table["pivots"].combine_chunks().value_lengths().to_numpy().mean()), 3),
+        "dpo_mask_kept_fraction": round(float(kept.mean()), 4),
     }
 
 
@@ -191,7 +246,8 @@ def describe_inputs(the_plan: Plan, cfg: Config, model, tokenizer, encoder, inva
     return inputs
 
 
-def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: str, cfg: Config, quiet: bool) -> None:
+def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: str, cfg: Config, quiet: bool,
+                 scorer=None) -> None:
     """Compute and write every shard the record does not have yet, recording each one as it lands.
 
     Shards cover consecutive input rows; tokens are built shard by shard so memory stays bounded by
@@ -201,13 +257,15 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
     shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
     shards = [pairs[i : i + shard_rows] for i in range(0, len(pairs), shard_rows)]
     todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
-    with progress(quiet, 2 * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
+    passes = 2 if scorer is None else 4  # responses per input row, times one more pass for token rewards
+    with progress(quiet, passes * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
         for k in todo:
             seqs = encode_pairs(shards[k], encoder)
             t0 = time.perf_counter()
             entropies = compute_entropies(model, seqs, cfg, device, advance)
+            adaptive = adaptive_scores(scorer, seqs, cfg, advance) if scorer is not None else None
             forward_s = time.perf_counter() - t0
-            table = shard_table(seqs, entropies, cfg, table_punct)
+            table = shard_table(seqs, entropies, cfg, table_punct, adaptive)
             name = f"part-{k:05d}.parquet"
             _write_parquet(table, rundir.path_of(record, name))
             rundir.add_file(record["id"], name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
@@ -245,18 +303,25 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         )
 
     inputs = describe_inputs(the_plan, cfg, model, tokenizer, encoder, len(report.invalid))
+    scorer = None
+    if the_plan.adaptive is not None:
+        from segtool.pipeline.adaptive_rewards import TokenScorer
+
+        scorer = TokenScorer(cfg, the_plan.adaptive, device, the_plan.inputs["model"])
+        inputs["adaptive_model"] = {**inputs["adaptive_model"], "source": str(the_plan.adaptive.folder)}
     prior = rundir.get(the_plan.art_id)
     resuming = resume and prior is not None and prior["status"] == "partial"
     if prior is not None and prior["status"] == "partial" and not resume:
         STDERR.print(f"found a partial {STAGE} artifact {the_plan.art_id[:12]}; starting it over (pass --resume to continue it)")
     record = rundir.begin(
-        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[],
-        schema_version=SCHEMA_VERSION, inputs=inputs, resume=resume, layout={"shard_rows": cfg.segment.shard_rows},
+        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
+        parents=list(the_plan.parents), inputs=inputs, resume=resume, layout={"shard_rows": cfg.segment.shard_rows},
+        schema_version=SCHEMA_VERSION if scorer is None else ADAPTIVE_SCHEMA_VERSION,
     )
     if resuming:
         rundir.verify(record)  # shards kept from the interrupted run must be intact
 
-    write_shards(rundir, record, report.pairs, encoder, model, device, cfg, quiet)
+    write_shards(rundir, record, report.pairs, encoder, model, device, cfg, quiet, scorer)
     record = rundir.get(the_plan.art_id)
     metrics = summarise(rundir, record)
     metrics["invalid_skipped"] = len(report.invalid)
@@ -274,10 +339,18 @@ def _write_parquet(table, path) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def load_segments(rundir: RunDir, columns: list[str] | None = None):
-    """(record, Arrow table) of the run directory's current segment artifact, hashes verified."""
+def load_segments(rundir: RunDir, columns: list[str] | None = None, art_id: str | None = None):
+    """(record, Arrow table) of the run directory's current segment artifact (or of ``art_id``),
+    hashes verified."""
     import pyarrow.parquet as pq
 
-    record = rundir.require_head(STAGE)
+    if art_id is None:
+        record = rundir.require_head(STAGE)
+    else:
+        record = rundir.get(art_id)
+        if record is None or record["status"] != "complete":
+            raise ArtifactError(f"segment artifact {art_id[:12]} is missing or partial in {rundir.root}",
+                                f"run `segtool segment --workdir {rundir.root} --resume`")
+        rundir.verify(record)
     names = sorted(n for n in record["files"] if n.startswith("part-"))
     return record, pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=columns)

@@ -1,5 +1,7 @@
 """Segments in the terminal (alternating colours) and as a self-contained HTML page; the
-segment-length table for several entropy cutoffs (the paper's Fig. 3a) from stored entropies."""
+segment-length table for several entropy cutoffs (the paper's Fig. 3a) from stored entropies.
+Adaptive segments (METHOD §7) are coloured by state instead: good green, bad red, and tokens inside
+the neutral band (which keep the state before them) in a paler shade of their segment's colour."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends, seg
 from segtool.errors import ArtifactError, InputError
 
 COLOURS = ("#f9e2af", "#a6e3a1", "#89dceb", "#f5c2e7")  # cycled: neighbours always differ
+# Adaptive: (state, in the neutral band) -> colour; pivots (state flips) are bold.
+STATE_COLOURS = {(1, False): "#7fd17a", (1, True): "#d5f0d2", (-1, False): "#f08a9b", (-1, True): "#f9d5dc"}
+STATE_NAMES = {1: "good", -1: "bad"}
 
 
 def _tokenizer_for(cfg, record):
@@ -66,8 +71,12 @@ def segments_report(cfg, row: int, side: str, html_path: Path | None, json_out: 
         pieces = split_text(tokenizer, ids, ends)
         shown.append({"side": table["side"][i].as_py(), "prompt": prompt, "segments": pieces[: len(ends)],
                       "tail": "".join(pieces[len(ends):]), "ends": ends})
+        if "state" in table.column_names:
+            shown[-1].update(adaptive_tokens(tokenizer, table, i))
     seg_cfg = record["config"]["segment"]
-    title = f"row {row} · strategy {seg_cfg['strategy']} · c_ent {seg_cfg['c_ent']} · artifact {record['id'][:12]}"
+    params = (f"adaptive ({seg_cfg['adaptive_source']}, baseline {seg_cfg['baseline']}, delta {seg_cfg['delta']})"
+              if seg_cfg["strategy"] == "adaptive" else f"{seg_cfg['strategy']} · c_ent {seg_cfg['c_ent']}")
+    title = f"row {row} · strategy {params} · artifact {record['id'][:12]}"
     if html_path is not None:
         write_html(html_path, title, shown)
     if json_out:
@@ -75,7 +84,9 @@ def segments_report(cfg, row: int, side: str, html_path: Path | None, json_out: 
         return
     STDOUT.print(f"[bold]{title}[/]")
     STDOUT.print(Text("prompt: ", style="bold") + Text(shown[0]["prompt"], style="dim"))
-    for item in shown:
+    if "tokens" in shown[0]:
+        print_adaptive(shown)
+    for item in ([] if "tokens" in shown[0] else shown):
         text = Text(f"\n{item['side']} ({len(item['segments'])} segments):\n", style="bold")
         for k, piece in enumerate(item["segments"]):
             text.append(piece, style=f"black on {COLOURS[k % len(COLOURS)]}")
@@ -85,11 +96,59 @@ def segments_report(cfg, row: int, side: str, html_path: Path | None, json_out: 
         STDOUT.print(f"\nHTML written to {html_path}")
 
 
+def adaptive_tokens(tokenizer, table, i: int) -> dict:
+    """Per-token text, state, band, reward and baseline of row ``i`` of an adaptive table."""
+    ids = table["response_token_ids"][i].as_py()
+    texts = split_text(tokenizer, ids, list(range(len(ids))))
+    return {
+        "tokens": texts[: len(ids)],
+        "state": table["state"][i].as_py(),
+        "band": table["band"][i].as_py(),
+        "reward": [round(v, 4) for v in table["token_reward"][i].as_py()],
+        "baseline": [round(v, 4) for v in table["baseline"][i].as_py()],
+        "pivots": table["pivots"][i].as_py(),
+    }
+
+
+def _token_style(item: dict, j: int) -> str:
+    return STATE_COLOURS[(item["state"][j], item["band"][j] == 0)]
+
+
+def print_adaptive(shown: list[dict]) -> None:
+    legend = Text("good", style=f"black on {STATE_COLOURS[(1, False)]}") + Text(" ") + Text(
+        "bad", style=f"black on {STATE_COLOURS[(-1, False)]}") + Text(" ") + Text(
+        "neutral (in good)", style=f"black on {STATE_COLOURS[(1, True)]}") + Text(" ") + Text(
+        "neutral (in bad)", style=f"black on {STATE_COLOURS[(-1, True)]}") + Text("  bold: pivot")
+    STDOUT.print(legend)
+    for item in shown:
+        good = sum(1 for s in item["state"] if s > 0)
+        text = Text(f"\n{item['side']} ({len(item['segments'])} segments, {len(item['pivots'])} pivots, "
+                    f"{good}/{len(item['state'])} tokens good):\n", style="bold")
+        pivots = set(item["pivots"])
+        for j, piece in enumerate(item["tokens"]):
+            text.append(piece, style=f"{'bold ' if j in pivots else ''}black on {_token_style(item, j)}")
+        STDOUT.print(text)
+
+
+def _adaptive_spans(item: dict) -> str:
+    pivots = set(item["pivots"])
+    return "".join(
+        f'<span class="tok{" pivot" if j in pivots else ""}" style="background:{_token_style(item, j)}" '
+        f'title="{STATE_NAMES[item["state"][j]]}{" (neutral band)" if item["band"][j] == 0 else ""}: '
+        f'r = {item["reward"][j]:.4f}, b = {item["baseline"][j]:.4f}">{html_lib.escape(piece)}</span>'
+        for j, piece in enumerate(item["tokens"])
+    )
+
+
 def write_html(path: Path, title: str, shown: list[dict]) -> None:
     from segtool.artifacts.files import atomic_write_text
 
     blocks = []
     for item in shown:
+        if "tokens" in item:
+            blocks.append(f"<h2>{item['side']} · {len(item['segments'])} segments · {len(item['pivots'])} pivots</h2>"
+                          f"<div class=\"resp\">{_adaptive_spans(item)}</div>")
+            continue
         spans = "".join(
             f'<span class="seg" style="background:{COLOURS[k % len(COLOURS)]}" title="segment {k}, ends at {end}">'
             f"{html_lib.escape(piece)}</span>"
@@ -105,14 +164,20 @@ body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
 .resp {{ white-space: pre-wrap; line-height: 1.9; font-family: ui-monospace, monospace; }}
 .seg {{ border-radius: 3px; padding: 1px 0; }}
 .tail {{ color: #999; }}
+.pivot {{ font-weight: bold; border-left: 2px solid #333; }}
 </style></head><body>
 <h1>{html_lib.escape(title)}</h1>
 <div class="prompt">{html_lib.escape(shown[0]["prompt"])}</div>
 {"".join(blocks)}
-<p class="tail">Alternating colours mark segments; hover a segment for its index. Grey: tokens after the last segment end (EOS).</p>
+<p class="tail">{LEGEND_ADAPTIVE if "tokens" in shown[0] else LEGEND}</p>
 </body></html>
 """
     atomic_write_text(path, page)
+
+
+LEGEND = "Alternating colours mark segments; hover a segment for its index. Grey: tokens after the last segment end (EOS)."
+LEGEND_ADAPTIVE = ("Adaptive segments: green good, red bad; pale tokens lie in the neutral band |r - b| &lt;= delta and keep "
+                   "the state before them; bold with a bar: pivot tokens (the state flips). Hover a token for r and b.")
 
 
 def cutoff_table(entropy_lists, eos_in_last_segment: bool, cutoffs: list[float]) -> list[dict]:

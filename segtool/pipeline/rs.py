@@ -1,0 +1,251 @@
+"""`segtool rs`: online rejection sampling (METHOD §6) and ARS, its adaptive-mask variant (METHOD §7).
+
+Per iteration: ``rs.rollout_batch`` training prompts, ``rs.k`` samples each from the current policy
+(seeded from (seed, iteration)), the sequence reward e(x, y) of every sample from the run
+directory's reward model, the best sample of each prompt kept; then ``rs.updates`` passes of
+NLL + beta KL(pi || pi_SFT) over the kept samples. ARS (``rs.mask = adaptive``) computes the kept
+sample's token rewards (value differences of the same RM), runs the Schmitt trigger with the
+[segment] baseline and delta, and trains only the tokens in good segments.
+
+Prompts PPO holds out (``rs.eval_prompts``, same seeded split) are never trained on; the held-out
+reward before and after is measured on them. Outputs: ``policy/``, ``metrics.parquet`` (one row per
+iteration), ``eval.json``. A checkpoint every ``checkpoint_every`` iterations makes --resume
+continue with results identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.schema import Config
+from segtool.errors import ConfigError
+from segtool.pipeline import policy_train as pt
+from segtool.pipeline import segment, train_rm
+from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
+
+STAGE = "rs"
+SCHEMA_VERSION = 1
+ADAPTIVE_KEYS = ("baseline", "delta", "td_alpha")  # the [segment] knobs ARS reads
+
+
+@dataclass
+class Plan:
+    art_id: str
+    identity_config: dict
+    parents: list[str]
+
+
+def prompts_path(cfg: Config) -> str:
+    return cfg.rs.prompts or cfg.data.path
+
+
+def plan(cfg: Config) -> Plan:
+    from segtool.pipeline.segment import data_identity
+
+    if cfg.rs.mask == "adaptive" and cfg.segment.adaptive_source != "rm":
+        raise ConfigError("ARS scores its own samples with the reward model: segment.adaptive_source must be rm",
+                          "set segment.adaptive_source = rm (or rs.mask = none)")
+    parents = [train_rm.plan(cfg).art_id]
+    prompts_cfg = dataclasses.replace(cfg.data, path=prompts_path(cfg))
+    ident = {**identity_view(cfg, ("rs",)), "seed": cfg.run.seed,
+             "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
+             "prompt_rows": {"max_rows": cfg.data.max_rows, "name": cfg.data.name, "split": cfg.data.split}}
+    ident["rs"].pop("prompts")  # enters by content hash above, not by path
+    if cfg.rs.mask == "adaptive":
+        ident["adaptive"] = {k: getattr(cfg.segment, k) for k in ADAPTIVE_KEYS}
+    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+
+
+def total_iterations(c, n_train: int) -> int:
+    per_episode = n_train // c.rollout_batch
+    if per_episode == 0:
+        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
+                          "lower rs.rollout_batch (and train_batch) or give more prompts")
+    total = per_episode * c.episodes
+    return min(total, c.iterations) if c.iterations else total
+
+
+# -- one iteration ------------------------------------------------------------------------------
+
+
+def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, iteration: int, device, autocast,
+                      token_scorer=None) -> dict:
+    """k samples per prompt, their rewards, the best of each prompt, and its loss mask."""
+    import torch
+
+    from segtool.core.rs import best_of_k
+    from segtool.models.generation import generate, hash_seed
+    from segtool.models.policy import pack
+    from segtool.pipeline.ppo_rollout import score_batch
+
+    repeated = [p for p in prompts for _ in range(c.k)]  # prompt-major: sample j of prompt i at i * k + j
+    with autocast():
+        gen = generate(policy, repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.max_new_tokens,
+                       temperature=c.temperature, top_p=c.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+                       seed=hash_seed(seed, iteration), force_eos=True)
+    rewards = torch.zeros(len(repeated))
+    for start in range(0, len(repeated), c.forward_batch):
+        idx = list(range(start, min(start + c.forward_batch, len(repeated))))
+        batch = pack([repeated[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id)
+        rewards[idx] = score_batch(scorer, batch, device)["seq_reward"]
+    best = best_of_k(rewards, c.k).tolist()
+    kept = [gen.responses[i] for i in best]
+    if token_scorer is None:
+        masks = [np.ones(len(r), dtype=np.float32) for r in kept]
+    else:  # ARS: the kept samples are the chosen ones; keep their good-segment tokens
+        masks = []
+        for start in range(0, len(kept), c.forward_batch):
+            scores = token_scorer.score(prompts[start : start + c.forward_batch], kept[start : start + c.forward_batch])
+            masks.extend(s.state.astype(np.float32) for s in scores)
+    return {"prompts": prompts, "responses": kept, "masks": masks, "rewards": rewards.numpy(),
+            "best_rewards": rewards[best].numpy(), "truncated": float(np.mean(gen.truncated))}
+
+
+def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, opt, sched, rng_seed, chunk: int) -> dict:
+    """``updates`` passes of masked NLL + beta KL over the kept samples, train_batch per step."""
+    import torch
+
+    from segtool.core.rs import rs_loss
+    from segtool.models.policy import pack
+
+    policy.train()
+    n = len(sel["responses"])
+    sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
+    kept_tokens, grad_norms = 0.0, []
+    for u in range(c.updates):
+        perm = np.random.default_rng([*rng_seed, u]).permutation(n)
+        for s in range(0, n, c.train_batch):
+            idx = perm[s : s + c.train_batch]
+            denom = float(sum(sel["masks"][i].sum() for i in idx))  # token mean over the whole step
+            for k in range(0, len(idx), c.micro_batch):
+                mb = idx[k : k + c.micro_batch]
+                batch = pack([sel["prompts"][i] for i in mb], [sel["responses"][i] for i in mb], pad_id).to(device)
+                m = torch.from_numpy(np.concatenate([sel["masks"][i] for i in mb])).to(device)
+                with autocast():
+                    logp, kl = pt.logprobs_and_kl(policy, ref, batch, chunk)
+                loss = rs_loss(logp, kl, m, c.beta, normaliser=denom)
+                loss.backward()
+                with torch.no_grad():
+                    sums["loss"] += float(loss) * max(denom, 1.0)
+                    sums["nll"] += float((-logp.float() * m).sum())
+                    sums["kl"] += float((kl.float() * m).sum())
+                kept_tokens += float(m.sum())
+            grad_norms.append(pt.step(policy, opt, sched, c.grad_clip))
+    policy.eval()
+    return {k: v / max(kept_tokens, 1.0) for k, v in sums.items()} | {"grad_norm": pt.mean(grad_norms)}
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from segtool.artifacts.files import atomic_path, atomic_write_json
+    from segtool.inputs.formatting import Encoder
+    from segtool.inputs.prompts import read_prompts
+    from segtool.models.loading import pick_device
+    from segtool.pipeline.adaptive_rewards import TokenScorer
+    from segtool.pipeline.policy_eval import heldout_reward
+    from segtool.pipeline.ppo import iteration_prompts
+
+    started = time.perf_counter()
+    c = cfg.rs
+    train_rm.run(cfg, resume=True, quiet=quiet)  # segments and trains the reward model first when missing
+    rundir = RunDir(cfg.run.workdir)
+    the_plan = plan(cfg)
+    full_config = config_to_dict(cfg)
+    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
+    if done:
+        return done
+
+    device = pick_device(cfg.model.device)
+    policy, ref, tokenizer, _ = pt.load_models(cfg, device)
+    rm_id = the_plan.parents[0]
+    scorer, meta = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
+                                  "rs.max_new_tokens")
+    token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if c.mask == "adaptive" else None
+    encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
+    rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
+                                 max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
+    prompt_ids = [encoder.encode_prompt(r.messages) for r in rows]
+    train_idx, eval_idx = pt.split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
+    total = total_iterations(c, len(train_idx))
+    steps_total = total * c.updates * (c.rollout_batch // c.train_batch)
+    autocast = pt.make_autocast(c, device)
+    torch.manual_seed(cfg.run.seed)
+    opt, sched = pt.optimiser(policy, c, steps_total)
+
+    prior = rundir.get(the_plan.art_id)
+    resuming = resume and prior is not None and prior["status"] == "partial"
+    record = rundir.begin(
+        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=the_plan.parents,
+        schema_version=SCHEMA_VERSION, resume=resume, layout={"iterations": total},
+        inputs={"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "prompts": the_plan.identity_config["prompts"],
+                "train_prompts": int(len(train_idx)), "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped},
+    )
+    pt.clean_unrecorded(rundir, record)
+    start, metrics = 0, []
+    state = pt.load_checkpoint(rundir, record, policy, opt, sched) if resuming else None
+    if state is not None:
+        start, metrics = state["step"], state["metrics"]
+        STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
+
+    pad_id = pt.pad_id_of(tokenizer)
+    with progress(quiet, total, f"rs ({c.mask})", unit="iterations", done=start) as advance:
+        for it in range(start, total):
+            t0 = time.perf_counter()
+            lr = opt.param_groups[0]["lr"]
+            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
+            sel = sample_and_select(policy, scorer, [prompt_ids[i] for i in picked], c, cfg.run.seed, it, device,
+                                    autocast, token_scorer)
+            t1 = time.perf_counter()
+            losses = train_on(policy, ref, sel, c, pad_id, device, autocast, opt, sched, (cfg.run.seed, it),
+                              cfg.segment.chunk_size)
+            tokens = sum(len(r) for r in sel["responses"])
+            kept = float(sum(m.sum() for m in sel["masks"]))
+            metrics.append({"iteration": it + 1, "reward_mean": float(sel["rewards"].mean()),
+                            "reward_best": float(sel["best_rewards"].mean()), "truncated": sel["truncated"],
+                            **losses, "masked_fraction": 1 - kept / tokens, "tokens": tokens, "lr": float(lr),
+                            "seconds_sample": t1 - t0, "seconds": time.perf_counter() - t0})
+            advance(1)
+            if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
+                pt.save_checkpoint(rundir, the_plan.art_id, it + 1, policy, opt, sched, {"metrics": metrics})
+
+    def evaluate(model) -> dict:
+        return heldout_reward(model, scorer, [prompt_ids[i] for i in eval_idx], max_new_tokens=c.max_new_tokens,
+                              temperature=c.temperature, top_p=c.top_p, seed=cfg.run.seed, device=device,
+                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
+
+    evaluation = {"before": evaluate(ref), "after": evaluate(policy)}
+    pt.write_policy(rundir, the_plan.art_id, policy, tokenizer,
+                    {"stage": STAGE, "beta": c.beta, "mask": c.mask, "k": c.k, "iterations": total,
+                     "reference_model": segment.plan(cfg).inputs["model"], "reward_model": rm_id})
+    rec = rundir.get(the_plan.art_id)
+    with atomic_path(rundir.path_of(rec, "metrics.parquet")) as tmp:
+        pq.write_table(pa.Table.from_pylist(metrics), tmp)
+    atomic_write_json(rundir.path_of(rec, "eval.json"), evaluation)
+    for name in ("metrics.parquet", "eval.json"):
+        rundir.add_file(the_plan.art_id, name)
+    pt.drop_checkpoints(rundir, the_plan.art_id)
+    kept_all = sum(m["tokens"] * (1 - m["masked_fraction"]) for m in metrics)
+    final = {"iterations": total, "train_prompts": int(len(train_idx)), "k": c.k,
+             "reward_mean_first": round(metrics[0]["reward_mean"], 4) if metrics else None,
+             "reward_mean_last": round(metrics[-1]["reward_mean"], 4) if metrics else None,
+             "reward_best_last": round(metrics[-1]["reward_best"], 4) if metrics else None,
+             "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
+             "masked_fraction": round(1 - kept_all / max(sum(m["tokens"] for m in metrics), 1), 4),
+             "eval_prompts": int(len(eval_idx)),
+             **pt.summary_of(evaluation["before"], "before"), **pt.summary_of(evaluation["after"], "after")}
+    rundir.complete(the_plan.art_id, rows={"prompts": len(rows), "iterations": total}, metrics=final,
+                    seconds=time.perf_counter() - started)
+    record = rundir.get(the_plan.art_id)
+    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
