@@ -103,6 +103,7 @@ def _evaluate(bench: str, opts: StageOptions, args: dict) -> None:
 
     opts = dataclasses.replace(opts, set_=list(opts.set_ or []) + _overrides(args))
     cfg = opts.load()
+    bench_eval.check_judge(cfg, bench)
     jobs = _targets(cfg, bench, args)
     judge = None
     if bench != "gsm8k":

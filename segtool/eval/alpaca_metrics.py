@@ -129,6 +129,8 @@ def leaderboard_metrics(preferences, len_baseline, len_model, difficulty, *, len
         out.update(length_controlled_winrate=lc, lc_weights=weights)
     else:
         out.update(length_controlled_winrate=None, lc_weights=None)
+        if length_controlled:
+            out["lc_note"] = "not computed: needs two or more outputs whose length differences vary"
     return out
 
 

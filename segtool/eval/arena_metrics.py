@@ -137,6 +137,10 @@ def leaderboard(games: list[tuple[str, str, str]], baseline: str, rounds: int = 
         if model == baseline:
             continue
         boot = np.array([s.get(model, np.nan) for s in samples], dtype=np.float64)
+        # A resample where the model won (lost) everything rates it +-inf; an unpenalised fit, as the
+        # official one, ends far out instead. Clamp to +-10,000 (win rate 0 or 100 to 25 digits) so
+        # percentiles interpolate instead of turning into inf - inf = NaN.
+        boot = np.clip(boot, INIT - 1e4, INIT + 1e4)
         with np.errstate(invalid="ignore"):  # rounds without this model are NaN and skipped
             lower, upper = np.nanpercentile(boot, [2.5, 97.5]) if not np.isnan(boot).all() else (np.nan, np.nan)
         base = ratings.get(baseline, INIT)

@@ -90,8 +90,12 @@ def alpaca_metrics(rows: list[dict]) -> dict[str, dict]:
                                     length_controlled=official and positions is not None)
         except ValueError as err:
             raise InputError(f"annotations of {model}: {err}", "check that the judge returned logprobs for 'm'/'M'") from None
-        m["lc_note"] = (how if official and positions else
-                        "not computed: the baseline is not gpt4_1106_preview" if not official else f"not computed: {how}")
+        if not official:
+            m["lc_note"] = "not computed: the baseline is not gpt4_1106_preview"
+        elif positions is None:
+            m["lc_note"] = f"not computed: {how}"
+        else:
+            m.setdefault("lc_note", how)  # how the instruction difficulties were found
         out[model] = m
     return out
 

@@ -43,6 +43,15 @@ def baseline_target(cfg: Config) -> Target | None:
     return bench_answers.model_target(cfg, cfg.eval.baseline)
 
 
+def check_judge(cfg: Config, bench: str, judge=None) -> None:
+    """Refuse what cannot work before anything is generated: a reward model cannot grade MT-Bench."""
+    if bench == "mtbench" and (cfg.eval.judge == "proxy" or getattr(judge, "proxy", False)):
+        from segtool.errors import ConfigError
+
+        raise ConfigError("MT-Bench grades single answers on a 1-10 scale, which a reward model cannot give",
+                          "use an LLM judge: --judge http (an OpenAI-compatible endpoint) or --judge hf --judge-model DIR")
+
+
 @dataclass
 class Plan:
     bench: str
@@ -60,6 +69,7 @@ def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | 
     """The eval artifact's identity, computed without loading any model."""
     from segtool.eval import judges
 
+    check_judge(cfg, bench, judge)
     answers_id = bench_answers.plan_id(cfg, bench, target)
     ident = {"bench": bench, "answers": answers_id}
     parents = [answers_id]

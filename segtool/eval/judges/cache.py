@@ -1,17 +1,21 @@
 """On-disk cache of judge calls, keyed by (judge identity, request hash): a rerun, a resumed run or
 another run directory never repeats a call that was answered once (paid endpoints).
 
-One small JSON file per call, written atomically the moment the answer arrives, so an interrupted
-run keeps everything it paid for. The stored record holds the request and the reply, never a key.
+One small JSON file per call, written atomically (temp file + rename) the moment the answer
+arrives, so a killed or interrupted run keeps everything it paid for. Entries are not fsynced: that
+would cost two disk flushes per call (seconds per thousand proxy scores) and only protects against
+an operating-system crash, after which at worst the last moments' replies are asked again. The
+stored record holds the request and the reply, never a key.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
-from segtool.artifacts.files import atomic_write_json, stable_hash
+from segtool.artifacts.files import stable_hash
 
 
 def default_cache_dir(configured: str = "") -> Path:
@@ -43,16 +47,27 @@ class JudgeCache:
         return stored["reply"]
 
     def put(self, request: dict, reply: dict) -> None:
-        key = self.key(request)
-        path = self._path(key)
+        path = self._path(self.key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         if not (self.folder / "judge.json").exists():
-            atomic_write_json(self.folder / "judge.json", self.identity)
-        atomic_write_json(path, {"judge": self.identity, "request": request, "reply": reply})
+            _write(self.folder / "judge.json", self.identity)
+        _write(path, {"judge": self.identity, "request": request, "reply": reply})
         self.calls += 1
 
     def stats(self) -> dict:
         return {"cache_hits": self.hits, "judge_calls": self.calls}
+
+
+def _write(path: Path, obj) -> None:
+    """Complete or absent, never half-written: a temp file renamed over the target."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def answer_all(judge, cache: JudgeCache, requests: list, *, progress_label: str = "judging", quiet: bool = False) -> list:
