@@ -133,3 +133,30 @@ def test_compare_two_policies_writes_a_report(tiny_eval_run, tmp_path, segtool_c
     assert (reports / "arena-compare.png").read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png;base64," in (reports / "arena-compare.html").read_text()
     assert RunDir(other).head("eval-arena")["status"] == "complete"  # each policy's eval lives in its own run
+
+
+def test_local_judge_logprobs_and_an_mtbench_run(tiny_eval_run, tiny_model_dir, tmp_path):
+    """The hf judge: top-k logprobs of the generated token (greedy picks the best one), and MT-Bench
+    graded end to end by it (the tiny model gives no [[rating]]: every turn counts as unrated)."""
+    import math
+
+    from segtool.eval import judges
+    from segtool.eval.judges.base import ChatRequest
+    from segtool.eval.judges.cache import answer_all
+
+    cfg0, _ = tiny_eval_run
+    cfg = dataclasses.replace(_cfg(cfg0, judge="hf", judge_model=str(tiny_model_dir), judge_max_tokens=6, limit=1,
+                                   max_new_tokens=6), run=dataclasses.replace(cfg0.run, workdir=str(tmp_path / "w")))
+    judge = judges.build(cfg, "mtbench")
+    req = ChatRequest.of([{"role": "system", "content": "Answer m or M."}, {"role": "user", "content": "Which one?"}], 1, 0.0, 5)
+    (out,) = answer_all(judge, judges.cache_for(cfg, judge), [req], quiet=True)
+    top = out.top_logprobs[0]
+    assert len(out.top_logprobs) == 1 and len(top) == 5
+    assert [t["logprob"] for t in top] == sorted((t["logprob"] for t in top), reverse=True)
+    assert sum(math.exp(t["logprob"]) for t in top) <= 1.0 + 1e-6
+    assert out.text.strip() == top[0]["token"].strip()  # greedy: the generated token is the most likely one
+    result = bench_eval.run(cfg, "mtbench", bench_answers.model_target(cfg, "sft"), judge=judge, quiet=True)
+    m = result.record["metrics"]
+    assert m["rated"] + m["unrated"] == 2 and m["judge_kind"] == "hf" and m["proxy"] is False
+    lines = RunDir(result.workdir).path_of(result.record, "judgment_single.jsonl").read_text().splitlines()
+    assert [json.loads(x)["judge"][1] for x in lines] == ["single-v1", "single-v1-multi-turn"]
