@@ -52,7 +52,13 @@ def server():
                 script.in_flight += 1
                 script.max_in_flight = max(script.max_in_flight, script.in_flight)
             try:
-                time.sleep(script.delay)
+                if action == "ok":
+                    time.sleep(script.delay)
+                if action == "401-after-3":  # fail once three requests are in flight
+                    deadline = time.time() + 5
+                    while len(script.seen) < 3 and time.time() < deadline:
+                        time.sleep(0.005)
+                    action = "401"
                 if action == "timeout":
                     time.sleep(1.0)  # longer than the client's timeout
                     return
@@ -129,7 +135,7 @@ def test_connection_refused_is_retried_then_reported(tmp_path):
 
 
 def test_concurrency_limit_and_cache_hits_on_rerun(server, tmp_path):
-    server.delay = 0.15
+    server.delay = 0.3
     judge, _ = _judge(server, timeout=5.0, concurrency=3)
     requests = [ChatRequest.of([{"role": "user", "content": f"q{i}"}], 8, 0.0) for i in range(9)]
     cache = JudgeCache(tmp_path / "cache", judge.identity)
@@ -137,7 +143,7 @@ def test_concurrency_limit_and_cache_hits_on_rerun(server, tmp_path):
     first = answer_all(judge, cache, requests, quiet=True)
     elapsed = time.perf_counter() - started
     assert len(server.seen) == 9 and server.max_in_flight == 3
-    assert elapsed < 9 * 0.15 * 0.8  # in parallel, not one after the other
+    assert elapsed < 9 * 0.3 * 0.6  # in parallel (ideally 0.9 s), not one after the other (2.7 s)
     rerun_cache = JudgeCache(tmp_path / "cache", judge.identity)
     again = answer_all(judge, rerun_cache, requests, quiet=True)
     assert len(server.seen) == 9 and rerun_cache.stats() == {"cache_hits": 9, "judge_calls": 0}
@@ -186,3 +192,17 @@ def test_cli_alpaca_with_the_http_judge_caches_and_never_writes_the_key(server, 
 
 def test_judge_errors_are_segtool_errors():
     assert issubclass(JudgeError, SegtoolError)
+
+
+def test_answers_in_flight_are_kept_when_another_call_fails(server, tmp_path):
+    """One request fails for good (401) while two others are in flight: those two are answered and
+    cached before the error is raised; nothing queued behind them is sent."""
+    server.delay = 0.5
+    server.actions = ["401-after-3"]
+    judge, _ = _judge(server, timeout=5.0, concurrency=3)
+    requests = [ChatRequest.of([{"role": "user", "content": f"q{i}"}], 8, 0.0) for i in range(8)]
+    cache = JudgeCache(tmp_path, judge.identity)
+    with pytest.raises(JudgeError, match="HTTP 401"):
+        answer_all(judge, cache, requests, quiet=True)
+    assert len(server.seen) == 3 and cache.calls == 2
+    assert sum(cache.get(r.body()) is not None for r in requests) == 2

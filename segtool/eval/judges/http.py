@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +50,10 @@ class _Retryable(Exception):
     def __init__(self, reason: str, delay: float | None = None):
         super().__init__(reason)
         self.reason, self.delay = reason, delay
+
+
+class _Skipped(Exception):
+    """A queued request not sent because another one failed."""
 
 
 class HttpJudge:
@@ -115,25 +120,41 @@ class HttpJudge:
 
     # -- many calls ----------------------------------------------------------------------------
     def answer(self, requests: list[ChatRequest], on_done) -> None:
-        """Call ``on_done(k, completion)`` (in this thread) as each request is answered; the first
-        failure cancels what has not started and is raised."""
+        """Call ``on_done(k, completion)`` (in this thread) as each request is answered. After a
+        failure no queued request starts, the ones in flight finish and are recorded (they are paid
+        for), then the failure is raised."""
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
+        stop = threading.Event()  # set by the failing worker itself, before it takes the next request
+
+        def guarded(req: ChatRequest) -> Completion:
+            if stop.is_set():
+                raise _Skipped()
+            try:
+                return self.call(req)
+            except BaseException:
+                stop.set()
+                raise
+
         ok = False
         try:
-            futures = {pool.submit(self.call, req): k for k, req in enumerate(requests)}
-            pending = set(futures)
+            futures = {pool.submit(guarded, req): k for k, req in enumerate(requests)}
+            pending, error = set(futures), None
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:  # record every answer before raising any failure
+                for fut in finished:
+                    if fut.cancelled() or isinstance(fut.exception(), _Skipped):
+                        continue
                     if fut.exception() is None:
                         on_done(futures[fut], fut.result())
-                for fut in finished:
-                    if fut.exception() is not None:
-                        raise fut.exception()
+                    elif error is None:
+                        error = fut.exception()
+                        for queued in pending:
+                            queued.cancel()  # only calls that have not started can be cancelled
+            if error is not None:
+                raise error
             ok = True
         finally:
-            # on failure or Ctrl-C: drop queued calls, do not wait for the ones in flight
-            pool.shutdown(wait=ok, cancel_futures=True)
+            pool.shutdown(wait=ok, cancel_futures=True)  # Ctrl-C: do not wait for calls in flight
 
 
 def parse_reply(reply: dict, url: str) -> Completion:
