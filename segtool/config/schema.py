@@ -282,10 +282,13 @@ class EvalConfig:
                               "temperature >= 0, 0 < top_p <= 1, timeout > 0, backoff >= 0")
 
 
-def _check(checks) -> None:
-    for ok, key, fix in checks:
+def _check(section, checks) -> None:
+    """Raise on the first failed (ok, keys, fix) check, naming the keys and their values."""
+    for ok, keys, fix in checks:
         if not ok:
-            raise ConfigError(f"{key} has an invalid value", fix)
+            shown = ", ".join(f"{section.__class__.__name__.removesuffix('Config').lower()}.{k} = {getattr(section, k)!r}"
+                              for k in keys.split("/"))
+            raise ConfigError(f"invalid {shown}", fix)
 
 
 @dataclass(frozen=True)
@@ -313,16 +316,16 @@ class DPOConfig:
     forward_batch: int = knob(16, "samples per scoring forward pass (evaluation)", identity=False)
 
     def __post_init__(self):
-        _check([
-            (self.mask in ("none", "adaptive"), "dpo.mask", "use none or adaptive"),
-            (self.beta > 0 and 0 <= self.label_smoothing < 0.5, "dpo.beta/label_smoothing", "beta > 0, 0 <= label_smoothing < 0.5"),
-            (self.bf16 in ("auto", "true", "false"), "dpo.bf16", 'use "auto", "true" or "false"'),
-            (self.temperature > 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 2, "dpo.temperature/top_p/max_new_tokens",
+        _check(self, [
+            (self.mask in ("none", "adaptive"), "mask", "use none or adaptive"),
+            (self.beta > 0 and 0 <= self.label_smoothing < 0.5, "beta/label_smoothing", "beta > 0, 0 <= label_smoothing < 0.5"),
+            (self.bf16 in ("auto", "true", "false"), "bf16", 'use "auto", "true" or "false"'),
+            (self.temperature > 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 2, "temperature/top_p/max_new_tokens",
              "temperature > 0, 0 < top_p <= 1, max_new_tokens >= 2"),
-            (self.epochs >= 1 and self.max_steps >= 0 and self.eval_prompts >= 0, "dpo.epochs/max_steps/eval_prompts",
+            (self.epochs >= 1 and self.max_steps >= 0 and self.eval_prompts >= 0, "epochs/max_steps/eval_prompts",
              "epochs >= 1, max_steps and eval_prompts >= 0"),
             (min(self.micro_batch, self.generate_batch, self.forward_batch) >= 1 and self.global_batch >= 1
-             and self.global_batch % self.micro_batch == 0, "dpo.global_batch/micro_batch",
+             and self.global_batch % self.micro_batch == 0, "global_batch/micro_batch",
              "positive sizes, micro_batch dividing global_batch"),
         ])
 
@@ -354,17 +357,17 @@ class RSConfig:
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False)
 
     def __post_init__(self):
-        _check([
-            (self.mask in ("none", "adaptive"), "rs.mask", "use none or adaptive"),
-            (self.k >= 1 and self.beta >= 0, "rs.k/beta", "k >= 1 and beta >= 0"),
-            (self.bf16 in ("auto", "true", "false"), "rs.bf16", 'use "auto", "true" or "false"'),
-            (self.temperature > 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 2, "rs.temperature/top_p/max_new_tokens",
+        _check(self, [
+            (self.mask in ("none", "adaptive"), "mask", "use none or adaptive"),
+            (self.k >= 1 and self.beta >= 0, "k/beta", "k >= 1 and beta >= 0"),
+            (self.bf16 in ("auto", "true", "false"), "bf16", 'use "auto", "true" or "false"'),
+            (self.temperature > 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 2, "temperature/top_p/max_new_tokens",
              "temperature > 0, 0 < top_p <= 1, max_new_tokens >= 2"),
             (self.updates >= 1 and self.episodes >= 1 and self.iterations >= 0 and self.eval_prompts >= 0,
-             "rs.updates/episodes/iterations/eval_prompts", "updates, episodes >= 1; iterations, eval_prompts >= 0"),
+             "updates/episodes/iterations/eval_prompts", "updates, episodes >= 1; iterations, eval_prompts >= 0"),
             (min(self.rollout_batch, self.train_batch, self.micro_batch, self.generate_batch, self.forward_batch,
                  self.checkpoint_every) >= 1 and self.rollout_batch % self.train_batch == 0,
-             "rs.rollout_batch/train_batch", "positive sizes, train_batch dividing rollout_batch"),
+             "rollout_batch/train_batch", "positive sizes, train_batch dividing rollout_batch"),
         ])
 
 
