@@ -76,11 +76,12 @@ def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | 
     baseline = None
     if bench != "gsm8k":
         judge = judge or judges.build(cfg, bench, api_key=api_key, rm=rm)
-        baseline = baseline_target(cfg)
-        ident.update(judge=judge.identity, judge_max_tokens=cfg.eval.judge_max_tokens,
-                     baseline="official" if baseline is None else bench_answers.plan_id(cfg, bench, baseline))
-        parents += [] if baseline is None else [ident["baseline"]]
+        ident.update(judge=judge.identity, judge_max_tokens=cfg.eval.judge_max_tokens)
         parents += list(getattr(judge, "parents", []))
+    if bench in ("alpaca", "arena"):  # pairwise against a baseline; MT-Bench grades single answers
+        baseline = baseline_target(cfg)
+        ident["baseline"] = "official" if baseline is None else bench_answers.plan_id(cfg, bench, baseline)
+        parents += [] if baseline is None else [ident["baseline"]]
         if bench == "arena":
             ident["bootstrap_rounds"] = cfg.eval.bootstrap_rounds
     stage = stage or stage_name(bench)

@@ -45,7 +45,9 @@ class LocalJudge:
         for k, req in enumerate(requests):
             groups.setdefault((req.temperature, req.max_tokens, req.top_logprobs), []).append(k)
         for (temperature, max_tokens, top_k), ks in groups.items():
-            prompts = {k: self._prompt(encoder, requests[k], min(max_tokens, ctx - 1), ctx) for k in ks}
+            # A long judge prompt keeps its right end (the verdict instructions) and at least half the
+            # context, so a small model is not left with a one-token prompt when max_tokens is large.
+            prompts = {k: self._prompt(encoder, requests[k], min(max_tokens, ctx // 2), ctx) for k in ks}
             ordered = sorted(ks, key=lambda k: -len(prompts[k]))
             for start in range(0, len(ordered), self.batch_size):
                 batch = ordered[start : start + self.batch_size]
