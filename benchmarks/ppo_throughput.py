@@ -63,7 +63,7 @@ class PassCounter:
 def bench_model(name: str, iterations: int) -> dict:
     from segtool.artifacts.manifest import RunDir
     from segtool.inputs.prompts import read_prompts
-    from segtool.pipeline import ppo, ppo_rollout
+    from segtool.pipeline import ppo, ppo_rollout, ppo_train
     from segtool.pipeline.ppo import load_setup, make_autocast
 
     preset, sets = PRESETS[name]
@@ -89,9 +89,7 @@ def bench_model(name: str, iterations: int) -> dict:
                 counter.active = True
 
         ppo_rollout.generate = uncounted_generate
-        opts = [torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.95))
-                for m, lr in ((setup.policy, c.actor_lr), (setup.critic, c.critic_lr))]
-        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0) for o in opts]
+        optimisers = ppo_train.make_optimisers(setup, c, 1000, parallel=False)
         splits = []
         for it in range(iterations):
             batch_prompts = prompts[it * c.rollout_batch : (it + 1) * c.rollout_batch]
@@ -102,7 +100,7 @@ def bench_model(name: str, iterations: int) -> dict:
             t1 = time.perf_counter()
             passes = {k: (counter.rows[k] - before[k]) / rollout.size for k in counter.rows}
             counter.active = False
-            ppo.train_on(rollout, setup, opts, scheds, c, (0, it), autocast)
+            ppo_train.train_on(rollout, setup, optimisers, c, (0, it), autocast)
             counter.active = True
             t2 = time.perf_counter()
             s = rollout.seconds

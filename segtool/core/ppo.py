@@ -76,11 +76,16 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, adv + values
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked entries of the whole buffer."""
-    n = mask.sum()
-    mean = (x * mask).sum() / n
-    var = (((x - mean) * mask) ** 2).sum() / n
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8, reduce=None) -> torch.Tensor:
+    """(x - mean) / std over the masked entries of the whole buffer.
+
+    ``reduce`` sums a tensor over data-parallel ranks (identity when None), so the statistics are
+    those of the whole rollout batch when each rank holds a shard of it.
+    """
+    total = reduce or (lambda t: t)
+    n = total(mask.sum())
+    mean = total((x * mask).sum()) / n
+    var = total((((x - mean) * mask) ** 2).sum()) / n
     out = (x - mean) * torch.rsqrt(var + eps)
     return (out if shift_mean else out + mean) * mask
 

@@ -68,7 +68,9 @@ def segmentation_of(rm_meta: dict) -> dict:
     return {k: rm_meta[k] for k in ("segment_artifact", "strategy", "c_ent", "n", "eos_in_last_segment", "readout")}
 
 
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False, trained: StageResult | None = None) -> StageResult:
+    """Fit the normaliser; ``trained`` is train-rm's result when the caller already ran it (under a
+    data-parallel launcher train-rm is collective, and fit-normalizer runs on rank 0 only)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
@@ -81,7 +83,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     from segtool.viz.normalizer import write_plot, write_report
 
     started = time.perf_counter()
-    trained = train_rm.run(cfg, resume=True, quiet=quiet)  # trains (and segments) first when missing
+    trained = trained or train_rm.run(cfg, resume=True, quiet=quiet)  # trains (and segments) first when missing
     rundir = RunDir(cfg.run.workdir)
     the_plan = plan(cfg)
     full_config = config_to_dict(cfg)

@@ -81,13 +81,6 @@ def total_iterations(c, n_train: int) -> int:
     return min(total, c.iterations) if c.iterations else total
 
 
-def value_clip(c) -> float:
-    """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set)."""
-    if c.value_clip:
-        return c.value_clip
-    return 0.2 if c.reward_mode in ("bandit", "segment-as-bandit") else 0.25
-
-
 # -- setup --------------------------------------------------------------------------------------
 
 
@@ -103,7 +96,7 @@ class Setup:
     device: str
 
 
-def load_setup(cfg: Config, rundir: RunDir, rm_record: dict) -> Setup:
+def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
     import torch
 
     from segtool.inputs.formatting import Encoder
@@ -127,7 +120,7 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict) -> Setup:
             f"model's max_len ({meta['max_len']})", "lower ppo.max_new_tokens or ppo.max_prompt_len")
     spec = reward_spec(c.reward_mode, c.c_ent, meta)
     normaliser = load_normaliser(rundir, rm_record["id"], segmentation_of(meta))
-    device = pick_device(cfg.model.device)
+    device = device or pick_device(cfg.model.device)
     tokenizer = load_tokenizer(source, cfg.model)
     encoder = Encoder.create(tokenizer, meta["max_len"], prompt_len, "auto" if meta["template"] == "chat" else "plain")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -153,75 +146,22 @@ def make_autocast(c, device: str):
     return rm_autocast(dataclasses.replace(Config().train_rm, bf16=c.bf16), device)
 
 
-# -- training -----------------------------------------------------------------------------------
-
-
-def micro_batches(lengths: np.ndarray, idx: np.ndarray, size: int) -> list[np.ndarray]:
-    ordered = idx[np.argsort(-lengths[idx], kind="stable")]
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
-
-
-def train_on(rollout, setup: Setup, opts, scheds, c, rng_seed, autocast) -> dict:
-    """ppo_epochs passes of clipped policy/value updates over mini-batches of ``rollout``."""
-    import torch
-
-    from segtool.core.ppo import policy_loss, value_loss
-    from segtool.models.policy import logprobs, pack, state_values, to_aligned
-
-    policy, critic, device = setup.policy, setup.critic, setup.device
-    policy.train()
-    critic.train()
-    v_clip = value_clip(c)
-    lengths = np.array([len(r) + len(p) for r, p in zip(rollout.responses, rollout.prompt_ids)])
-    sums = {"policy_loss": 0.0, "value_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0}
-    steps, tokens_seen = 0, 0.0
-    for epoch in range(c.ppo_epochs):
-        perm = np.random.default_rng([*rng_seed, epoch]).permutation(rollout.size)
-        for s in range(0, rollout.size, c.train_batch):
-            idx = perm[s : s + c.train_batch]
-            batch_tokens = float(rollout.mask[idx].sum())
-            for mb in micro_batches(lengths, idx, c.micro_batch):
-                batch = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb], setup.scorer.pad_id)
-                on_device = batch.to(device)
-                R = batch.aligned.shape[1]
-                take = torch.from_numpy(mb)
-                m = rollout.mask[take, :R].to(device)
-                with autocast():
-                    logp = to_aligned(logprobs(policy, on_device, 512), on_device)
-                    values = to_aligned(state_values(critic, on_device), on_device)
-                pg, clip_frac = policy_loss(logp, rollout.logp[take, :R].to(device), rollout.advantages[take, :R].to(device), m, c.clip)
-                vl = value_loss(values, rollout.values[take, :R].to(device), rollout.returns[take, :R].to(device), m, v_clip)
-                weight = float(m.sum()) / batch_tokens  # token-mean over the whole mini-batch
-                ((pg + vl) * weight).backward()
-                with torch.no_grad():
-                    approx_kl = ((rollout.logp[take, :R].to(device) - logp) * m).sum() / m.sum()
-                for k, v in (("policy_loss", pg), ("value_loss", vl), ("clip_frac", clip_frac), ("approx_kl", approx_kl)):
-                    sums[k] += float(v.detach()) * float(m.sum())
-                tokens_seen += float(m.sum())
-            for model, opt, sched in zip((policy, critic), opts, scheds):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip if c.grad_clip > 0 else float("inf"))
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-            steps += 1
-    policy.eval()
-    critic.eval()
-    return {k: v / max(tokens_seen, 1.0) for k, v in sums.items()} | {"optimizer_steps": steps}
+# -- metrics ------------------------------------------------------------------------------------
 
 
 def rollout_metrics(r) -> dict:
+    """Rollout statistics over all ranks' shares (sums are all-reduced, then divided)."""
+    from segtool.distributed import all_sum
+
     m = r.mask
-    n = m.sum(dim=1).clamp(min=1)
-    return {
-        "reward": float(r.seq_reward.mean()),
-        "norm_reward": float(r.score.sum(dim=1).mean()),
-        "kl": float(r.kl.sum(dim=1).mean()),
-        "length": float(n.mean()),
-        "entropy": float((r.entropy * m).sum() / m.sum()),
-        "truncated": float(r.truncated.float().mean()),
-        "advantage_std": float(((r.advantages * m).pow(2).sum() / m.sum()).sqrt()),
-        "new_tokens": int(m.sum()),
-    }
+    n = m.sum(dim=1)
+    sums = all_sum([float(r.seq_reward.sum()), float(r.score.sum()), float(r.kl.sum()), float(n.sum()),
+                    float((r.entropy * m).sum()), float(r.truncated.float().sum()), float((r.advantages * m).pow(2).sum()),
+                    float(r.size)])
+    reward, score, kl, tokens, entropy, truncated, adv_sq, rows = sums
+    return {"reward": reward / rows, "norm_reward": score / rows, "kl": kl / rows, "length": tokens / rows,
+            "entropy": entropy / tokens, "truncated": truncated / rows, "advantage_std": (adv_sq / tokens) ** 0.5,
+            "new_tokens": int(tokens)}
 
 
 # -- artifacts ----------------------------------------------------------------------------------
@@ -276,40 +216,58 @@ def save_policy(policy, tokenizer, folder) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, opts, scheds, state: dict) -> None:
+def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, optimisers, state: dict) -> None:
     """checkpoint-<iteration>/: policy (HF layout), critic, optimiser/scheduler state and metrics;
-    recorded, then the previous one is dropped, so one intact checkpoint always exists."""
+    recorded, then the previous one is dropped, so one intact checkpoint always exists. Under
+    DeepSpeed every rank saves its optimiser partition (policy_ds/, critic_ds/)."""
     import torch
     from safetensors.torch import save_file
 
+    from segtool import distributed
     from segtool.artifacts.files import atomic_path
 
     record = rundir.get(art_id)
     name = f"checkpoint-{iteration:06d}"
     folder = rundir.path_of(record, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    save_policy(setup.policy, setup.tokenizer, folder / "policy")
-    with atomic_path(folder / "critic.safetensors") as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
-    with atomic_path(folder / "state.pt") as tmp:
-        torch.save({"iteration": iteration, "optimizers": [o.state_dict() for o in opts],
-                    "schedulers": [s.state_dict() for s in scheds], **state}, tmp)
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
-    for old in _checkpoint_names(rundir.get(art_id)):
-        if old != name:
-            _drop(rundir, art_id, lambda f, o=old: f.split("/")[0] == o)
-            shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
+    if distributed.is_main():
+        shutil.rmtree(folder, ignore_errors=True)
+    distributed.barrier()
+    if distributed.launched():
+        for o, sub in zip(optimisers, ("policy_ds", "critic_ds")):
+            o.save(folder / sub)
+    if distributed.is_main():
+        save_policy(setup.policy, setup.tokenizer, folder / "policy")
+        with atomic_path(folder / "critic.safetensors") as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
+        local = {} if distributed.launched() else {"optimizers": [o.state_dict() for o in optimisers]}
+        with atomic_path(folder / "state.pt") as tmp:
+            torch.save({"iteration": iteration, **local, **state}, tmp)
+    distributed.barrier()
+    if distributed.is_main():
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
+        for old in _checkpoint_names(rundir.get(art_id)):
+            if old != name:
+                _drop(rundir, art_id, lambda f, o=old: f.split("/")[0] == o)
+                shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
+    distributed.barrier()
 
 
-def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, opts, scheds) -> dict | None:
+def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, optimisers) -> dict | None:
     import torch
     from safetensors.torch import load_file
+
+    from segtool import distributed
 
     names = _checkpoint_names(record)
     if not names:
         return None
     folder = rundir.path_of(record, names[-1])
+    state = torch.load(folder / "state.pt", weights_only=False)
+    if distributed.launched():  # the engines restore weights and optimiser partitions
+        for o, sub in zip(optimisers, ("policy_ds", "critic_ds")):
+            o.load(folder / sub)
+        return state
     result = setup.policy.load_state_dict(load_file(str(folder / "policy" / "model.safetensors")), strict=False)
     tied = {"lm_head.weight"} if getattr(setup.policy.config, "tie_word_embeddings", False) else set()
     if result.unexpected_keys or set(result.missing_keys) - tied:  # save_pretrained drops only tied copies
@@ -317,11 +275,8 @@ def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, opts, scheds) ->
                             f"(missing {sorted(set(result.missing_keys) - tied)}, unexpected {result.unexpected_keys})",
                             "start over with --force")
     setup.critic.load_state_dict(load_file(str(folder / "critic.safetensors")))
-    state = torch.load(folder / "state.pt", weights_only=False)
-    for o, s in zip(opts, state["optimizers"]):
-        o.load_state_dict(s)
-    for sc, s in zip(scheds, state["schedulers"]):
-        sc.load_state_dict(s)
+    for o, st in zip(optimisers, state["optimizers"]):
+        o.load_state_dict(st)
     return state
 
 
@@ -342,31 +297,40 @@ def _clean_unrecorded(rundir: RunDir, record: dict) -> None:
 
 
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import torch
 
-    from segtool.artifacts.files import atomic_path, atomic_write_json
+    from segtool import distributed
     from segtool.core.ppo import AdaptiveKL
-    from segtool.core.schedule import warmup_cosine
     from segtool.inputs.prompts import read_prompts
-    from segtool.pipeline import fit_normalizer
-    from segtool.pipeline.policy_eval import heldout_reward
+    from segtool.models.loading import pick_device
+    from segtool.pipeline import fit_normalizer, train_rm
     from segtool.pipeline.ppo_rollout import collect
+    from segtool.pipeline.ppo_train import make_optimisers, sum_over_ranks, train_on
     from segtool.pipeline.ppo_view import LiveView, MetricLogger
 
     started = time.perf_counter()
-    fit_normalizer.run(cfg, resume=True, quiet=quiet)  # trains the RM and fits the normaliser first when missing
+    parallel = distributed.launched()
+    device = distributed.local_device(pick_device(cfg.model.device))
+    if parallel:
+        distributed.init(device)
+    main = distributed.is_main()
+    quiet = quiet or not main
+    # The earlier stages first when missing: train-rm (data-parallel under a launcher), then the
+    # normaliser on rank 0.
+    trained = train_rm.run(cfg, resume=True, quiet=quiet)
+    if main:
+        fit_normalizer.run(cfg, resume=True, quiet=quiet, trained=trained)
+    distributed.barrier()
     rundir = RunDir(cfg.run.workdir)
     the_plan = plan(cfg)
     full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
+    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force, main)
     if done:
         return done
     c = cfg.ppo
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
-    setup = load_setup(cfg, rundir, rm_record)
+    setup = load_setup(cfg, rundir, rm_record, device)
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     prompt_ids = [setup.encoder.encode_prompt(r.messages) for r in rows]
@@ -374,65 +338,64 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     total = total_iterations(c, len(train_idx))
     steps_total = total * c.ppo_epochs * (c.rollout_batch // c.train_batch)
     autocast = make_autocast(c, setup.device)
-
     torch.manual_seed(cfg.run.seed)
-    opts = [torch.optim.AdamW(m.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-            for m, lr in ((setup.policy, c.actor_lr), (setup.critic, c.critic_lr))]
-    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: warmup_cosine(s, steps_total, c.warmup_ratio, c.min_lr_ratio))
-              for o in opts]
+    optimisers = make_optimisers(setup, c, steps_total, parallel)
     kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
 
     prior = rundir.get(the_plan.art_id)
     resuming = resume and prior is not None and prior["status"] == "partial"
-    record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
-                          parents=the_plan.parents, schema_version=SCHEMA_VERSION, resume=resume,
-                          layout={"iterations": total},
-                          inputs={"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
-                                  "prompts": the_plan.identity_config["prompts"], "train_prompts": int(len(train_idx)),
-                                  "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped})
-    _clean_unrecorded(rundir, record)
+    if main:
+        record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
+                              parents=the_plan.parents, schema_version=SCHEMA_VERSION, resume=resume,
+                              layout={"iterations": total, "world_size": distributed.world()},
+                              inputs={"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
+                                      "prompts": the_plan.identity_config["prompts"], "train_prompts": int(len(train_idx)),
+                                      "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped})
+        _clean_unrecorded(rundir, record)
+    distributed.barrier()
+    record = rundir.get(the_plan.art_id)
     eval_prompts = [prompt_ids[i] for i in eval_idx]
 
-    def evaluate() -> dict:
+    def evaluate() -> dict:  # rank 0 only: no collectives inside
+        from segtool.pipeline.policy_eval import heldout_reward
+
         return heldout_reward(setup.policy, setup.scorer, eval_prompts, max_new_tokens=c.max_new_tokens,
                               temperature=c.temperature, top_p=c.top_p, seed=cfg.run.seed, device=setup.device,
                               autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
 
     start, metrics, before = 0, [], None
-    state = load_checkpoint(rundir, record, setup, opts, scheds) if resuming else None
+    state = load_checkpoint(rundir, record, setup, optimisers) if resuming else None
     if state is not None:
         start, metrics, before = state["iteration"], state["metrics"], state["eval_before"]
         if kl_ctl is not None:
             kl_ctl.beta = state["beta"]
-        STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
-    _drop(rundir, the_plan.art_id, lambda f: f.startswith("rollouts/") and int(f[-14:-8]) > start)
-    if before is None:
-        before = evaluate()  # the policy is still pi_SFT here
+        if main:
+            STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
+    if main:
+        _drop(rundir, the_plan.art_id, lambda f: f.startswith("rollouts/") and int(f[-14:-8]) > start)
+        if before is None:
+            before = evaluate()  # the policy is still pi_SFT here
+    distributed.barrier()
 
-    logger = MetricLogger(c.log_to, rundir.path_of(record, "logs"), the_plan.art_id[:12], full_config)
-    title = f"ppo ({c.reward_mode}) {the_plan.art_id[:12]}"
-    with LiveView(quiet, total, title) as view:
+    logger = MetricLogger(c.log_to if main else "none", rundir.path_of(record, "logs"), the_plan.art_id[:12], full_config)
+    reduce = sum_over_ranks if parallel else None
+    with LiveView(quiet, total, f"ppo ({c.reward_mode}) {the_plan.art_id[:12]}") as view:
         view.update(metrics)
         for it in range(start, total):
             t0 = time.perf_counter()
-            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
+            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
             beta = kl_ctl.beta if kl_ctl is not None else c.kl_coef
             rollout = collect(setup.policy, setup.critic, setup.scorer, [prompt_ids[i] for i in picked], cfg,
-                              cfg.run.seed, it, setup.device, autocast, beta)
-            name = f"rollouts/iter-{it + 1:06d}.parquet"
-            path = rundir.path_of(record, name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                pq.write_table(rollout_table(rollout, setup.tokenizer, it + 1, [rows[i].row_id for i in picked]), tmp)
-            rundir.add_file(the_plan.art_id, name)
+                              cfg.run.seed, it, setup.device, autocast, beta, reduce)
+            _write_rollouts(rundir, the_plan.art_id, record, rollout, setup.tokenizer, it + 1, [rows[i].row_id for i in picked])
             t1 = time.perf_counter()
-            trained = train_on(rollout, setup, opts, scheds, c, (cfg.run.seed, it), autocast)
+            trained = train_on(rollout, setup, optimisers, c, (cfg.run.seed, it), autocast)
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
-                 "beta": beta, "lr_actor": scheds[0].get_last_lr()[0]}
+                 "beta": beta, "lr_actor": optimisers[0].lr()}
             if kl_ctl is not None:
                 kl_ctl.update(m["kl"], c.rollout_batch)
-            sec = rollout.seconds
+            sec = rollout.seconds  # this rank's (rank 0's in the report)
             m.update(t_generate=sec["generate"], t_policy=sec["policy"], t_score=sec["score"], t_reference=sec["reference"],
                      t_reward=sec["reward"], t_critic=sec["critic"], t_train=t2 - t1, seconds=t2 - t0)
             m["tokens_per_s"] = m["new_tokens"] / sec["generate"]
@@ -441,10 +404,49 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
             logger.log(m)
             view.update(metrics)
             if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
-                save_checkpoint(rundir, the_plan.art_id, it + 1, setup, opts, scheds,
+                save_checkpoint(rundir, the_plan.art_id, it + 1, setup, optimisers,
                                 {"metrics": metrics, "eval_before": before, "beta": beta if kl_ctl is None else kl_ctl.beta})
     logger.close()
-    after = evaluate()
+    final = None
+    if main:
+        final = _finish(rundir, the_plan, record, setup, metrics, before, evaluate(), rows, eval_idx, c, total, started)
+    distributed.barrier()
+    record = rundir.get(the_plan.art_id)
+    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record,
+                       final or record["metrics"])
+
+
+def _write_rollouts(rundir, art_id, record, rollout, tokenizer, iteration: int, prompt_rows: list[int]) -> None:
+    """Rank 0 writes every rank's share of the iteration's rollouts as one Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from segtool import distributed
+    from segtool.artifacts.files import atomic_path
+
+    table = rollout_table(rollout, tokenizer, iteration, prompt_rows)
+    if distributed.launched():
+        parts = [None] * distributed.world()
+        torch.distributed.all_gather_object(parts, table)
+        table = pa.concat_tables(parts)
+    if not distributed.is_main():
+        return
+    name = f"rollouts/iter-{iteration:06d}.parquet"
+    path = rundir.path_of(record, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    rundir.add_file(art_id, name)
+
+
+def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_idx, c, total, started) -> dict:
+    """Write the final policy, critic, metrics and evaluation; complete the record (rank 0)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.torch import save_file
+
+    from segtool.artifacts.files import atomic_path, atomic_write_json
 
     policy_dir = rundir.path_of(record, "policy")
     staging = rundir.path_of(record, "policy.tmp")
@@ -454,31 +456,28 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     staging.rename(policy_dir)
     for f in sorted(p for p in policy_dir.rglob("*") if p.is_file()):
         rundir.add_file(the_plan.art_id, f"policy/{f.relative_to(policy_dir).as_posix()}")
-    from safetensors.torch import save_file
-
     with atomic_path(rundir.path_of(record, "critic.safetensors")) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
         pq.write_table(pa.Table.from_pylist(metrics), tmp)
-    atomic_write_json(rundir.path_of(record, "eval.json"), {"before": before, "after": after, "prompts": [int(rows[i].row_id) for i in eval_idx]})
+    atomic_write_json(rundir.path_of(record, "eval.json"),
+                      {"before": before, "after": after, "prompts": [int(rows[i].row_id) for i in eval_idx]})
     for name in ("critic.safetensors", "metrics.parquet", "eval.json"):
         rundir.add_file(the_plan.art_id, name)
     for old in _checkpoint_names(rundir.get(the_plan.art_id)):  # the final policy supersedes them
         _drop(rundir, the_plan.art_id, lambda f, o=old: f.split("/")[0] == o)
         shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
-
-    seconds = time.perf_counter() - started
     train_seconds = sum(m["seconds"] for m in metrics)
     final = {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
         "reward_before": round(before["reward"], 4), "reward_after": round(after["reward"], 4),
         "length_before": round(before["length"], 2), "length_after": round(after["length"], 2),
         "kl_after": round(after["kl"], 4), "eval_prompts": len(eval_idx),
-        "episodes_per_s": round(sum(c.rollout_batch for _ in metrics) / max(train_seconds, 1e-9), 3),
+        "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
         "time_split_s": {k: round(sum(m[f"t_{k}"] for m in metrics), 2)
                          for k in ("generate", "policy", "reference", "reward", "critic", "train")},
     }
-    record = rundir.complete(the_plan.art_id, rows={"iterations": total, "episodes": total * c.rollout_batch},
-                             metrics=final, seconds=seconds)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+    rundir.complete(the_plan.art_id, rows={"iterations": total, "episodes": total * c.rollout_batch}, metrics=final,
+                    seconds=time.perf_counter() - started)
+    return final

@@ -185,14 +185,17 @@ def _cat_aligned(parts: list[torch.Tensor], width: int) -> torch.Tensor:
 
 
 def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed: int, iteration: int, device,
-            autocast, beta: float) -> Rollout:
+            autocast, beta: float, reduce=None) -> Rollout:
     """Sample one response per prompt with the policy and turn them into PPO's training targets."""
+    from segtool.distributed import rank as process_rank
+
     c = cfg.ppo
+    rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()
     with autocast():
         gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.max_new_tokens,
                        temperature=c.temperature, top_p=c.top_p, min_new_tokens=2, batch_size=c.generate_batch,
-                       seed=hash_seed(seed, iteration), force_eos=True)
+                       seed=hash_seed(seed, iteration * 1000 + rank), force_eos=True)
     t1 = time.perf_counter()
     B = len(prompts)
     order = sorted(range(B), key=lambda i: -(len(prompts[i]) + len(gen.responses[i])))  # little padding
@@ -238,7 +241,7 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     rewards, kl = shape_rewards(score, t["logp"], t["ref_logp"], mask, beta, c.reward_clamp)
     adv, returns = gae(rewards, t["values"], mask, c.gamma, c.lam)
     if c.whiten_advantages:
-        adv = whiten(adv, mask)
+        adv = whiten(adv, mask, reduce=reduce)  # over the whole rollout batch, all ranks
     seconds.update(generate=t1 - t0, gae=time.perf_counter() - t2)
     return Rollout(prompts, gen.responses, truncated, mask, t["logp"], t["ref_logp"], t["entropy"], t["values"], score,
                    rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds)

@@ -138,7 +138,7 @@ def test_unknown_key_without_near_miss_has_no_suggestion(tmp_path):
     path = write_toml(tmp_path / "typo.toml", "[run]\nzzzzzz = 1\n")
     err = config_error(config_file=path)
     assert err.message == f"{path}: unknown key run.zzzzzz"
-    assert err.hint == "valid keys in [run]: workdir, seed"
+    assert err.hint == "valid keys in [run]: workdir, seed, stages"
 
 
 def test_unknown_section(tmp_path):

@@ -192,14 +192,14 @@ def test_a_few_iterations_change_the_policy_and_write_auditable_artifacts(rundir
 
 
 def test_resume_equals_uninterrupted(rundir, monkeypatch):
-    from segtool.pipeline import ppo
+    from segtool.pipeline import ppo, ppo_train
 
     straight = rundir()
     ppo.run(config("tiny", straight, "ppo.iterations=2"), quiet=True)
 
     broken = rundir("tiny", name="broken")
     calls = {"n": 0}
-    real = ppo.train_on
+    real = ppo_train.train_on
 
     def crash_on_second(*args, **kwargs):  # after iteration 1's checkpoint and iteration 2's rollout
         calls["n"] += 1
@@ -207,10 +207,10 @@ def test_resume_equals_uninterrupted(rundir, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ppo, "train_on", crash_on_second)
+    monkeypatch.setattr(ppo_train, "train_on", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         ppo.run(config("tiny", broken, "ppo.iterations=2"), quiet=True)
-    monkeypatch.setattr(ppo, "train_on", real)
+    monkeypatch.setattr(ppo_train, "train_on", real)
     result = ppo.run(config("tiny", broken, "ppo.iterations=2"), resume=True, quiet=True)
     assert result.outcome == "resumed"
     a, b = RunDir(straight), RunDir(broken)
@@ -241,3 +241,29 @@ def test_prompt_split_and_iteration_slices_are_seeded_and_disjoint():
     first = [iteration_prompts(train, it, 8, seed=3) for it in range(4)]
     assert len(set(np.concatenate(first))) == 32  # one episode: every training prompt once
     assert np.array_equal(iteration_prompts(train, 1, 8, seed=3), first[1])
+
+
+def test_two_processes_under_a_launcher_share_each_rollout_batch(rundir, tiny_model_dir, tmp_path):
+    """torchrun, 2 CPU processes (DeepSpeed ZeRO-2, gloo): each rank samples half of every rollout
+    batch; rank 0 writes one rollout file per iteration and the final policy."""
+    import os
+    import subprocess
+    import sys
+
+    workdir = rundir(name="parallel")
+    sets = [*PPO_SETS, "ppo.iterations=2", "ppo.micro_batch=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "segtool", "ppo",
+           "--preset", "tiny", "--workdir", str(workdir), "--json", *[a for s in sets for a in ("--set", s)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rd = RunDir(workdir)
+    record = rd.head("ppo")
+    assert record["status"] == "complete" and record["layout"]["world_size"] == 2
+    for it in (1, 2):
+        table = pq.read_table(rd.path_of(record, f"rollouts/iter-{it:06d}.parquet"))
+        assert table.num_rows == 8 and len(set(table["prompt_row_id"].to_pylist())) == 8
+    trained, sft = _weights(rd.path_of(record, "policy")), _weights(tiny_model_dir)
+    assert any(not torch.equal(trained[k], sft[k]) for k in sft if k in trained)
+    metrics = pq.read_table(rd.path_of(record, "metrics.parquet")).to_pylist()
+    assert [m["optimizer_steps"] for m in metrics] == [2, 2]  # rollout 8 / train batch 4, over both ranks
