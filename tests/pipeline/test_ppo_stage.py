@@ -19,7 +19,7 @@ from segtool.config.loader import load_config
 from segtool.errors import ConfigError
 
 PPO_SETS = ["data.max_rows=64", "ppo.rollout_batch=8", "ppo.train_batch=4", "ppo.micro_batch=4", "ppo.forward_batch=4",
-            "ppo.max_new_tokens=24", "ppo.eval_prompts=8", "ppo.actor_lr=1e-4", "ppo.critic_lr=1e-4"]
+            "ppo.max_new_tokens=24", "ppo.eval_prompts=8", "ppo.actor_lr=1e-4", "ppo.critic_lr=1e-4", "ppo.ppo_epochs=1"]
 
 
 def config(preset, workdir, *sets):
@@ -267,3 +267,27 @@ def test_two_processes_under_a_launcher_share_each_rollout_batch(rundir, tiny_mo
     assert any(not torch.equal(trained[k], sft[k]) for k in sft if k in trained)
     metrics = pq.read_table(rd.path_of(record, "metrics.parquet")).to_pylist()
     assert [m["optimizer_steps"] for m in metrics] == [2, 2]  # rollout 8 / train batch 4, over both ranks
+
+
+@pytest.mark.parametrize("kind,module", [("tensorboard", "torch.utils.tensorboard"), ("wandb", "wandb")])
+def test_asking_for_a_missing_metrics_logger_is_a_clear_error(kind, module, monkeypatch, tmp_path):
+    import sys
+
+    from segtool.pipeline.ppo_view import MetricLogger
+
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if the package were absent
+    with pytest.raises(ConfigError, match=f"{kind} package is not installed"):
+        MetricLogger(kind, tmp_path, "run", {})
+    MetricLogger("none", tmp_path, "run", {}).log({"iteration": 1, "reward": 0.5})  # no logger: no-op
+
+
+def test_live_table_fits_80_columns():
+    from rich.console import Console
+
+    from segtool.pipeline.ppo_view import COLUMNS, table
+
+    row = {key: -9.876 for key, _, _ in COLUMNS} | {"iteration": 999, "length": 1024.0, "tokens_per_s": 12345.0,
+                                                   "t_generate": 123.4, "t_train": 123.4}
+    console = Console(width=80, record=True)
+    console.print(table([row], 10, "ppo (segment) 0123456789ab"))
+    assert "…" not in console.export_text()
