@@ -51,7 +51,8 @@ def test_tiny_preset_resolves_paths_relative_to_the_preset(tmp_path, monkeypatch
     for section, table in raw.items():
         for key, value in table.items():
             if key != "path":
-                assert getattr(getattr(cfg, section), key) == value, f"{section}.{key}"
+                expected = tuple(value) if isinstance(value, list) else value  # lists are kept as tuples (frozen)
+                assert getattr(getattr(cfg, section), key) == expected, f"{section}.{key}"
     assert (cfg.tokenize.max_len, cfg.tokenize.max_prompt_len) == (512, 384)
     assert cfg.model.device == "cpu"
     assert cfg.model.revision == "main"  # not in the preset: schema default
