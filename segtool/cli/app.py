@@ -132,8 +132,9 @@ def run(opts: StageOptions):
         if r.stage == "ppo":
             m = r.record["metrics"]
             STDOUT.print(f"[bold]PPO on {m['eval_prompts']} held-out prompts[/]: reward {m['reward_before']:+.4f} -> "
-                         f"{m['reward_after']:+.4f}, length {m['length_before']:.1f} -> {m['length_after']:.1f} tokens, "
-                         f"KL to pi_SFT {m['kl_after']:.3f}", highlight=False)
+                         f"{m['reward_after']:+.4f} (normalised {m['norm_reward_before']:+.3f} -> {m['norm_reward_after']:+.3f}), "
+                         f"length {m['length_before']:.1f} -> {m['length_after']:.1f} tokens, KL to pi_SFT {m['kl_after']:.3f}",
+                         highlight=False)
 
 
 @app.command()

@@ -200,6 +200,7 @@ class PPOConfig:
     top_p: float = knob(1.0, "nucleus sampling (paper 1.0)")
     mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)")
     adaptive_delta: float = knob(0.0, "APPO: Schmitt-trigger offset delta around the baseline")
+    adaptive_baseline: str = knob("sequence", "APPO: baseline b of the token rewards v_i - v_(i-1): sequence, running or td")
     bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false")
     micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False)
     forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False)
@@ -214,6 +215,8 @@ class PPOConfig:
             (self.interpolation in INTERPOLATIONS, "ppo.interpolation", f"use one of: {', '.join(INTERPOLATIONS)}"),
             (self.critic_init in ("sft", "rm"), "ppo.critic_init", "use sft or rm"),
             (self.mask in ("none", "adaptive"), "ppo.mask", "use none or adaptive"),
+            (self.adaptive_baseline in ("sequence", "running", "td"), "ppo.adaptive_baseline", "use sequence, running or td"),
+            (self.adaptive_delta >= 0, "ppo.adaptive_delta", "use a non-negative offset"),
             (self.bf16 in ("auto", "true", "false"), "ppo.bf16", 'use "auto", "true" or "false"'),
             (self.log_to in ("none", "tensorboard", "wandb"), "ppo.log_to", "use none, tensorboard or wandb"),
             (self.zero_stage in (0, 1, 2), "ppo.zero_stage", "use 0, 1 or 2"),

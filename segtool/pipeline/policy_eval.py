@@ -13,7 +13,8 @@ EVAL_STREAM = -1  # hash_seed index of the evaluation samples (training iteratio
 
 def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
                    seed: int, device, autocast, generate_batch: int = 32, forward_batch: int = 16) -> dict:
-    """Mean raw reward e(x, y) (the RM's own segmentation and aggregation), response length, sequence
+    """Mean raw reward e(x, y) (the RM's own segmentation and aggregation), the normalised reward PPO
+    optimises (sum of per-token scores, when the scorer has a normaliser), response length, sequence
     KL to pi_SFT, and share of responses cut at max_new_tokens, over one sample per prompt."""
     from segtool.pipeline.ppo_rollout import score_batch
 
@@ -23,7 +24,7 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
         gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=max_new_tokens,
                        temperature=temperature, top_p=top_p, min_new_tokens=2, batch_size=generate_batch,
                        seed=hash_seed(seed, EVAL_STREAM), force_eos=True)
-    rewards, kls = [], []
+    rewards, kls, normalised = [], [], []
     for start in range(0, len(prompts), forward_batch):
         idx = list(range(start, min(start + forward_batch, len(prompts))))
         batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id)
@@ -34,7 +35,10 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
         diff = (logp.float().cpu() - flat_ref).split(batch.lengths.tolist())
         kls.extend(float(d.sum()) for d in diff)
         rewards.extend(scored["seq_reward"].tolist())
+        if "score" in scored:
+            normalised.extend(scored["score"].sum(dim=1).tolist())
     lengths = np.array([len(r) for r in gen.responses])
     return {"prompts": len(prompts), "reward": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
-            "length": float(lengths.mean()), "kl": float(np.mean(kls)), "truncated": float(np.mean(gen.truncated))}
+            "length": float(lengths.mean()), "kl": float(np.mean(kls)), "truncated": float(np.mean(gen.truncated)),
+            **({"norm_reward": float(np.mean(normalised))} if normalised else {})}
 

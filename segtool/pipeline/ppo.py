@@ -155,12 +155,14 @@ def rollout_metrics(r) -> dict:
 
     m = r.mask
     n = m.sum(dim=1)
+    kept = r.policy_mask if r.policy_mask is not None else m
     sums = all_sum([float(r.seq_reward.sum()), float(r.score.sum()), float(r.kl.sum()), float(n.sum()),
                     float((r.entropy * m).sum()), float(r.truncated.float().sum()), float((r.advantages * m).pow(2).sum()),
-                    float(r.size)])
-    reward, score, kl, tokens, entropy, truncated, adv_sq, rows = sums
+                    float(r.size), float(kept.sum())])
+    reward, score, kl, tokens, entropy, truncated, adv_sq, rows, in_loss = sums
     return {"reward": reward / rows, "norm_reward": score / rows, "kl": kl / rows, "length": tokens / rows,
             "entropy": entropy / tokens, "truncated": truncated / rows, "advantage_std": (adv_sq / tokens) ** 0.5,
+            "masked_fraction": 1.0 - in_loss / tokens,
             "new_tokens": int(tokens)}
 
 
@@ -195,6 +197,8 @@ def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
         "value": pa.array(rows(r.values), f32),
         "advantage": pa.array(rows(r.advantages), f32),
         "return": pa.array(rows(r.returns), f32),
+        "in_policy_loss": pa.array([[bool(v) for v in row] for row in rows(r.policy_mask if r.policy_mask is not None else r.mask)],
+                                   pa.list_(pa.bool_())),
     })
 
 
@@ -471,8 +475,10 @@ def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_
     final = {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
         "reward_before": round(before["reward"], 4), "reward_after": round(after["reward"], 4),
+        "norm_reward_before": round(before["norm_reward"], 4), "norm_reward_after": round(after["norm_reward"], 4),
         "length_before": round(before["length"], 2), "length_after": round(after["length"], 2),
-        "kl_after": round(after["kl"], 4), "eval_prompts": len(eval_idx),
+        "kl_after": round(after["kl"], 4), "eval_prompts": len(eval_idx), "mask": c.mask,
+        "masked_fraction": round(sum(m["masked_fraction"] for m in metrics) / max(len(metrics), 1), 4),
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
         "time_split_s": {k: round(sum(m[f"t_{k}"] for m in metrics), 2)

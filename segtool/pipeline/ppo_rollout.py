@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from segtool.core.adaptive import baselines, loss_mask, schmitt_states, value_token_rewards
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.core.normalizer import Normaliser, normalize
 from segtool.core.ppo import gae, interpolate, place_on_eos, shape_rewards, whiten
@@ -104,6 +105,7 @@ class Rollout:
     seg_raw: list[np.ndarray] = field(default_factory=list)
     seg_norm: list[np.ndarray] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+    policy_mask: torch.Tensor | None = None  # tokens in the policy loss (APPO); None = all of ``mask``
 
     @property
     def size(self) -> int:
@@ -151,7 +153,10 @@ def score_batch(scorer: Scorer, batch: Packed, device) -> dict:
     e = aggregate(r_rm, rows_rm.to(device), B, spec.aggregation, scores=scores, last_values=last).float().cpu()
 
     shape = tuple(batch.aligned.shape)
+    resp_values = to_aligned(values[batch.response_mask.to(device)].float().cpu(), batch)
+    prompt_values = values[torch.arange(B, device=device), prompt_last].float().cpu()
     out = {"ref_logp": to_aligned(ref_logp.float().cpu(), batch), "seq_reward": e, "ends": [], "raw": [], "norm": [],
+           "token_reward": value_token_rewards(resp_values, prompt_values) * batch.aligned,  # APPO: v_i - v_(i-1)
            "t_reference": t1 - t0}
     if spec.dense:
         if (spec.ppo_strategy, spec.c_ent) == (spec.rm_strategy, spec.rm_c_ent):
@@ -199,7 +204,7 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     t1 = time.perf_counter()
     B = len(prompts)
     order = sorted(range(B), key=lambda i: -(len(prompts[i]) + len(gen.responses[i])))  # little padding
-    parts = {k: [] for k in ("logp", "entropy", "values", "ref_logp", "score")}
+    parts = {k: [] for k in ("logp", "entropy", "values", "ref_logp", "score", "token_reward")}
     seq_reward = torch.zeros(B)
     ends, raw, norm = [None] * B, [None] * B, [None] * B
     seconds = {"policy": 0.0, "score": 0.0, "reference": 0.0, "reward": 0.0, "critic": 0.0}
@@ -223,8 +228,8 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
         seconds["critic"] += time.perf_counter() - d
         for name, flat in (("logp", logp), ("entropy", ent), ("values", values)):
             parts[name].append(to_aligned(flat.float().cpu(), batch))
-        parts["ref_logp"].append(scored["ref_logp"])
-        parts["score"].append(scored["score"])
+        for name in ("ref_logp", "score", "token_reward"):
+            parts[name].append(scored[name])
         for j, i in enumerate(idx):
             seq_reward[i] = scored["seq_reward"][j]
             ends[i], raw[i], norm[i] = scored["ends"][j], scored["raw"][j], scored["norm"][j]
@@ -242,6 +247,12 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     adv, returns = gae(rewards, t["values"], mask, c.gamma, c.lam)
     if c.whiten_advantages:
         adv = whiten(adv, mask, reduce=reduce)  # over the whole rollout batch, all ranks
+    policy_mask = mask
+    if c.mask == "adaptive":  # APPO: the policy loss keeps good tokens of positive samples, bad of negative ones
+        base = baselines(t["token_reward"], mask, c.adaptive_baseline)
+        states = schmitt_states(t["token_reward"], base, c.adaptive_delta)
+        positive = (adv * mask).sum(dim=1) > 0
+        policy_mask = loss_mask(states, positive, mask).float()
     seconds.update(generate=t1 - t0, gae=time.perf_counter() - t2)
     return Rollout(prompts, gen.responses, truncated, mask, t["logp"], t["ref_logp"], t["entropy"], t["values"], score,
-                   rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds)
+                   rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds, policy_mask)

@@ -130,13 +130,16 @@ def train_on(rollout, setup, optimisers, c, rng_seed, autocast) -> dict:
     v_clip = value_clip(c)
     local_batch = c.train_batch // distributed.world()
     lengths = np.array([len(r) + len(p) for r, p in zip(rollout.responses, rollout.prompt_ids)])
+    policy_mask = rollout.policy_mask if rollout.policy_mask is not None else rollout.mask
     sums = torch.zeros(5, dtype=torch.float64)  # policy loss, value loss, clip fraction, approx KL (token sums), tokens
     steps = 0
     for epoch in range(c.ppo_epochs):
         perm = np.random.default_rng([*rng_seed, epoch, distributed.rank()]).permutation(rollout.size)
         for s in range(0, rollout.size, local_batch):
             idx = perm[s : s + local_batch]
-            batch_tokens = float(sum_over_ranks(rollout.mask[torch.from_numpy(idx)].sum().double()))
+            rows = torch.from_numpy(idx)
+            batch_tokens = float(sum_over_ranks(rollout.mask[rows].sum().double()))
+            policy_tokens = float(sum_over_ranks(policy_mask[rows].sum().double()))
             for mb in micro_batches(lengths, idx, c.micro_batch):
                 batch = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb], setup.scorer.pad_id)
                 on_device = batch.to(device)
@@ -147,12 +150,13 @@ def train_on(rollout, setup, optimisers, c, rng_seed, autocast) -> dict:
                 with autocast():
                     logp = to_aligned(logprobs(policy, on_device, 512), on_device)
                     values = to_aligned(state_values(critic, on_device), on_device)
-                pg, clip_frac = policy_loss(logp, old_logp, rollout.advantages[take, :R].to(device), m, c.clip)
+                pm = policy_mask[take, :R].to(device)
+                pg, clip_frac = policy_loss(logp, old_logp, rollout.advantages[take, :R].to(device), pm, c.clip)
                 vl = value_loss(values, rollout.values[take, :R].to(device), rollout.returns[take, :R].to(device), m, v_clip)
                 n_tok = float(m.sum())
-                weight = n_tok / batch_tokens  # token-mean over the whole mini-batch, all ranks
-                optimisers[0].backward(pg * weight)
-                optimisers[1].backward(vl * weight)
+                # token-means over the whole mini-batch, all ranks (the policy's over its masked tokens)
+                optimisers[0].backward(pg * (float(pm.sum()) / max(policy_tokens, 1.0)))
+                optimisers[1].backward(vl * (n_tok / batch_tokens))
                 for o in optimisers:
                     o.micro_step()
                 with torch.no_grad():

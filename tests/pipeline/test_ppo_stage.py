@@ -291,3 +291,43 @@ def test_live_table_fits_80_columns():
     console = Console(width=80, record=True)
     console.print(table([row], 10, "ppo (segment) 0123456789ab"))
     assert "…" not in console.export_text()
+
+
+def test_appo_mask_follows_the_schmitt_trigger_and_gates_the_policy_loss(rundir):
+    """ppo.mask = adaptive: the policy loss sees good tokens of positive-advantage samples and bad
+    tokens of negative ones; with nothing kept, the policy does not move while the critic does."""
+    import dataclasses
+
+    from segtool.core.adaptive import baselines, loss_mask, schmitt_states
+    from segtool.pipeline.ppo import make_autocast
+    from segtool.pipeline.ppo_rollout import collect
+    from segtool.pipeline.ppo_train import make_optimisers, train_on
+
+    workdir = rundir()
+    cfg, setup = scoring_setup(workdir, "tiny", 'ppo.mask="adaptive"', "ppo.adaptive_delta=0.01")
+    prompts, _, _ = artifact_responses(workdir, n=8)
+    autocast = make_autocast(cfg.ppo, "cpu")
+    r = collect(setup.policy, setup.critic, setup.scorer, prompts, cfg, 0, 0, "cpu", autocast, 0.01)
+    states = schmitt_states(r_tok := _token_rewards(r, setup, prompts), baselines(r_tok, r.mask, "sequence"), 0.01)
+    expected = loss_mask(states, (r.advantages * r.mask).sum(1) > 0, r.mask).float()
+    assert torch.equal(r.policy_mask, expected)
+    assert 0 < float(r.policy_mask.sum()) < float(r.mask.sum())
+
+    before = {k: v.clone() for k, v in setup.policy.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in setup.critic.state_dict().items()}
+    optimisers = make_optimisers(setup, cfg.ppo, 10, parallel=False)
+    train_on(dataclasses.replace(r, policy_mask=torch.zeros_like(r.mask)), setup, optimisers, cfg.ppo, (0, 0), autocast)
+    assert all(torch.equal(v, before[k]) for k, v in setup.policy.state_dict().items())
+    assert any(not torch.equal(v, critic_before[k]) for k, v in setup.critic.state_dict().items())
+
+
+def _token_rewards(r, setup, prompts):
+    """v_i - v_(i-1) of the reward model, recomputed one sample at a time."""
+    out = torch.zeros_like(r.mask)
+    for i, (p, y) in enumerate(zip(prompts, r.responses)):
+        ids = torch.tensor([p + y])
+        with torch.no_grad():
+            v, _ = setup.scorer.rm(ids, torch.ones_like(ids))
+        v = v[0, len(p) - 1 : len(p) + len(y)]
+        out[i, : len(y)] = v[1:] - v[:-1]
+    return out
