@@ -149,6 +149,33 @@ class _Recorder:
         return Recorder()
 
 
+def instrument_generation(eos_id: int) -> dict:
+    """Time TRL's rollout generation and record response lengths (to the first EOS, inclusive).
+
+    Wraps the module-level `batch_generation` that PPOTrainer.train() calls; measurement only."""
+    import torch
+    from trl.experimental.ppo import ppo_trainer
+
+    stats = {"seconds": 0.0, "lengths": [], "widths": [], "prompt_widths": []}
+    original = ppo_trainer.batch_generation
+
+    def timed(model, queries, *args, **kwargs):
+        t = time.perf_counter()
+        query_responses, logits = original(model, queries, *args, **kwargs)
+        stats["seconds"] += time.perf_counter() - t
+        responses = query_responses[:, queries.shape[1] :]
+        is_eos = responses == eos_id
+        width = responses.shape[1]
+        first = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, torch.full_like(is_eos[:, 0], width, dtype=torch.long))
+        stats["lengths"].extend(first.tolist())
+        stats["widths"].append(width)
+        stats["prompt_widths"].append(queries.shape[1])
+        return query_responses, logits
+
+    ppo_trainer.batch_generation = timed
+    return stats
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     real_stdout = sys.stdout
@@ -240,6 +267,7 @@ def main(argv=None) -> int:
             value_model=value,
             callbacks=[recorder],
         )
+        gen_stats = instrument_generation(tokenizer.eos_token_id)
         steps = {"n": 0}
         inner = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
         inner.register_step_post_hook(lambda *a, **k: steps.__setitem__("n", steps["n"] + 1))
@@ -270,6 +298,10 @@ def main(argv=None) -> int:
         "episodes_per_s_after_first": (round(config.batch_size * (len(marks) - 2) / (marks[-1] - marks[1]), 4)
                                        if len(marks) > 2 else None),
         "optimizer_steps": steps["n"],
+        "generate_seconds": round(gen_stats["seconds"], 3),
+        "mean_response_len": round(sum(gen_stats["lengths"]) / max(len(gen_stats["lengths"]), 1), 2),
+        "generated_widths": gen_stats["widths"],
+        "prompt_widths": gen_stats["prompt_widths"],
         "optimizer": type(inner).__name__,
         "config": {
             "policy": args.policy, "reward": args.reward, "prompts": args.prompts, "n_prompts": len(prompts),

@@ -3,8 +3,9 @@
 Runs in the project venv. For each model it
 1. makes sure the bandit reward model exists (`segtool train-rm`, a no-op when it is complete),
 2. writes the prompts as token ids with segtool's own Encoder (`benchmarks/ppo_prompts.py`), keeping
-   only the prompts segtool trains on (its held-out `ppo.eval_prompts` are left out), so both
-   frameworks draw from the same prompt tokens,
+   exactly the K * B prompts segtool's K iterations draw (its seeded hold-out and shuffle, read from
+   segtool.pipeline.ppo), so both frameworks train on the same prompt tokens; TRL's DataLoader
+   shuffles them into its K batches, so the batches (and their padded widths) still differ,
 3. runs TRL (`benchmarks/ppo_trl_runner.py`, in the TRL venv: see its docstring for the install
    commands and how B and M map onto PPOConfig), then segtool (`run_segtool`), with the same model,
    reward model, prompts, response length L, rollout batch B, mini-batch M and iterations K,
@@ -15,8 +16,9 @@ Runs in the project venv. For each model it
     python benchmarks/ppo_vs_trl.py --skip-segtool        # TRL side only
 
 The CPU here is shared and 2-thread torch slows down several-fold when others run: each row shows how
-busy the CPU was (from /proc/stat, over 3 s) just before the run; `--quiet-below 0.2` waits for a quiet
-CPU before each run; with --repeats N the median run is reported. Episodes/s counts the timed training loop only: for TRL the
+busy the CPU was (from /proc/stat, over 3 s) just before the run and the share of it other processes
+used during the run (all CPU time less the benchmark's own); `--quiet-below 0.2` waits for a quiet CPU
+before each run; with --repeats N the median run is reported. Trust rows whose "during" share is small. Episodes/s counts the timed training loop only: for TRL the
 wall time of `trainer.train()`, for segtool the `episodes_per_s` of its metrics (the PPO iterations,
 without the held-out evaluation, model loading and saving).
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -88,11 +91,29 @@ def set_args(sets) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
+LAST_RUN: dict = {}  # others' CPU share during the last run()
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    with open("/proc/stat") as fh:
+        vals = [int(v) for v in fh.readline().split()[1:]]
+    return sum(vals) - vals[3] - vals[4], sum(vals)  # busy, total
+
+
 def run(cmd: list[str], what: str) -> str:
+    """Run a command; record in LAST_RUN how much of the CPU other processes used meanwhile."""
     print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+    busy0, total0 = _cpu_jiffies()
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    busy1, total1 = _cpu_jiffies()
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f"{what} failed (exit {proc.returncode}); its stderr is above")
+    hz = os.sysconf("SC_CLK_TCK")
+    ours = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
+    capacity = max(total1 - total0, 1) / hz  # core-seconds
+    LAST_RUN["others_busy"] = round(max(0.0, ((busy1 - busy0) / hz - ours) / capacity), 3)
     return proc.stdout
 
 
@@ -116,14 +137,26 @@ def ensure_reward_model(case: Case, workdir: Path) -> Path:
     return workdir / record["dir"] / "model"
 
 
-def train_prompt_positions(n: int, case: Case) -> list[int] | None:
-    """Positions of the prompts segtool ppo trains on (its seeded hold-out removed), when it can tell."""
+def segtool_prompt_positions(n: int, case: Case) -> tuple[list[int] | None, str]:
+    """Positions of the prompts segtool ppo will train on in this case, when its code can tell.
+
+    Preferably the K * B prompts of its K iterations (then TRL, whose DataLoader shuffles but drops
+    nothing from exactly K full batches, trains on the same prompts, batched differently); else its
+    training pool (its seeded hold-out removed); else None (every prompt)."""
     try:
         from segtool.pipeline.ppo import split_prompts
     except ImportError:
-        return None
+        return None, "every prompt (segtool.pipeline.ppo.split_prompts not importable)"
     train, _ = split_prompts(n, case.eval_prompts, case.seed)
-    return sorted(int(i) for i in train)
+    try:
+        from segtool.pipeline.ppo import iteration_prompts
+
+        picked = [int(i) for it in range(case.K) for i in iteration_prompts(train, it, case.B, case.seed)]
+    except (ImportError, TypeError, ValueError):
+        return sorted(int(i) for i in train), "segtool's training pool (hold-out removed)"
+    if len(picked) != case.K * case.B:
+        return sorted(int(i) for i in train), "segtool's training pool (hold-out removed)"
+    return picked, f"the {len(picked)} prompts of segtool's {case.K} iterations"
 
 
 def write_prompts(case: Case, path: Path) -> dict:
@@ -131,14 +164,14 @@ def write_prompts(case: Case, path: Path) -> dict:
     from ppo_prompts import build_prompts
 
     rows, info = build_prompts(case.preset, list(case.sets))
-    keep = train_prompt_positions(len(rows), case)
-    if keep is None:
-        print("note: segtool.pipeline.ppo.split_prompts not importable; TRL gets every prompt", file=sys.stderr)
-    else:
+    keep, which = segtool_prompt_positions(len(rows), case)
+    if keep is not None:
         rows = [rows[i] for i in keep]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {**info, "rows": len(rows)}
+    lengths = sorted(len(r["input_ids"]) for r in rows)
+    return {**info, "rows": len(rows), "which": which, "prompt_len_min": lengths[0],
+            "prompt_len_median": lengths[len(lengths) // 2], "prompt_len_max": lengths[-1]}
 
 
 def run_trl(case: Case, reward_dir: Path, prompts: Path) -> dict:
@@ -148,7 +181,7 @@ def run_trl(case: Case, reward_dir: Path, prompts: Path) -> dict:
            "--seed", str(case.seed)]
     out = last_json(run(cmd, f"TRL PPO ({case.name})"))
     return {"episodes_per_s": out["episodes_per_s"], "seconds": out["seconds"], "episodes": out["episodes"],
-            "load": out.get("loadavg_1m_before"), "raw": out}
+            "others_busy": LAST_RUN["others_busy"], "raw": out}
 
 
 def policy_path(case: Case) -> str:
@@ -176,11 +209,10 @@ def run_segtool(workdir: Path, preset: str, sets, *, B: int, M: int, L: int, K: 
            "--set", f"ppo.eval_prompts={eval_prompts}", "--set", f'ppo.bf16="{bf16}"',
            "--set", f"ppo.checkpoint_every={K + 1}", "--set", f"run.seed={seed}",
            "--force", "--json"]
-    load = os.getloadavg()[0]
     out = last_json(run(cmd, f"segtool ppo ({preset})"))
     metrics = out["metrics"]
     return {"episodes_per_s": metrics["episodes_per_s"], "episodes": metrics.get("episodes"),
-            "seconds": None, "load": round(load, 2), "raw": out}
+            "seconds": None, "others_busy": LAST_RUN["others_busy"], "raw": out}
 
 
 def cpu_busy(seconds: float = 3.0) -> float:
@@ -238,7 +270,7 @@ def main(argv=None) -> int:
         reward_dir = ensure_reward_model(case, workdir)
         prompts = CACHE / f"{key.strip()}-train-prompts.jsonl"
         info = write_prompts(case, prompts)
-        print(f"{case.name}: {info['rows']} prompts, {info['prompt_len_min']}-{info['prompt_len_max']} tokens "
+        print(f"{case.name}: {info['rows']} prompts ({info['which']}), {info['prompt_len_min']}-{info['prompt_len_max']} tokens "
               f"(median {info['prompt_len_median']}); L={case.L} B={case.B} M={case.M} K={case.K}", file=sys.stderr)
         row = {"model": case.name, "case": key, "L": case.L, "B": case.B, "M": case.M, "K": case.K, "prompts": info}
         if not args.skip_trl:
@@ -250,7 +282,7 @@ def main(argv=None) -> int:
                 args.repeats, args.quiet_below)
         results.append(row)
 
-    print("| model | framework | L / B / M / K | episodes/s | CPU busy before | ratio (segtool / TRL) |")
+    print("| model | framework | L / B / M / K | episodes/s | others' CPU before / during | ratio (segtool / TRL) |")
     print("|---|---|---|---:|---:|---:|")
     for row in results:
         shape = f"{row['L']} / {row['B']} / {row['M']} / {row['K']}"
@@ -258,7 +290,7 @@ def main(argv=None) -> int:
         ratio = f"{seg['episodes_per_s'] / trl['episodes_per_s']:.2f}x" if trl and seg else "-"
         for name, r in (("TRL 1.12 PPOTrainer", trl), ("segtool ppo (bandit)", seg)):
             if r:
-                print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {r['busy_before']:.0%} | "
+                print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {r['busy_before']:.0%} / {r['others_busy']:.0%} | "
                       f"{ratio if name.startswith('segtool') else ''} |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
