@@ -1,6 +1,15 @@
-"""PPO speed: `segtool ppo` in bandit mode versus TRL 1.12's PPOTrainer, side by side on this CPU.
+r"""PPO speed: `segtool ppo` in bandit mode versus TRL 1.12's PPOTrainer, side by side on this CPU.
 
-Runs in the project venv. For each model it
+Runs in the project venv; TRL runs in its own venv outside the repo (never a segtool dependency),
+made once with torch pinned through a constraints file (an unpinned torch pulls a multi-GB CUDA build):
+
+    python3 -m venv /work/cache/trl-venv
+    printf 'torch==2.13.0\ntransformers==5.23.0\n' > /work/cache/trl-constraints.txt
+    /work/cache/trl-venv/bin/pip install -c /work/cache/trl-constraints.txt \
+        torch==2.13.0 trl==1.12.0 transformers==5.23.0 accelerate datasets
+    # elsewhere: SEGTOOL_TRL_PYTHON=/path/to/that/venv/bin/python; SEGTOOL_BENCH_CACHE for the run dirs
+
+For each model it
 1. makes sure the bandit reward model exists (`segtool train-rm`, a no-op when it is complete),
 2. writes the prompts as token ids with segtool's own Encoder (`benchmarks/ppo_prompts.py`), keeping
    exactly the K * B prompts segtool's K iterations draw (its seeded hold-out and shuffle, read from
@@ -18,7 +27,8 @@ Runs in the project venv. For each model it
 The CPU here is shared and 2-thread torch slows down several-fold when others run: each row shows how
 busy the CPU was (from /proc/stat, over 3 s) just before the run and the share of it other processes
 used during the run (all CPU time less the benchmark's own); `--quiet-below 0.2` waits for a quiet CPU
-before each run; with --repeats N the median run is reported. Trust rows whose "during" share is small. Episodes/s counts the timed training loop only: for TRL the
+before each run; with --repeats N the median of the undisturbed runs (others < 10% during) is reported,
+or of all runs when none was. Trust rows whose "during" share is small. Episodes/s counts the timed training loop only: for TRL the
 wall time of `trainer.train()`, for segtool the `episodes_per_s` of its metrics (the PPO iterations,
 without the held-out evaluation, model loading and saving).
 
@@ -91,6 +101,7 @@ def set_args(sets) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
+CLEAN_BELOW = 0.10  # a run counts as undisturbed when other processes used < 10% of the CPU meanwhile
 LAST_RUN: dict = {}  # others' CPU share during the last run()
 
 
@@ -245,8 +256,10 @@ def median_run(fn, repeats: int, quiet_below: float = 0.0) -> dict:
         busy = wait_quiet(quiet_below) if quiet_below > 0 else cpu_busy()
         runs.append({**fn(), "busy_before": round(busy, 2)})
     runs.sort(key=lambda r: r["episodes_per_s"])
-    best = runs[len(runs) // 2]
-    return {**best, "all": [r["episodes_per_s"] for r in runs]}
+    clean = [r for r in runs if r["others_busy"] < CLEAN_BELOW] or runs  # runs others hardly disturbed
+    mid = clean[(len(clean) - 1) // 2]  # the lower median for an even count
+    return {**mid, "all": [{"episodes_per_s": r["episodes_per_s"], "busy_before": r["busy_before"],
+                            "others_busy": r["others_busy"]} for r in runs]}
 
 
 def main(argv=None) -> int:
