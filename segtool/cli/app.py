@@ -129,7 +129,7 @@ def run(opts: StageOptions):
         emit_json({"workdir": cfg.run.workdir, "stages": [r.to_json() for r in results]})
         return
     for r in results:
-        if r.stage == "ppo":
+        if r.stage == "ppo" and "reward_before" in r.record["metrics"]:
             m = r.record["metrics"]
             STDOUT.print(f"[bold]PPO on {m['eval_prompts']} held-out prompts[/]: reward {m['reward_before']:+.4f} -> "
                          f"{m['reward_after']:+.4f} (normalised {m['norm_reward_before']:+.3f} -> {m['norm_reward_after']:+.3f}), "

@@ -444,6 +444,16 @@ def _write_rollouts(rundir, art_id, record, rollout, tokenizer, iteration: int, 
     rundir.add_file(art_id, name)
 
 
+def _before_after(before: dict, after: dict) -> dict:
+    """Held-out figures before and after training (none with ppo.eval_prompts = 0)."""
+    if not before or not after:
+        return {}
+    return {"reward_before": round(before["reward"], 4), "reward_after": round(after["reward"], 4),
+            "norm_reward_before": round(before["norm_reward"], 4), "norm_reward_after": round(after["norm_reward"], 4),
+            "length_before": round(before["length"], 2), "length_after": round(after["length"], 2),
+            "kl_after": round(after["kl"], 4)}
+
+
 def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_idx, c, total, started) -> dict:
     """Write the final policy, critic, metrics and evaluation; complete the record (rank 0)."""
     import pyarrow as pa
@@ -474,10 +484,7 @@ def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_
     train_seconds = sum(m["seconds"] for m in metrics)
     final = {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
-        "reward_before": round(before["reward"], 4), "reward_after": round(after["reward"], 4),
-        "norm_reward_before": round(before["norm_reward"], 4), "norm_reward_after": round(after["norm_reward"], 4),
-        "length_before": round(before["length"], 2), "length_after": round(after["length"], 2),
-        "kl_after": round(after["kl"], 4), "eval_prompts": len(eval_idx), "mask": c.mask,
+        **_before_after(before, after), "eval_prompts": len(eval_idx), "mask": c.mask,
         "masked_fraction": round(sum(m["masked_fraction"] for m in metrics) / max(len(metrics), 1), 4),
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),

@@ -224,6 +224,13 @@ def test_resume_equals_uninterrupted(rundir, monkeypatch):
         assert ta.drop(drop).equals(tb.drop(drop))
 
 
+def test_no_held_out_prompts_skips_the_before_after_report(rundir):
+    from segtool.pipeline import ppo
+
+    result = ppo.run(config("tiny", rundir(), "ppo.eval_prompts=0", "ppo.iterations=1"), quiet=True)
+    assert result.record["status"] == "complete" and "reward_before" not in result.record["metrics"]
+
+
 def test_mode_and_model_mismatches_are_clear_errors(rundir):
     workdir = rundir()
     with pytest.raises(ConfigError, match="bandit RM"):
