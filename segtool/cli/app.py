@@ -30,8 +30,6 @@ eval_app = typer.Typer(help="Evaluate: benchmarks (AlpacaEval 2.0, Arena-Hard, M
 app.add_typer(eval_app, name="eval")
 show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
-eval_commands.register(eval_app)
-align_commands.register(app)
 
 
 def _version(value: bool):
@@ -249,6 +247,11 @@ def show_rewards(
     if side not in ("chosen", "rejected"):
         raise typer.BadParameter("use chosen or rejected", param_hint="--side")
     viz.rewards_report(opts.load(), row, side, [rm] + ([compare] if compare else []), html, opts.json_)
+
+
+# Registered last so `segtool --help` lists the pipeline stages first and DPO / RS after them.
+eval_commands.register(eval_app)
+align_commands.register(app)
 
 
 def main() -> None:
