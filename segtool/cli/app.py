@@ -256,7 +256,10 @@ align_commands.register(app)
 
 def main() -> None:
     """Entry point: known errors -> one line + hint, exit 1; usage errors exit 2 (click)."""
+    from segtool.runtime import tune_allocator
+
     debug = os.environ.get("SEGTOOL_DEBUG") == "1"
+    tune_allocator()
     try:
         try:
             app()

@@ -205,6 +205,10 @@ class PPOConfig:
     micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False)
     forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False)
+    packing: str = knob("auto", "backbone passes on sequences packed into rows instead of padded: auto (on when a probe "
+                        "shows the architecture honours position-id packing, else off with a note), on (error if not), off",
+                        identity=False)
+    pack_width: int = knob(512, "tokens per packed row (a longer sequence gets a row of its own)", identity=False)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False)
     log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False)
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False)
@@ -220,6 +224,8 @@ class PPOConfig:
             (self.bf16 in ("auto", "true", "false"), "ppo.bf16", 'use "auto", "true" or "false"'),
             (self.log_to in ("none", "tensorboard", "wandb"), "ppo.log_to", "use none, tensorboard or wandb"),
             (self.zero_stage in (0, 1, 2), "ppo.zero_stage", "use 0, 1 or 2"),
+            (self.packing in ("auto", "on", "off"), "ppo.packing", 'use "auto", "on" or "off"'),
+            (self.pack_width >= 1, "ppo.pack_width", "use a positive number of tokens"),
             (self.temperature > 0 and 0 < self.top_p <= 1, "ppo.temperature/top_p", "PPO samples: temperature > 0, 0 < top_p <= 1"),
             (self.max_new_tokens >= 2, "ppo.max_new_tokens", "at least 2 (one token plus EOS)"),
             (self.max_prompt_len >= 1, "ppo.max_prompt_len", "at least 1"),

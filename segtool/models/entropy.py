@@ -46,16 +46,19 @@ def reference_pass(
     attention_mask: torch.Tensor,
     response_mask: torch.Tensor,
     chunk_size: int = 256,
+    plan=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass of pi_ref giving, flat over response positions (row-major):
     log pi_ref(y_j | x, y_<j) for the KL term, and H_j (the entropy after y_j) for segmentation.
 
     The log-prob of y_j comes from position j - 1 (the last prompt token for j = 0) and H_j from
     position j, so the LM head runs once over the response positions plus the token before them.
+    ``plan`` runs the backbone packed (models.packing).
     """
+    from segtool.models.packing import backbone_hidden
+
     backbone, head = split_causal_lm(model)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+    hidden = backbone_hidden(backbone, input_ids, attention_mask, plan)
     resp = response_mask.bool()
     before = torch.zeros_like(resp)
     before[:, :-1] = resp[:, 1:] & ~resp[:, :-1]  # the token just before each response

@@ -15,6 +15,7 @@ import torch
 from segtool.core.entropy import chunked_logp_entropy
 from segtool.core.logprobs import token_logprobs
 from segtool.models.entropy import split_causal_lm
+from segtool.models.packing import PackPlan, backbone_hidden, plan_packing
 
 
 @dataclass
@@ -27,12 +28,15 @@ class Packed:
     prompt_lens: torch.Tensor  # [B]
     lengths: torch.Tensor  # [B] response lengths
     aligned: torch.Tensor  # [B, R] bool, j < length
+    plan: PackPlan | None = None  # backbone passes run packed (models.packing) when set
 
     def to(self, device) -> Packed:
-        return Packed(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+        return Packed(*(None if getattr(self, f) is None else getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
-def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> Packed:
+def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, pack_width: int = 0) -> Packed:
+    """The padded batch; with ``pack_width`` > 0 also its packed layout (rows of up to that many
+    tokens) for the backbone passes."""
     prompt_lens = torch.tensor([len(p) for p in prompts])
     lengths = torch.tensor([len(r) for r in responses])
     width = int((prompt_lens + lengths).max())
@@ -46,7 +50,8 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int) -> P
     state = torch.zeros_like(resp)
     state[:, :-1] = resp[:, 1:]
     aligned = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
-    return Packed(ids, attn, resp, state, ids[resp], prompt_lens, lengths, aligned)
+    plan = plan_packing(ids, prompt_lens + lengths, pack_width, pad_id) if pack_width > 0 else None
+    return Packed(ids, attn, resp, state, ids[resp], prompt_lens, lengths, aligned, plan)
 
 
 def to_aligned(flat: torch.Tensor, batch: Packed) -> torch.Tensor:
@@ -57,8 +62,7 @@ def to_aligned(flat: torch.Tensor, batch: Packed) -> torch.Tensor:
 
 def _hidden(lm, batch: Packed) -> torch.Tensor:
     backbone, _ = split_causal_lm(lm)
-    out = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return backbone_hidden(backbone, batch.input_ids, batch.attention_mask, batch.plan)
 
 
 def _head(lm):
@@ -82,5 +86,5 @@ def logprobs_entropy(lm, batch: Packed, chunk_size: int = 256) -> tuple[torch.Te
 
 def state_values(critic, batch: Packed) -> torch.Tensor:
     """V(x, y_<j) for every response token j, flat [N] float32 (``critic`` is a SegmentRewardModel)."""
-    values, _ = critic(batch.input_ids, batch.attention_mask)
+    values, _ = critic(batch.input_ids, batch.attention_mask, batch.plan)
     return values[batch.state_mask]

@@ -33,9 +33,12 @@ class SegmentRewardModel(torch.nn.Module):
     def backbone(self) -> torch.nn.Module:
         return getattr(self.hf, self.hf.base_model_prefix)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values [B, T] float32, final hidden states [B, T, H])."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, plan=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values [B, T] float32, final hidden states [B, T, H]); ``plan`` runs the backbone packed
+        (models.packing)."""
+        from segtool.models.packing import backbone_hidden
+
+        hidden = backbone_hidden(self.backbone, input_ids, attention_mask, plan)
         return self.hf.score(hidden).squeeze(-1).float(), hidden
 
     def segment_scores(self, hidden_at_ends: torch.Tensor) -> torch.Tensor:

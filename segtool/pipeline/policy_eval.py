@@ -27,7 +27,7 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
     rewards, kls, normalised = [], [], []
     for start in range(0, len(prompts), forward_batch):
         idx = list(range(start, min(start + forward_batch, len(prompts))))
-        batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id)
+        batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id, scorer.pack_width)
         with autocast():
             logp, _ = logprobs_entropy(policy, batch.to(device), scorer.chunk_size)
         scored = score_batch(scorer, batch, device)

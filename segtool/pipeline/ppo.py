@@ -94,12 +94,14 @@ class Setup:
     rm_folder: object
     meta: dict
     device: str
+    packing_note: str = ""  # why packing is off under packing = "auto" (printed by the stage)
 
 
 def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
     import torch
 
     from segtool.inputs.formatting import Encoder
+    from segtool.models.entropy import split_causal_lm
     from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pick_device, resolve_model_source
     from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
     from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
@@ -135,9 +137,29 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     else:
         critic = build_from_causal_lm(policy, pad_id, attention=False, seed=cfg.run.seed + 1)
     needs_punct = "punct" in (spec.rm_strategy, spec.ppo_strategy)
+    backbones = {"reference": split_causal_lm(ref)[0], "reward model": rm.backbone, "policy": split_causal_lm(policy)[0],
+                 "critic": critic.backbone}
+    pack_width, note = packing_width(c, backbones, ref.config.vocab_size, device)
     scorer = Scorer(ref, rm, normaliser, spec, punct_table(tokenizer) if needs_punct else None, pad_id,
-                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation)
-    return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device)
+                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width)
+    return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device, note)
+
+
+def packing_width(c, backbones: dict, vocab_size: int, device) -> tuple[int, str]:
+    """ppo.pack_width when packing is on and every model passes the probe; 0 (padded) otherwise,
+    with the reason (an error under packing = "on")."""
+    from segtool.models.packing import supports_packing
+
+    if c.packing == "off":
+        return 0, ""
+    for name, backbone in backbones.items():
+        if not supports_packing(backbone, vocab_size, device):
+            why = (f"the {name} ({type(backbone).__name__}) gives different hidden states when sequences are packed "
+                   "by position ids")
+            if c.packing == "on":
+                raise ConfigError(why, 'set ppo.packing = "off" (padded batches) for this architecture')
+            return 0, f"packing off: {why}; using padded batches"
+    return c.pack_width, ""
 
 
 def make_autocast(c, device: str):
@@ -335,6 +357,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
     setup = load_setup(cfg, rundir, rm_record, device)
+    if setup.packing_note and main and not quiet:
+        STDERR.print(f"[yellow]{setup.packing_note}[/]")
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     prompt_ids = [setup.encoder.encode_prompt(r.messages) for r in rows]

@@ -81,6 +81,7 @@ class Scorer:
     eos_id: int
     chunk_size: int
     interpolation: str = "even"
+    pack_width: int = 0  # tokens per packed row in every backbone pass (models.packing); 0 = padded batches
 
 
 @dataclass
@@ -127,11 +128,12 @@ def score_batch(scorer: Scorer, batch: Packed, device) -> dict:
     """Reference pass + RM pass for one packed batch -> per-token scores [B, R] and diagnostics."""
     spec, B = scorer.spec, batch.input_ids.shape[0]
     ids, attn = batch.input_ids.to(device), batch.attention_mask.to(device)
+    plan = batch.plan.to(device) if batch.plan is not None else None
     t0 = time.perf_counter()
-    ref_logp, entropy = reference_pass(scorer.ref, ids, attn, batch.response_mask.to(device), scorer.chunk_size)
+    ref_logp, entropy = reference_pass(scorer.ref, ids, attn, batch.response_mask.to(device), scorer.chunk_size, plan)
     t1 = time.perf_counter()
     with torch.inference_mode():
-        values, hidden = scorer.rm(ids, attn)
+        values, hidden = scorer.rm(ids, attn, plan)
     H = entropy.float().cpu().numpy()
     tokens = batch.targets.numpy()
     lengths = batch.lengths.numpy()
@@ -211,7 +213,7 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     R = max(len(r) for r in gen.responses)
     for start in range(0, B, c.forward_batch):
         idx = order[start : start + c.forward_batch]
-        batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id)
+        batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id, scorer.pack_width)
         on_device = batch.to(device)
         a = time.perf_counter()
         with autocast():

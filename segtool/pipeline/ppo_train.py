@@ -98,7 +98,9 @@ def make_optimisers(setup, c, steps_total: int, parallel: bool):
 
     pairs = []
     for model, lr in ((setup.policy, c.actor_lr), (setup.critic, c.critic_lr)):
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+        # fused: one kernel over all parameters instead of ~10 ops per tensor (CPU and CUDA)
+        fused = torch.device(setup.device).type in ("cpu", "cuda")
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0, fused=fused)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps_total, c.warmup_ratio, c.min_lr_ratio))
         pairs.append((model, opt, sched))
     if not parallel:
@@ -141,7 +143,8 @@ def train_on(rollout, setup, optimisers, c, rng_seed, autocast) -> dict:
             batch_tokens = float(sum_over_ranks(rollout.mask[rows].sum().double()))
             policy_tokens = float(sum_over_ranks(policy_mask[rows].sum().double()))
             for mb in micro_batches(lengths, idx, c.micro_batch):
-                batch = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb], setup.scorer.pad_id)
+                batch = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb], setup.scorer.pad_id,
+                             setup.scorer.pack_width)
                 on_device = batch.to(device)
                 R = batch.aligned.shape[1]
                 take = torch.from_numpy(mb)

@@ -73,16 +73,24 @@ def artifact_responses(workdir, n=6):
 
 
 def test_reference_pass_segments_samples_exactly_as_the_segment_stage(rundir):
-    """PPO segments with the entropies of its one pi_SFT pass: same ends as `segment` on that text."""
+    """PPO segments with the entropies of its one pi_SFT pass: same ends as `segment` on that text,
+    padded or packed (the default on Llama: ppo.packing = "auto" passes the probe)."""
     from segtool.models.policy import pack
     from segtool.pipeline.ppo_rollout import score_batch
 
     workdir = rundir()
     _, setup = scoring_setup(workdir)
+    assert setup.scorer.pack_width == 512 and setup.packing_note == ""
     prompts, responses, ends = artifact_responses(workdir)
-    scored = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
-    assert [e.tolist() for e in scored["ends"]] == ends
+    padded = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
+    batch = pack(prompts, responses, setup.scorer.pad_id, 256)
+    assert batch.plan.input_ids.shape[0] < len(prompts)  # rows really are shared
+    packed = score_batch(setup.scorer, batch, "cpu")
+    for scored in (padded, packed):
+        assert [e.tolist() for e in scored["ends"]] == ends
     assert sum(len(e) for e in ends) > len(ends)  # several segments per response, not a trivial case
+    for key in ("ref_logp", "score", "seq_reward", "token_reward"):
+        assert torch.allclose(padded[key], packed[key], atol=1e-4), key
 
 
 def test_rewards_use_the_normalisers_p_in_segment_units_and_even_interpolation(rundir):

@@ -1,0 +1,120 @@
+"""Packed backbone passes (models.packing) give the padded batch's values, gradients included."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from segtool.models.packing import backbone_hidden, bins, packing_error, plan_packing, supports_packing
+from segtool.models.policy import logprobs, pack
+
+TINY = Path(__file__).resolve().parents[2] / "data" / "models" / "tinystories-656k"
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32).eval()
+
+
+def test_bins_balance_rows_longest_first():
+    # total 16, cap 8 -> 2 rows; longest first to the emptiest row: 5|4, 4+3, 5+3, 7+1 -> totals 8 and 8
+    assert bins([5, 4, 3, 3, 1], 8) == [[0, 3], [1, 2, 4]]
+    # 15 tokens fit 2 rows of 8 by count, but no split of three 5s does: one row each
+    assert bins([5, 5, 5], 8) == [[0], [1], [2]]
+    # a sequence longer than the width gets a row of its own, and the others still share one
+    assert bins([12, 2, 3], 8) == [[0], [2, 1]]
+    assert bins([], 8) == []
+
+
+def test_plan_lays_out_sequences_with_their_own_positions():
+    ids = torch.tensor([[11, 12, 13, 0], [21, 22, 0, 0], [31, 32, 33, 34]])
+    plan = plan_packing(ids, torch.tensor([3, 2, 4]), width=6, pad_id=0)
+    # 9 tokens, cap 6 -> 2 rows; longest first to the emptiest row: 4 -> A, 3 -> B, 2 -> B (3 < 4).
+    # Rows are padded to the fuller one (5); each row's tail restarts its positions.
+    assert plan.input_ids.tolist() == [[31, 32, 33, 34, 0], [11, 12, 13, 21, 22]]
+    assert plan.position_ids.tolist() == [[0, 1, 2, 3, 0], [0, 1, 2, 0, 1]]
+    zero = 2 * 5  # the appended zero row
+    assert plan.gather.tolist() == [5, 6, 7, zero, 8, 9, zero, zero, 0, 1, 2, 3]
+    assert plan.shape == (3, 4)
+
+
+def padded_batch(lengths, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    for r, n in enumerate(lengths):
+        ids[r, :n] = torch.randint(3, 2048, (n,), generator=gen)
+    attn = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return ids, attn
+
+
+@pytest.mark.parametrize("width", [1, 40, 512])  # one sequence per row, some shared, all in one row
+def test_packed_hidden_states_equal_padded(model, width):
+    lengths = [37, 12, 25, 30, 5]
+    ids, attn = padded_batch(lengths)
+    plan = plan_packing(ids, torch.tensor(lengths), width, pad_id=0)
+    with torch.no_grad():
+        padded = backbone_hidden(model.model, ids, attn)
+        packed = backbone_hidden(model.model, ids, attn, plan)
+    assert packed.shape == padded.shape
+    keep = attn.bool()
+    assert torch.allclose(packed[keep], padded[keep], atol=1e-5)
+    assert torch.all(packed[~keep] == 0)
+    if width == 512:
+        assert plan.input_ids.shape == (1, sum(lengths))
+
+
+def test_packed_logprobs_and_gradients_equal_padded(model):
+    gen = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(3, 2048, (n,), generator=gen).tolist() for n in (20, 7, 13)]
+    responses = [torch.randint(3, 2048, (n,), generator=gen).tolist() for n in (5, 11, 8)]
+    results = []
+    for width in (0, 64):
+        model.zero_grad(set_to_none=True)
+        lp = logprobs(model, pack(prompts, responses, 0, width))
+        (lp * torch.linspace(-1, 1, lp.numel())).sum().backward()
+        results.append((lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lp0, g0), (lp1, g1) = results
+    assert torch.allclose(lp0, lp1, atol=1e-5)
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-5, rtol=1e-4), name
+
+
+class IgnoresPositions(torch.nn.Module):
+    """A backbone whose attention spans the whole row: packed sequences see each other."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False):
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        return self.inner(input_ids=input_ids, attention_mask=mask, use_cache=False)
+
+
+def test_probe_accepts_llama_and_rejects_a_backbone_that_ignores_position_resets(model):
+    assert packing_error(model.model, model.config.vocab_size, "cpu") < 1e-5
+    assert supports_packing(model.model, model.config.vocab_size, "cpu")
+    broken = IgnoresPositions(model.model)
+    assert packing_error(broken, model.config.vocab_size, "cpu") > 0.1
+    assert not supports_packing(broken, model.config.vocab_size, "cpu")
+
+
+def test_packing_setting_auto_on_off(model):
+    from types import SimpleNamespace
+
+    from segtool.errors import ConfigError
+    from segtool.pipeline.ppo import packing_width
+
+    vocab = model.config.vocab_size
+    good = {"policy": model.model}
+    bad = {"policy": model.model, "critic": IgnoresPositions(model.model)}
+    cfg = lambda mode: SimpleNamespace(packing=mode, pack_width=300)  # noqa: E731
+    assert packing_width(cfg("auto"), good, vocab, "cpu") == (300, "")
+    assert packing_width(cfg("off"), bad, vocab, "cpu") == (0, "")
+    width, note = packing_width(cfg("auto"), bad, vocab, "cpu")
+    assert width == 0 and "critic" in note and "padded" in note
+    with pytest.raises(ConfigError, match="critic"):
+        packing_width(cfg("on"), bad, vocab, "cpu")
