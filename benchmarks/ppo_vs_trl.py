@@ -111,12 +111,21 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(vals) - vals[3] - vals[4], sum(vals)  # busy, total
 
 
-def run(cmd: list[str], what: str) -> str:
-    """Run a command; record in LAST_RUN how much of the CPU other processes used meanwhile."""
-    print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+# glibc malloc settings equal to segtool.runtime.tune_allocator's, as environment variables, so that
+# --allocator-rows can give TRL the same allocator (and segtool the default one).
+TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str((1 << 31) - 1),
+                    "MALLOC_TOP_PAD_": str(1 << 28)}
+DEFAULT_MALLOC_ENV = {"SEGTOOL_MALLOC_TUNING": "0"}
+
+
+def run(cmd: list[str], what: str, env: dict | None = None) -> str:
+    """Run a command (with extra environment variables); record in LAST_RUN how much of the CPU
+    other processes used meanwhile."""
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    print(f"$ {shown + ' ' if shown else ''}{' '.join(cmd)}", file=sys.stderr, flush=True)
     busy0, total0 = _cpu_jiffies()
     child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, **(env or {})})
     busy1, total1 = _cpu_jiffies()
     child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -185,12 +194,12 @@ def write_prompts(case: Case, path: Path) -> dict:
             "prompt_len_median": lengths[len(lengths) // 2], "prompt_len_max": lengths[-1]}
 
 
-def run_trl(case: Case, reward_dir: Path, prompts: Path) -> dict:
+def run_trl(case: Case, reward_dir: Path, prompts: Path, env: dict | None = None) -> dict:
     cmd = [TRL_PYTHON, str(HERE / "ppo_trl_runner.py"), "--policy", policy_path(case), "--reward", str(reward_dir),
            "--prompts", str(prompts), "-L", str(case.L), "-B", str(case.B), "-M", str(case.M), "-K", str(case.K),
            "--dtype", case.trl_dtype, "--frozen-dtype", case.trl_frozen_dtype, "--autocast", case.trl_autocast,
            "--seed", str(case.seed)]
-    out = last_json(run(cmd, f"TRL PPO ({case.name})"))
+    out = last_json(run(cmd, f"TRL PPO ({case.name})", env))
     return {"episodes_per_s": out["episodes_per_s"], "seconds": out["seconds"], "episodes": out["episodes"],
             "others_busy": LAST_RUN["others_busy"], "raw": out}
 
@@ -202,15 +211,12 @@ def policy_path(case: Case) -> str:
     return str(Path(cfg.model.path).expanduser())
 
 
-# ---------------------------------------------------------------------------------------------
-# run_segtool: THE SEGTOOL SIDE. The lead finalises the exact flags and JSON keys once `segtool ppo`
-# lands. Besides the brief's keys it pins what TRL does per update so the work is the same:
-# one training forward per mini-batch (micro_batch = M), generation and scoring over the whole
-# rollout batch (generate_batch = forward_batch = B), one PPO epoch, no missing-EOS penalty,
-# and the precision of the case (ppo.bf16); --force so a complete artifact is recomputed, not reused.
-# ---------------------------------------------------------------------------------------------
+# The segtool side pins what TRL does per update so the work is the same: one training forward per
+# mini-batch (micro_batch = M), generation and scoring over the whole rollout batch
+# (generate_batch = forward_batch = B), one PPO epoch, no missing-EOS penalty, and the precision of
+# the case (ppo.bf16); --force so a complete artifact is recomputed, not reused.
 def run_segtool(workdir: Path, preset: str, sets, *, B: int, M: int, L: int, K: int, eval_prompts: int,
-                bf16: str, seed: int = 0) -> dict:
+                bf16: str, seed: int = 0, env: dict | None = None) -> dict:
     cmd = [segtool_exe(), "ppo", "--workdir", str(workdir), "--preset", preset, *set_args(sets),
            "--set", 'ppo.reward_mode="bandit"',
            "--set", f"ppo.rollout_batch={B}", "--set", f"ppo.train_batch={M}",
@@ -220,7 +226,7 @@ def run_segtool(workdir: Path, preset: str, sets, *, B: int, M: int, L: int, K: 
            "--set", f"ppo.eval_prompts={eval_prompts}", "--set", f'ppo.bf16="{bf16}"',
            "--set", f"ppo.checkpoint_every={K + 1}", "--set", f"run.seed={seed}",
            "--force", "--json"]
-    out = last_json(run(cmd, f"segtool ppo ({preset})"))
+    out = last_json(run(cmd, f"segtool ppo ({preset})", env))
     metrics = out["metrics"]
     return {"episodes_per_s": metrics["episodes_per_s"], "episodes": metrics.get("episodes"),
             "seconds": None, "others_busy": LAST_RUN["others_busy"], "raw": out}
@@ -270,6 +276,9 @@ def main(argv=None) -> int:
                     help="before each run wait (up to 15 min) until the CPU is less than this share busy, e.g. 0.2")
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--skip-segtool", action="store_true")
+    ap.add_argument("--allocator-rows", action="store_true",
+                    help="also run TRL with segtool's malloc settings and segtool with glibc's defaults "
+                         "(separates the allocator's share of the difference from the rest)")
     ap.add_argument("--json-out", default="", help="also write every result to this JSON file")
     args = ap.parse_args(argv)
     if not args.skip_trl and not Path(TRL_PYTHON).exists():
@@ -286,25 +295,33 @@ def main(argv=None) -> int:
         print(f"{case.name}: {info['rows']} prompts ({info['which']}), {info['prompt_len_min']}-{info['prompt_len_max']} tokens "
               f"(median {info['prompt_len_median']}); L={case.L} B={case.B} M={case.M} K={case.K}", file=sys.stderr)
         row = {"model": case.name, "case": key, "L": case.L, "B": case.B, "M": case.M, "K": case.K, "prompts": info}
+        segtool = partial(run_segtool, workdir, case.preset, case.sets, B=case.B, M=case.M, L=case.L, K=case.K,
+                          eval_prompts=case.eval_prompts, bf16=case.segtool_bf16, seed=case.seed)
         if not args.skip_trl:
             row["trl"] = median_run(partial(run_trl, case, reward_dir, prompts), args.repeats, args.quiet_below)
+            if args.allocator_rows:
+                row["trl_tuned_malloc"] = median_run(partial(run_trl, case, reward_dir, prompts, TUNED_MALLOC_ENV),
+                                                     args.repeats, args.quiet_below)
         if not args.skip_segtool:
-            row["segtool"] = median_run(
-                partial(run_segtool, workdir, case.preset, case.sets, B=case.B, M=case.M, L=case.L, K=case.K,
-                        eval_prompts=case.eval_prompts, bf16=case.segtool_bf16, seed=case.seed),
-                args.repeats, args.quiet_below)
+            row["segtool"] = median_run(segtool, args.repeats, args.quiet_below)
+            if args.allocator_rows:
+                row["segtool_default_malloc"] = median_run(partial(segtool, env=DEFAULT_MALLOC_ENV),
+                                                           args.repeats, args.quiet_below)
         results.append(row)
 
-    print("| model | framework | L / B / M / K | episodes/s | others' CPU before / during | ratio (segtool / TRL) |")
+    print("| model | framework | L / B / M / K | episodes/s | others' CPU before / during | ratio (row / TRL) |")
     print("|---|---|---|---:|---:|---:|")
+    names = (("trl", "TRL 1.12 PPOTrainer"), ("trl_tuned_malloc", "TRL 1.12, segtool's malloc settings"),
+             ("segtool_default_malloc", "segtool ppo (bandit), glibc default malloc"), ("segtool", "segtool ppo (bandit)"))
     for row in results:
         shape = f"{row['L']} / {row['B']} / {row['M']} / {row['K']}"
-        trl, seg = row.get("trl"), row.get("segtool")
-        ratio = f"{seg['episodes_per_s'] / trl['episodes_per_s']:.2f}x" if trl and seg else "-"
-        for name, r in (("TRL 1.12 PPOTrainer", trl), ("segtool ppo (bandit)", seg)):
+        trl = row.get("trl")
+        for key, name in names:
+            r = row.get(key)
             if r:
-                print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {r['busy_before']:.0%} / {r['others_busy']:.0%} | "
-                      f"{ratio if name.startswith('segtool') else ''} |")
+                ratio = f"{r['episodes_per_s'] / trl['episodes_per_s']:.2f}x" if trl and key != "trl" else ""
+                print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {r['busy_before']:.0%} / "
+                      f"{r['others_busy']:.0%} | {ratio} |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
     return 0

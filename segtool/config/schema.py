@@ -208,7 +208,7 @@ class PPOConfig:
     packing: str = knob("auto", "backbone passes on sequences packed into rows instead of padded: auto (on when a probe "
                         "shows the architecture honours position-id packing, else off with a note), on (error if not), off",
                         identity=False)
-    pack_width: int = knob(512, "tokens per packed row (a longer sequence gets a row of its own)", identity=False)
+    pack_width: int = knob(1024, "tokens per packed row (a longer sequence gets a row of its own)", identity=False)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False)
     log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False)
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False)

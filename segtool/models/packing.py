@@ -29,9 +29,11 @@ class PackPlan:
     position_ids: torch.Tensor  # [rows, C] 0..L-1 per sequence; a row's tail restarts at 0
     gather: torch.Tensor  # [B * W] flat packed position of each padded position (rows * C = a zero row)
     shape: tuple[int, int]  # (B, W) of the padded batch
+    spans: list[list[tuple[int, int]]]  # per row, (start, length) of each sequence: for models.varlen
 
     def to(self, device) -> PackPlan:
-        return PackPlan(self.input_ids.to(device), self.position_ids.to(device), self.gather.to(device), self.shape)
+        return PackPlan(self.input_ids.to(device), self.position_ids.to(device), self.gather.to(device), self.shape,
+                        self.spans)
 
     @property
     def tokens(self) -> int:
@@ -68,16 +70,19 @@ def plan_packing(input_ids: torch.Tensor, lengths: torch.Tensor, width: int, pad
     ids = torch.full((len(rows), C), pad_id, dtype=input_ids.dtype)
     pos = torch.zeros((len(rows), C), dtype=torch.long)
     gather = torch.full((B * W,), len(rows) * C, dtype=torch.long)
+    spans = []
     for r, row in enumerate(rows):
-        offset = 0
+        offset, row_spans = 0, []
         for i in row:
             n = lens[i]
             ids[r, offset : offset + n] = input_ids[i, :n]
             pos[r, offset : offset + n] = torch.arange(n)
             gather[i * W : i * W + n] = r * C + offset + torch.arange(n)
+            row_spans.append((offset, n))
             offset += n
         pos[r, offset:] = torch.arange(C - offset)
-    return PackPlan(ids, pos, gather, (B, W))
+        spans.append(row_spans)
+    return PackPlan(ids, pos, gather, (B, W), spans)
 
 
 def backbone_hidden(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -87,7 +92,10 @@ def backbone_hidden(backbone, input_ids: torch.Tensor, attention_mask: torch.Ten
     if plan is None:
         out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    out = backbone(input_ids=plan.input_ids, position_ids=plan.position_ids, use_cache=False)
+    from segtool.models.varlen import uses_varlen
+
+    extra = {"segtool_spans": plan.spans} if uses_varlen(backbone) else {}
+    out = backbone(input_ids=plan.input_ids, position_ids=plan.position_ids, use_cache=False, **extra)
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
     flat = hidden.reshape(-1, hidden.shape[-1])
     flat = torch.cat([flat, flat.new_zeros(1, flat.shape[1])])
@@ -118,5 +126,5 @@ def supports_packing(backbone, vocab_size: int, device) -> bool:
     ignores position-id resets let the second sequence see the first and fail by a wide margin;
     the tolerance only absorbs rounding (larger in 16-bit weights)."""
     dtype = next(backbone.parameters()).dtype
-    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2  # bf16 SmolLM2: 0.006-0.015; broken: 0.37
     return packing_error(backbone, vocab_size, device) < tolerance

@@ -149,10 +149,12 @@ def packing_width(c, backbones: dict, vocab_size: int, device) -> tuple[int, str
     """ppo.pack_width when packing is on and every model passes the probe; 0 (padded) otherwise,
     with the reason (an error under packing = "on")."""
     from segtool.models.packing import supports_packing
+    from segtool.models.varlen import enable_varlen
 
     if c.packing == "off":
         return 0, ""
     for name, backbone in backbones.items():
+        enable_varlen(backbone)  # per-sequence attention on packed rows (SDPA models); the probe checks it too
         if not supports_packing(backbone, vocab_size, device):
             why = (f"the {name} ({type(backbone).__name__}) gives different hidden states when sequences are packed "
                    "by position ids")

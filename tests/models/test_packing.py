@@ -118,3 +118,58 @@ def test_packing_setting_auto_on_off(model):
     assert width == 0 and "critic" in note and "padded" in note
     with pytest.raises(ConfigError, match="critic"):
         packing_width(cfg("on"), bad, vocab, "cpu")
+
+
+@pytest.fixture
+def varlen_model():
+    """A fresh tiny model on per-sequence attention (models.varlen); it has grouped-query attention
+    (8 query heads, 4 key/value heads), so the head repetition is exercised."""
+    from transformers import AutoModelForCausalLM
+
+    from segtool.models.varlen import enable_varlen, uses_varlen
+
+    m = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32).eval()
+    assert m.config.num_key_value_heads < m.config.num_attention_heads
+    assert enable_varlen(m.model) and uses_varlen(m.model)
+    return m
+
+
+def test_varlen_attention_equals_padded_sdpa_values_and_gradients(model, varlen_model):
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(3, 2048, (n,), generator=gen).tolist() for n in (20, 7, 13, 30)]
+    responses = [torch.randint(3, 2048, (n,), generator=gen).tolist() for n in (5, 11, 8, 2)]
+    results = []
+    for m, width in ((model, 0), (varlen_model, 0), (varlen_model, 64)):  # padded sdpa, padded fallback, varlen
+        m.zero_grad(set_to_none=True)
+        batch = pack(prompts, responses, 0, width)
+        if width:
+            assert any(len(row) > 1 for row in batch.plan.spans)  # sequences do share rows
+        lp = logprobs(m, batch)
+        (lp * torch.linspace(-1, 1, lp.numel())).sum().backward()
+        results.append((lp.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}))
+    lp0, g0 = results[0]
+    for lp, g in results[1:]:
+        assert torch.allclose(lp, lp0, atol=1e-5)
+        for name in g0:
+            assert torch.allclose(g[name], g0[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_varlen_model_generates_as_before(model, varlen_model):
+    """Generation (KV cache, left padding, no spans) takes the plain SDPA path."""
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    attn = (ids != 0).long()
+    outs = []
+    for m in (model, varlen_model):
+        torch.manual_seed(0)
+        outs.append(m.generate(input_ids=ids, attention_mask=attn, max_new_tokens=6, do_sample=True, top_k=0, pad_token_id=0))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_models_off_sdpa_are_left_alone():
+    from transformers import AutoModelForCausalLM
+
+    from segtool.models.varlen import enable_varlen
+
+    m = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32, attn_implementation="eager")
+    assert not enable_varlen(m.model)
+    assert m.config._attn_implementation == "eager"

@@ -1,0 +1,93 @@
+"""Variable-length attention for packed rows without flash-attn: one causal SDPA call per sequence.
+
+Under plain SDPA a packed row runs attention over the whole row with a block-diagonal mask, so its
+cost grows with the square of the row (sum of lengths), most of it on masked-out blocks, and no
+causal block skipping applies. Calling SDPA per sequence with ``is_causal=True`` costs the sum of
+the squares of the lengths, halved. On this CPU the attention backward was a quarter of a packed
+PPO update of SmolLM2-135M.
+
+``enable_varlen`` switches a transformers model from "sdpa" to the attention registered here, which
+behaves exactly as "sdpa" unless ``models.packing.backbone_hidden`` passes the packed layout
+(``segtool_spans``): generation and padded passes are unchanged. Models on eager or flash attention
+are left alone (flash attention already reads packing from the position ids). The name is internal
+to the process: ``save_pretrained`` does not write it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NAME = "segtool_varlen"
+_registered = False
+
+
+def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """query [R, H, C, D], key/value [R, KV, C, D] -> ([R, C, H, D], None), as transformers expects."""
+    spans = kwargs.pop("segtool_spans", None)
+    if spans is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    attend = _explicit_causal if query.device.type == "cpu" else _sdpa_causal
+    rows = []
+    for r, row in enumerate(spans):
+        parts, used = [], 0
+        for start, length in row:
+            s = slice(start, start + length)
+            parts.append(attend(query[r : r + 1, :, s], key[r : r + 1, :, s], value[r : r + 1, :, s], dropout, scaling))
+            used = start + length
+        if used < query.shape[2]:  # the row's padding tail: its output is never read
+            parts.append(query.new_zeros(1, query.shape[1], query.shape[2] - used, query.shape[3]))
+        rows.append(torch.cat(parts, dim=2))
+    return torch.cat(rows).transpose(1, 2).contiguous(), None
+
+
+def _sdpa_causal(q, k, v, dropout, scale):
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale)
+
+
+def _explicit_causal(q, k, v, dropout, scale):
+    """softmax(q k^T * scale + causal mask) v with the softmax in float32. On CPU this beats SDPA's
+    kernels for one sequence of up to ~1-2k tokens (they compute the masked half too); its [H, L, L]
+    scores are a packed row's share only, never a whole row's."""
+    L = q.shape[2]
+    scale = scale if scale is not None else q.shape[-1] ** -0.5
+    scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # float32 scores, as SDPA accumulates
+    scores = scores.masked_fill(torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if dropout:
+        probs = F.dropout(probs, p=dropout)
+    return probs.to(v.dtype) @ v
+
+
+def _register() -> None:
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+        AttentionInterface.register(NAME, varlen_sdpa)
+        AttentionMaskInterface.register(NAME, sdpa_mask)  # padded passes still get SDPA's masks
+        _registered = True
+
+
+def enable_varlen(model) -> bool:
+    """Switch ``model`` (a transformers model) from SDPA to per-sequence SDPA on packed rows; True
+    when it now uses it."""
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current == NAME:
+        return True
+    if current != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        return False
+    _register()
+    model.set_attn_implementation(NAME)
+    return True
+
+
+def uses_varlen(backbone) -> bool:
+    return getattr(getattr(backbone, "config", None), "_attn_implementation", None) == NAME
