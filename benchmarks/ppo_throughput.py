@@ -58,9 +58,10 @@ class PassCounter:
         if pos is None or kwargs.get("attention_mask") is not None:
             return ids.shape[0]
         block = torch.cumsum(pos == 0, dim=1)  # block number of each position within its row
-        real = torch.zeros(ids.shape[0], int(block.max()) + 1, dtype=torch.bool)
-        real[torch.arange(ids.shape[0])[:, None].expand_as(ids), block] |= ids != self.pad_id
-        return int(real.sum())
+        tokens = torch.zeros(ids.shape[0], int(block.max()) + 1, dtype=torch.long)  # non-pad tokens per block
+        tokens.index_put_((torch.arange(ids.shape[0])[:, None].expand_as(ids), block), (ids != self.pad_id).long(),
+                          accumulate=True)
+        return int((tokens > 0).sum())
 
     def _hook(self, name, backbone):
         def count(module, args, kwargs):
