@@ -27,8 +27,10 @@ For each model it
 The CPU here is shared and 2-thread torch slows down several-fold when others run: each row shows how
 busy the CPU was (from /proc/stat, over 3 s) just before the run and the share of it other processes
 used during the run (all CPU time less the benchmark's own); `--quiet-below 0.2` waits for a quiet CPU
-before each run; with --repeats N the median of the undisturbed runs (others < 10% during) is reported,
-or of all runs when none was. Trust rows whose "during" share is small. Episodes/s counts the timed training loop only: for TRL the
+before each run; --repeats N runs N rounds, each round every framework once (so a slow drift of the
+machine's speed hits all of them alike), and reports each one's median over its undisturbed runs
+(others < 10% during), or over all its runs when none was. `--allocator-rows` adds TRL with
+segtool's malloc settings and segtool with glibc's defaults, separating the allocator's share. Trust rows whose "during" share is small. Episodes/s counts the timed training loop only: for TRL the
 wall time of `trainer.train()`, for segtool the `episodes_per_s` of its metrics (the PPO iterations,
 without the held-out evaluation, model loading and saving).
 
@@ -256,12 +258,19 @@ def wait_quiet(threshold: float, timeout: float = 900.0) -> float:
     return busy
 
 
-def median_run(fn, repeats: int, quiet_below: float = 0.0) -> dict:
-    runs = []
+def round_robin(variants: dict, repeats: int, quiet_below: float = 0.0) -> dict:
+    """Run every variant once per round, ``repeats`` rounds (so slow drifts of the shared CPU hit all
+    variants alike), then report each variant's median."""
+    runs = {key: [] for key in variants}
     for _ in range(repeats):
-        busy = wait_quiet(quiet_below) if quiet_below > 0 else cpu_busy()
-        runs.append({**fn(), "busy_before": round(busy, 2)})
-    runs.sort(key=lambda r: r["episodes_per_s"])
+        for key, fn in variants.items():
+            busy = wait_quiet(quiet_below) if quiet_below > 0 else cpu_busy()
+            runs[key].append({**fn(), "busy_before": round(busy, 2)})
+    return {key: median_of(r) for key, r in runs.items()}
+
+
+def median_of(runs: list[dict]) -> dict:
+    runs = sorted(runs, key=lambda r: r["episodes_per_s"])
     clean = [r for r in runs if r["others_busy"] < CLEAN_BELOW] or runs  # runs others hardly disturbed
     mid = clean[(len(clean) - 1) // 2]  # the lower median for an even count
     return {**mid, "all": [{"episodes_per_s": r["episodes_per_s"], "busy_before": r["busy_before"],
@@ -271,7 +280,8 @@ def median_run(fn, repeats: int, quiet_below: float = 0.0) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="segtool ppo (bandit) vs TRL 1.12 PPO: episodes/s")
     ap.add_argument("--models", default="tiny,smollm2", help=f"comma-separated, of: {', '.join(CASES)}")
-    ap.add_argument("--repeats", type=int, default=1, help="runs per framework; the median is reported")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds; each round runs every framework once, and each one's median is reported")
     ap.add_argument("--quiet-below", type=float, default=0.0,
                     help="before each run wait (up to 15 min) until the CPU is less than this share busy, e.g. 0.2")
     ap.add_argument("--skip-trl", action="store_true")
@@ -297,16 +307,16 @@ def main(argv=None) -> int:
         row = {"model": case.name, "case": key, "L": case.L, "B": case.B, "M": case.M, "K": case.K, "prompts": info}
         segtool = partial(run_segtool, workdir, case.preset, case.sets, B=case.B, M=case.M, L=case.L, K=case.K,
                           eval_prompts=case.eval_prompts, bf16=case.segtool_bf16, seed=case.seed)
+        variants = {}
         if not args.skip_trl:
-            row["trl"] = median_run(partial(run_trl, case, reward_dir, prompts), args.repeats, args.quiet_below)
+            variants["trl"] = partial(run_trl, case, reward_dir, prompts)
             if args.allocator_rows:
-                row["trl_tuned_malloc"] = median_run(partial(run_trl, case, reward_dir, prompts, TUNED_MALLOC_ENV),
-                                                     args.repeats, args.quiet_below)
+                variants["trl_tuned_malloc"] = partial(run_trl, case, reward_dir, prompts, TUNED_MALLOC_ENV)
         if not args.skip_segtool:
-            row["segtool"] = median_run(segtool, args.repeats, args.quiet_below)
+            variants["segtool"] = segtool
             if args.allocator_rows:
-                row["segtool_default_malloc"] = median_run(partial(segtool, env=DEFAULT_MALLOC_ENV),
-                                                           args.repeats, args.quiet_below)
+                variants["segtool_default_malloc"] = partial(segtool, env=DEFAULT_MALLOC_ENV)
+        row.update(round_robin(variants, args.repeats, args.quiet_below))
         results.append(row)
 
     print("| model | framework | L / B / M / K | episodes/s | others' CPU before / during | ratio (row / TRL) |")
