@@ -2,7 +2,7 @@
 
 glibc's malloc hands every large block (weights cast for bf16 autocast, gradients, activations) back
 to the kernel when it is freed, so the next training step takes fresh page faults for all of them:
-on a 2-core machine that was 15-20% of a PPO update of SmolLM2-135M (see README, Performance).
+on a 2-core machine that was 15-20% of a PPO update of SmolLM2-135M (README, PPO, "Speed").
 Raising the mmap and trim thresholds keeps freed memory in the heap for reuse, as the jemalloc or
 tcmalloc preloads that PyTorch's CPU tuning guide recommends would. Peak memory is unchanged; the
 process simply does not return it to the system until it exits. ``SEGTOOL_MALLOC_TUNING=0`` turns
