@@ -11,12 +11,14 @@ import csv
 import gzip
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "alpaca_eval"
 GAMED_WEIGHT_LAMBDA = 0.2  # total weight of the two gamed baselines' rows (0.1 each) in the LC fit
 CS = np.logspace(-4, 4, 10)  # the regularisation grid searched by cross-validation
+LIBLINEAR_SEED = 123  # alpaca_eval's random_state
 
 
 def win_rate_stats(preferences) -> dict:
@@ -54,23 +56,28 @@ def _weighted_logloss(p_true, q, w) -> float:
     return float(-np.mean(w * (p_true * np.log(q) + (1 - p_true) * np.log(1 - q))))
 
 
-def _fit(X, y, sw, C):
+def _fit(X, y, sw, C, rng: np.random.RandomState):
+    """L1 logistic regression by liblinear, whose coordinate order is seeded by one draw from ``rng``."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=123)
+    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=rng)
     return model.fit(X, y, sample_weight=sw)
 
 
-def length_controlled_win_rate(preferences, len_baseline, len_model, difficulty, gamed, n_splits: int = 5) -> tuple[float, dict]:
-    """LC win rate (x100) and the fitted weights.
+class LCRows(NamedTuple):
+    """The GLM's training rows, each twice (soft labels), and the rows it predicts for."""
 
-    GLM: P(model wins) = sigma(w_len tanh(d_len / std) + w_instr difficulty + w_ng not_gamed), fitted
-    without intercept on the model's rows (weight 1) and the two gamed baselines' rows (weight 0.1
-    each), soft labels, L1 (liblinear), C chosen by GroupKFold over rows; predicted with d_len = 0.
-    ``gamed``: dict of arrays preference (in [0, 1]), std_delta_len, instruction_difficulty.
-    """
-    from sklearn.model_selection import GroupKFold
+    X: np.ndarray  # design rows: the gamed baselines', then the model's, then all of them again
+    y: np.ndarray  # 1 for the first copy, 0 for the second
+    sample_weight: np.ndarray  # p * w for label 1, (1 - p) * w for label 0
+    groups: np.ndarray  # one group per original row, so a row's two copies share a fold
+    p: np.ndarray  # P(model wins) of each row, for the cross-validation log loss
+    w: np.ndarray  # the row's weight (1 for the model, 0.1 for a gamed baseline), same
+    X_eval: np.ndarray  # the model's rows with no length difference
 
+
+def lc_rows(preferences, len_baseline, len_model, difficulty, gamed) -> LCRows:
+    """``gamed``: dict of arrays preference (in [0, 1]), std_delta_len, instruction_difficulty."""
     pref = np.asarray(preferences, dtype=np.float64)
     p_model = np.where(pref == 0, 1.5, pref) - 1
     delta = np.asarray(len_baseline, dtype=np.float64) - np.asarray(len_model, dtype=np.float64)
@@ -85,15 +92,33 @@ def length_controlled_win_rate(preferences, len_baseline, len_model, difficulty,
     X, p, w = X[keep], p[keep], w[keep]
     X2, y2, sw2 = _soft_label_rows(X, p, w)
     groups = np.concatenate([np.arange(len(X)), np.arange(len(X))])
-    p2, w2 = np.concatenate([p, p]), np.concatenate([w, w])
+    X_eval = _design(np.zeros(len(pref)), difficulty, np.ones(len(pref), dtype=bool))
+    return LCRows(X2, y2, sw2, groups, np.concatenate([p, p]), np.concatenate([w, w]), X_eval)
+
+
+def length_controlled_win_rate(preferences, len_baseline, len_model, difficulty, gamed, n_splits: int = 5) -> tuple[float, dict]:
+    """LC win rate (x100) and the fitted weights.
+
+    GLM: P(model wins) = sigma(w_len tanh(d_len / std) + w_instr difficulty + w_ng not_gamed), fitted
+    without intercept on the model's rows (weight 1) and the two gamed baselines' rows (weight 0.1
+    each), soft labels, L1 (liblinear), C chosen by GroupKFold over rows; predicted with d_len = 0.
+    ``gamed``: dict of arrays preference (in [0, 1]), std_delta_len, instruction_difficulty.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    r = lc_rows(preferences, len_baseline, len_model, difficulty, gamed)
+    # Seeded as alpaca_eval's LogisticRegressionCV(random_state=123) seeds liblinear: each fold starts a
+    # fresh generator, and its fits take one seed each from it in the order of CS; the refit on the best C
+    # starts another. One seed for every fit instead lets near-tied Cs swap and moves LC.
     scores = np.zeros(len(CS))
-    for train, test in GroupKFold(n_splits=n_splits).split(X2, y2, groups):
+    for train, test in GroupKFold(n_splits=n_splits).split(r.X, r.y, r.groups):
+        rng = np.random.RandomState(LIBLINEAR_SEED)
         for i, C in enumerate(CS):
-            q = _fit(X2[train], y2[train], sw2[train], C).predict_proba(X2[test])[:, 1]
-            scores[i] -= _weighted_logloss(p2[test], q, w2[test])
+            q = _fit(r.X[train], r.y[train], r.sample_weight[train], C, rng).predict_proba(r.X[test])[:, 1]
+            scores[i] -= _weighted_logloss(r.p[test], q, r.w[test])
     best = CS[int(np.argmax(scores))]
-    model = _fit(X2, y2, sw2, best)
-    q = model.predict_proba(_design(np.zeros(len(pref)), difficulty, np.ones(len(pref), dtype=bool)))[:, 1]
+    model = _fit(r.X, r.y, r.sample_weight, best, np.random.RandomState(LIBLINEAR_SEED))
+    q = model.predict_proba(r.X_eval)[:, 1]
     weights = dict(zip(("length", "instruction_difficulty", "not_gamed"), model.coef_[0].tolist()))
     return float(q.mean() * 100), {**weights, "C": float(best)}
 

@@ -31,7 +31,7 @@ def cli(capfd, monkeypatch):
     return run
 
 
-@pytest.mark.parametrize("model", ["alpaca-7b", "gpt-3.5-turbo-1106"])
+@pytest.mark.parametrize("model", ["alpaca-7b", "gpt-3.5-turbo-1106", "Qwen-14B-Chat"])
 def test_from_annotations_reproduces_the_published_rows(cli, model):
     path = ANNOTATIONS / f"{model}.weighted_alpaca_eval_gpt4_turbo.annotations.json.gz"
     code, out, err = cli("eval", "alpaca", "--from-annotations", path, "--json")

@@ -26,7 +26,7 @@ def _top(raw):
     return [[{"token": t["token"], "logprob": t["logprob"]} for t in tok["top_logprobs"]] for tok in raw["logprobs"]["content"]]
 
 
-@pytest.mark.parametrize("model", ["alpaca-7b", "gpt-3.5-turbo-1106"])
+@pytest.mark.parametrize("model", ["alpaca-7b", "gpt-3.5-turbo-1106", "Qwen-14B-Chat"])
 def test_switch_and_parser_reproduce_every_stored_preference(model):
     """The judge's stored logprobs + our seeded switch give alpaca_eval's stored preference on all
     805 rows (identical outputs: 1.5 without a call). A wrong switch seed would flip ~half of them."""
