@@ -50,7 +50,7 @@ def register(eval_app) -> None:
     def arena(opts: StageOptions, model: MODEL = None, name: NAME = None, judge: JUDGE = None, judge_url: JUDGE_URL = None,
               judge_model: JUDGE_MODEL = None, api_key: API_KEY = None, rm: RM = None, baseline: BASELINE = None,
               limit: LIMIT = None, compare: COMPARE = None,
-              from_judgments: Annotated[Path | None, typer.Option("--from-judgments", help="Only compute the scores from an arena-hard-auto judgment jsonl; no judge is called.", show_default=False)] = None,
+              from_judgments: Annotated[Path | None, typer.Option("--from-judgments", help="Only compute the scores from arena-hard-auto judgments: a model_judgment/<judge>/ folder (one jsonl per model) or one jsonl file; no judge is called.", show_default=False)] = None,
               answers: Annotated[Path | None, typer.Option("--answers", help="With --from-judgments: model_answer jsonl file or folder, for the average token counts.", show_default=False)] = None,
               baseline_name: Annotated[str, typer.Option("--baseline-name", help="With --from-judgments: the baseline's name in the battles.")] = "gpt-4-0314"):
         """Arena-Hard v0.1: score against gpt-4-0314 (Bradley-Terry, two games per question, strong

@@ -17,7 +17,7 @@ from segtool.errors import InputError
 
 FORMAT_HINT = {
     "alpaca": "give alpaca_eval's annotations.json (a JSON list of rows with instruction, output_1, output_2, preference)",
-    "arena": "give arena-hard-auto's model_judgment jsonl (one row per question: model, games[].score)",
+    "arena": "give arena-hard-auto's model_judgment/<judge>/ folder or one of its jsonl files (one row per question: model, games[].score)",
     "mtbench": "give FastChat's model_judgment/<judge>_single.jsonl (one row per turn: model, turn, score)",
 }
 
@@ -39,6 +39,16 @@ def _read(path: Path, bench: str):
     if not path.is_file():
         raise InputError(f"{path} not found", FORMAT_HINT[bench])
     return read_jsonl(path) if ".jsonl" in path.name else read_json(path)
+
+
+def _jsonl_files(path: Path, hint: str) -> list[Path]:
+    """``path`` itself, or the .jsonl(.gz) files of a folder (arena-hard-auto writes one per model)."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(f for f in path.iterdir() if f.is_file() and f.name.endswith((".jsonl", ".jsonl.gz")))
+    if not files:
+        raise InputError(f"{path}: no .jsonl files in this folder", hint)
+    return files
 
 
 # -- AlpacaEval -----------------------------------------------------------------------------------
@@ -102,6 +112,9 @@ def alpaca_metrics(rows: list[dict]) -> dict[str, dict]:
 
 # -- Arena-Hard -----------------------------------------------------------------------------------
 def arena_records(path: Path) -> list[dict]:
+    """Judgment rows of one jsonl file, or of every file in a model_judgment/<judge>/ folder."""
+    if path.is_dir():
+        return [row for f in _jsonl_files(path, FORMAT_HINT["arena"]) for row in arena_records(f)]
     rows = _read(path, "arena")
     if not rows:
         raise InputError(f"{path}: no judgment rows", FORMAT_HINT["arena"])
@@ -149,9 +162,8 @@ def arena_token_lengths(path: Path) -> dict[str, list[int]]:
     """model -> token_len of each answer in an arena-hard-auto model_answer jsonl (or a folder of them)."""
     from segtool.eval.benchmarks import read_jsonl
 
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     out: dict[str, list[int]] = {}
-    for f in files:
+    for f in _jsonl_files(path, "give arena-hard-auto's model_answer folder or one of its jsonl files"):
         for i, row in enumerate(read_jsonl(f)):
             where = f"{f}: line {i + 1}"
             try:

@@ -76,6 +76,47 @@ def test_from_judgments_arena_and_mtbench(cli, tmp_path, write_jsonl):
     assert models["b"]["turn_2"] is None  # no rated turn-2 row: null in strict JSON, not NaN
 
 
+def _arena_judgments(model, scores):
+    return [{"question_id": f"q{i}", "model": model, "judge": "gpt-4-1106-preview",
+             "games": [{"user_prompt": "", "judgment": "", "score": s1}, {"user_prompt": "", "judgment": "", "score": s2}]}
+            for i, (s1, s2) in enumerate(scores)]
+
+
+def test_from_judgments_arena_reads_arena_hard_autos_folder_layout(cli, tmp_path, write_jsonl):
+    """model_judgment/<judge>/<model>.jsonl, one file per model (a gzipped one too), scores every model
+    exactly as the same rows in one file do."""
+    folder = tmp_path / "model_judgment" / "gpt-4-1106-preview"
+    write_jsonl(folder / "gpt-x.jsonl", _arena_judgments("gpt-x", [("B>A", "A>B"), ("B>A", "A>B"), ("A>B", "B>A")]))
+    write_jsonl(folder / "gpt-y.jsonl.gz", _arena_judgments("gpt-y", [("A>B", "B>A"), ("A>>B", "B>>A"), ("B>A", "A>B")]))
+    (folder / "notes.txt").write_text("not a judgment file")
+    code, out, err = cli("eval", "arena", "--from-judgments", folder, "--json")
+    assert code == 0, err
+    from_folder = json.loads(out)["models"]
+    assert set(from_folder) == {"gpt-x", "gpt-y"}
+    one_file = write_jsonl(tmp_path / "all.jsonl", _arena_judgments("gpt-x", [("B>A", "A>B"), ("B>A", "A>B"), ("A>B", "B>A")])
+                           + _arena_judgments("gpt-y", [("A>B", "B>A"), ("A>>B", "B>>A"), ("B>A", "A>B")]))
+    code, out, err = cli("eval", "arena", "--from-judgments", one_file, "--json")
+    assert code == 0, err
+    assert from_folder == json.loads(out)["models"]
+    assert from_folder["gpt-x"]["score"] == pytest.approx(100 * 2 / 3, abs=1e-3) and from_folder["gpt-y"]["battles"] == 10
+
+    empty = tmp_path / "model_judgment" / "other-judge"
+    empty.mkdir()
+    code, out, err = cli("eval", "arena", "--from-judgments", empty)
+    assert code == 1 and out == ""
+    assert err.splitlines()[0] == f"error: {empty}: no .jsonl files in this folder"
+    assert err.splitlines()[1].startswith("hint: give arena-hard-auto's model_judgment/<judge>/ folder")
+
+
+def test_answers_folder_includes_gzipped_answer_files(cli, tmp_path, write_jsonl):
+    arena = write_jsonl(tmp_path / "gpt-x.jsonl", _arena_judgments("gpt-x", [("B>A", "A>B")]))
+    write_jsonl(tmp_path / "answers" / "gpt-x.jsonl.gz", [
+        {"question_id": "q0", "model_id": "gpt-x", "choices": [{"index": 0, "turns": [{"content": "a", "token_len": 12}]}]}])
+    code, out, err = cli("eval", "arena", "--from-judgments", arena, "--answers", tmp_path / "answers", "--json")
+    assert code == 0, err
+    assert json.loads(out)["models"]["gpt-x"]["avg_tokens"] == 12
+
+
 def test_bad_files_are_one_line_errors(cli, tmp_path, write_jsonl):
     bad = write_jsonl(tmp_path / "j.jsonl", [{"model": "m", "turn": 1, "score": "eight"}])
     code, out, err = cli("eval", "mtbench", "--from-judgments", bad)
