@@ -109,9 +109,19 @@ def _generate(model, encoder, prompts, budget, temperature, settings: Settings, 
     texts, counts = [], []
     for ids, cut in zip(out.responses, out.truncated):
         body = ids if cut else ids[:-1]  # drop the EOS that ended the answer
-        texts.append(tok.decode(body, skip_special_tokens=True).strip())
+        texts.append(without_special_strings(tok.decode(body, skip_special_tokens=True), tok))
         counts.append(len(body))
     return texts, counts, out.truncated
+
+
+def without_special_strings(text: str, tokenizer) -> str:
+    """The answer with every special-token string of the tokenizer removed, then stripped (FastChat's
+    gen_model_answer does this before judging): a model can spell "<|end_story|>" with ordinary
+    tokens, which skip_special_tokens keeps."""
+    for value in tokenizer.special_tokens_map.values():
+        for special in value if isinstance(value, list) else [value]:
+            text = text.replace(special, "")
+    return text.strip()
 
 
 def _too_long(question: Question, context: int):

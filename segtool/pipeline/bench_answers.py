@@ -22,7 +22,7 @@ from segtool.errors import ArtifactError
 from segtool.eval import benchmarks
 from segtool.pipeline.common import STDERR, progress
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: special-token strings removed from the answers (older answers keep them)
 SHARD = "part-{:05d}.parquet"
 
 
