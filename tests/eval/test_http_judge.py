@@ -275,10 +275,10 @@ def test_a_key_inside_the_url_is_scrubbed_from_messages_and_identity():
     with pytest.raises(JudgeError) as err:
         judge.call(REQ)
     assert "connection failed" in err.value.message and not leaked(err.value.message)
-    bad_port = HttpJudge(f"http://127.0.0.1:9x/{SECRET}/v1", "m", SECRET, retries=0, sleep=lambda s: None)
-    with pytest.raises(JudgeError) as err:
-        bad_port.call(REQ)
-    assert not leaked(err.value.message)
+    for url in (f"http://127.0.0.1:9x/{SECRET}/v1", f"127.0.0.1/{SECRET}/v1"):  # a bad port, no scheme
+        with pytest.raises(JudgeError) as err:
+            HttpJudge(url, "m", SECRET, retries=0, sleep=lambda s: None).call(REQ)
+        assert not leaked(err.value.message)
 
 
 def test_cli_never_prints_or_writes_an_echoed_key(server, tmp_path, tiny_model_dir):

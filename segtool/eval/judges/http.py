@@ -110,8 +110,8 @@ class HttpJudge:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 raw = reply.read()
         except urllib.error.HTTPError as err:
@@ -129,7 +129,7 @@ class HttpJudge:
             raise _Retryable(self._scrub(f"connection failed: {err.reason}")) from None
         except (ConnectionError, http.client.HTTPException, OSError) as err:
             raise _Retryable(self._scrub(f"connection failed: {type(err).__name__}: {err}")) from None
-        except ValueError as err:  # urllib refuses the URL itself
+        except ValueError as err:  # urllib refuses the URL itself (no scheme, say)
             raise JudgeError(self._scrub(f"judge URL {self.url} is not usable: {err}"),
                              "check --judge-url / eval.base_url (e.g. http://localhost:8000/v1)") from None
         try:
