@@ -9,6 +9,8 @@ config.json, and a README.md model card showing the call that gives e(x, y).
 
 from __future__ import annotations
 
+import json
+
 CARD = "README.md"
 LABEL = "value_at_last_token_not_segtool_reward"
 CONFIG_KEY = "segtool_reward_model"
@@ -34,8 +36,8 @@ def _segmentation(metadata: dict) -> str:
     strategy = metadata["strategy"]
     if strategy == "entropy":
         source = metadata.get("sft_model_source") or {}
-        return (f"a new segment starts after each response token where the next-token entropy of the SFT model "
-                f"exceeds c_ent = {metadata['c_ent']:g} (SFT model: `{source.get('path', 'not recorded')}`)")
+        return (f"a segment ends at each response token after which the SFT model's next-token entropy exceeds "
+                f"c_ent = {metadata['c_ent']:g}; SFT model `{source.get('path', 'not recorded')}`")
     return {"token": "one segment per token", "bandit": "one segment for the whole response",
             "ngram": f"segments of {metadata['n']} tokens", "punct": "segments end after punctuation",
             }.get(strategy, f"strategy `{strategy}`")
@@ -43,7 +45,7 @@ def _segmentation(metadata: dict) -> str:
 
 def model_card(metadata: dict) -> str:
     """README.md for the folder: the warning first, then how to get e(x, y), then the settings."""
-    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in metadata.items())
+    settings = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in metadata.items())
     return f"""---
 library_name: transformers
 tags:
@@ -55,8 +57,8 @@ tags:
 
 > **Warning: the logits are not the reward.** Loaded with `AutoModelForSequenceClassification` or
 > `pipeline("text-classification")`, this folder returns the value head at the last token of the text
-> you pass (label `{LABEL}`). That is not the reward segtool trained and evaluates, and it can rank
-> responses very differently.
+> you pass (label `{LABEL}`). That is not the reward segtool trained and
+> evaluates, and it can rank responses very differently.
 
 segtool's reward e(x, y) formats the prompt and response as in training (EOS appended), splits the
 response into segments ({_segmentation(metadata)}), reads a reward per segment
