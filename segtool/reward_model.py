@@ -49,6 +49,8 @@ class RewardModel:
 
     def scores(self, items) -> list[float]:
         """e(x, y) for each (prompt, response), in length-sorted batches."""
+        if not items:
+            return []
         examples = rm_scoring.segment_responses(self._setup, [(_messages(p), _text(r)) for p, r in items])
         order = sorted(range(len(examples)), key=lambda i: -examples[i].length)
         out = [0.0] * len(examples)
