@@ -4,8 +4,9 @@ aggregation.
 
 On disk it is a standard transformers ``AutoModelForSequenceClassification`` folder (num_labels 1,
 the value head being its bias-free ``score``), so plain transformers loads it (and reads v at the
-last token); segtool reads v at every position. The attention scorer, when used, sits beside it in
-``segtool_scorer.safetensors``, and ``segtool_rm.json`` records how rewards are read.
+last token, which is not the reward: the folder's label, config.json and README.md say so, see
+models.rm_card); segtool reads v at every position. The attention scorer, when used, sits beside it
+in ``segtool_scorer.safetensors``, and ``segtool_rm.json`` records how rewards are read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import math
 from pathlib import Path
 
 import torch
+
+from segtool.models import rm_card
 
 METADATA = "segtool_rm.json"
 SCORER = "segtool_scorer.safetensors"
@@ -72,16 +75,19 @@ def build_from_causal_lm(lm, pad_token_id: int, *, attention: bool, seed: int) -
 
 
 def save_reward_model(rm: SegmentRewardModel, tokenizer, folder: Path, metadata: dict) -> None:
-    """Write the HF folder, tokenizer, scorer and metadata into ``folder`` (a fresh directory)."""
+    """Write the HF folder (labelled as not the reward), tokenizer, scorer, metadata and model card
+    into ``folder`` (a fresh directory)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     rm.hf.config.architectures = [type(rm.hf).__name__]
+    rm_card.label_config(rm.hf.config, metadata)
     rm.hf.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     if rm.scorer is not None:
         save_file({"weight": rm.scorer.weight.detach().contiguous().cpu()}, str(folder / SCORER))
     (folder / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    (folder / rm_card.CARD).write_text(rm_card.model_card(metadata))
 
 
 def load_reward_model(folder: Path, dtype=torch.float32, device: str = "cpu") -> tuple[SegmentRewardModel, dict]:

@@ -1,5 +1,5 @@
 """Score new text with a trained reward model, segmented exactly as in its training (shared by
-`eval rm` and `show rewards`).
+`eval rm`, `show rewards`, the proxy judge and ``segtool.reward_model``).
 
 The RM folder's segtool_rm.json says how: strategy, c_ent, n, EOS policy, template and lengths.
 Entropy segmentation needs pi_SFT; it must be the model the RM was trained from (checked by
@@ -17,7 +17,7 @@ import numpy as np
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
-from segtool.errors import ArtifactError, ConfigError
+from segtool.errors import ArtifactError, ConfigError, InputError
 from segtool.models.reward import METADATA
 
 REQUIRED_KEYS = {"strategy", "c_ent", "n", "eos_in_last_segment", "readout", "aggregation", "template",
@@ -47,6 +47,19 @@ def resolve_rm_folder(cfg: Config, rm: str | None) -> tuple[Path, list[str]]:
     return rundir.path_of(record, "model"), [record["id"]]
 
 
+def read_metadata(folder: Path) -> dict:
+    """The RM folder's segtool_rm.json, checked for every key scoring needs."""
+    try:
+        meta = json.loads((folder / METADATA).read_text())
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"cannot read {folder / METADATA}: {err}", "retrain with `segtool train-rm --force`") from None
+    missing = sorted(REQUIRED_KEYS - set(meta))
+    if missing:
+        raise ArtifactError(f"{folder / METADATA} lacks {', '.join(missing)}",
+                            "it was written by an older segtool: retrain with `segtool train-rm --force`")
+    return meta
+
+
 def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
     import torch
     from transformers import AutoTokenizer
@@ -55,11 +68,7 @@ def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
     from segtool.models.loading import DTYPES, pick_device
     from segtool.models.reward import load_reward_model
 
-    meta = json.loads((folder / METADATA).read_text())
-    missing = sorted(REQUIRED_KEYS - set(meta))
-    if missing:
-        raise ArtifactError(f"{folder / METADATA} lacks {', '.join(missing)}",
-                            "it was written by an older segtool: retrain with `segtool train-rm --force`")
+    meta = read_metadata(folder)
     seg = dataclasses.replace(cfg.segment, strategy=meta["strategy"], c_ent=meta["c_ent"], n=meta["n"],
                               eos_in_last_segment=meta["eos_in_last_segment"])
     tok_cfg = dataclasses.replace(cfg.tokenize, max_len=meta["max_len"], max_prompt_len=meta["max_prompt_len"],
@@ -73,11 +82,34 @@ def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
 
 def segment_pairs(setup: ScoringSetup, pairs) -> list:
     """[(chosen Example, rejected Example)] segmented as in the RM's training."""
-    from segtool.models.loading import load_causal_lm, resolve_model_source
-    from segtool.pipeline.segment import compute_entropies, encode_pairs, punct_table, shard_table
+    from segtool.pipeline.segment import encode_pairs
     from segtool.pipeline.train_rm import pairs_from_segments
 
-    seqs = encode_pairs(pairs, setup.encoder)
+    return pairs_from_segments(_segment_table(setup, encode_pairs(pairs, setup.encoder)))[1]
+
+
+def segment_responses(setup: ScoringSetup, items) -> list:
+    """[Example] for (prompt messages, response text) items, segmented as in the RM's training."""
+    from segtool.pipeline.segment import Sequence
+    from segtool.pipeline.train_rm import Example
+
+    seqs = []
+    for k, (messages, response) in enumerate(items):
+        prompt, ids = setup.encoder.encode(messages, response)
+        if len(ids) < 2:  # the EOS alone
+            raise InputError(f"response {k} has no tokens", "give a non-empty response")
+        seqs.append(Sequence(k, "chosen", prompt, ids))
+    table = _segment_table(setup, seqs)
+    columns = [table[c].to_pylist() for c in ("prompt_token_ids", "response_token_ids", "segment_ends")]
+    return [Example(*(np.asarray(v) for v in row)) for row in zip(*columns)]
+
+
+def _segment_table(setup: ScoringSetup, seqs):
+    """The segment table of encoded sequences (in their order), with entropies from pi_SFT when the
+    strategy needs them."""
+    from segtool.models.loading import load_causal_lm, resolve_model_source
+    from segtool.pipeline.segment import compute_entropies, punct_table, shard_table
+
     if setup.cfg.segment.strategy == "entropy":
         source = resolve_model_source(setup.cfg.model)
         if source.fingerprint() != setup.meta["sft_model"]:
@@ -89,7 +121,19 @@ def segment_pairs(setup: ScoringSetup, pairs) -> list:
     else:  # these strategies never look at entropies
         entropies = [np.zeros(len(s.response), dtype=np.float32) for s in seqs]
     table_punct = punct_table(setup.encoder.tokenizer) if setup.cfg.segment.strategy == "punct" else None
-    return pairs_from_segments(shard_table(seqs, entropies, setup.cfg, table_punct))[1]
+    return shard_table(seqs, entropies, setup.cfg, table_punct)
+
+
+def batch_scores(setup: ScoringSetup, examples: list, autocast) -> np.ndarray:
+    """e(x, y) of ``examples`` from one forward pass, computed as in training: [N] float32."""
+    import torch
+
+    from segtool.pipeline.train_rm import collate, sequence_scores
+
+    batch = collate(examples, setup.encoder.tokenizer.pad_token_id or 0)
+    with torch.no_grad(), autocast():
+        e = sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device)
+    return e.float().cpu().numpy()
 
 
 def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:

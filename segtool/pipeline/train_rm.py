@@ -13,6 +13,7 @@ import math
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -456,6 +457,16 @@ def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total,
                 backend.save(rundir, art_id, step + 1, metrics)
 
 
+def sft_source(model_cfg) -> dict:
+    """The pi_SFT the RM was trained from, as ModelConfig keys: a local path made absolute."""
+    from segtool.models.loading import resolve_model_source
+
+    source = resolve_model_source(model_cfg)
+    if source.kind == "hub":
+        return {"path": source.location, "revision": source.revision, "gguf_file": source.gguf_file}
+    return {"path": str(Path(source.location).resolve()), "revision": "main", "gguf_file": source.gguf_file}
+
+
 def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, train_idx) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -468,6 +479,7 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
     metadata = {
         "segment_artifact": seg.artifact_id,
         "sft_model": segment.plan(cfg).inputs["model"],  # entropies for new text must come from this model
+        "sft_model_source": sft_source(cfg.model),  # where to load it from (segtool.reward_model.load)
         "strategy": seg_cfg["strategy"], "c_ent": seg_cfg["c_ent"], "n": seg_cfg["n"],
         "eos_in_last_segment": seg_cfg["eos_in_last_segment"],
         "readout": cfg.train_rm.readout, "aggregation": cfg.train_rm.aggregation,

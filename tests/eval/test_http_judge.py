@@ -36,6 +36,36 @@ def _reply(body: dict) -> dict:
     return {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice]}
 
 
+def _echoing_reply(body: dict, auth: str, *, content: bool = False, logprob: bool = False) -> str:
+    reply = _reply(body)
+    choice = reply["choices"][0]
+    if content:
+        choice["message"]["content"] += f" (request came with {auth})"
+    if logprob:
+        choice["logprobs"] = {"content": [{"token": "M", "logprob": 0.0, "top_logprobs": [{"token": "M", "logprob": auth}]}]}
+    return json.dumps(reply)
+
+
+# Careless endpoints echoing the request's Authorization header back: action -> (status, content type,
+# body from (header, request body)). Each one reaches a different message-building path.
+ECHOES = {
+    "echo-text-200": (200, "text/plain", lambda auth, body: f"proxy debug: Authorization: {auth}"),
+    "echo-cut-200": (200, "text/plain", lambda auth, body: "x" * 100 + f" {auth}"),  # the key straddles a 120-char cut
+    "echo-html-502": (502, "text/html", lambda auth, body: f"<html><pre>Authorization: {auth}</pre></html>"),
+    "echo-text-403": (403, "text/plain", lambda auth, body: f"forbidden for {auth}"),
+    "echo-json-400": (400, "application/json",
+                      lambda auth, body: json.dumps({"error": {"message": "x" * 290 + f" {auth}"}})),
+    "echo-no-choices": (200, "application/json", lambda auth, body: json.dumps({"headers": {"Authorization": auth}})),
+    "echo-bad-logprob": (200, "application/json", lambda auth, body: _echoing_reply(body, auth, logprob=True)),
+    "echo-content": (200, "application/json", lambda auth, body: _echoing_reply(body, auth, content=True)),
+}
+
+
+def leaked(text: str) -> bool:
+    """Any 10 consecutive characters of the key (a cut-off key leaks too)."""
+    return any(SECRET[i : i + 10] in text for i in range(len(SECRET) - 9))
+
+
 @pytest.fixture
 def server():
     script = Script()
@@ -61,6 +91,15 @@ def server():
                     action = "401"
                 if action == "timeout":
                     time.sleep(1.0)  # longer than the client's timeout
+                    return
+                if action in ECHOES:
+                    status, kind, make = ECHOES[action]
+                    data = make(self.headers.get("Authorization"), body).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 if action in ("500", "429", "401"):
                     self.send_response(int(action))
@@ -206,3 +245,69 @@ def test_answers_in_flight_are_kept_when_another_call_fails(server, tmp_path):
         answer_all(judge, cache, requests, quiet=True)
     assert len(server.seen) == 3 and cache.calls == 2
     assert sum(cache.get(r.body()) is not None for r in requests) == 2
+
+
+@pytest.mark.parametrize("action", [a for a in ECHOES if a != "echo-content"])
+def test_no_error_message_shows_the_key_an_endpoint_echoes(server, action):
+    server.default = action
+    judge, _ = _judge(server, retries=1, timeout=5.0)
+    request = ChatRequest.of([{"role": "user", "content": "which is better?"}], 1, 1.0, 5)
+    with pytest.raises(JudgeError) as err:
+        judge.call(request)
+    assert server.seen and server.seen[0]["auth"] == f"Bearer {SECRET}"
+    assert not leaked(err.value.message) and not leaked(err.value.hint or ""), err.value.message
+    assert "Bearer **" in err.value.message  # redacted where it stood (the marker itself may be cut short)
+
+
+def test_an_echoed_key_in_a_reply_is_scrubbed_before_caching(server, tmp_path):
+    server.default = "echo-content"
+    judge, _ = _judge(server, timeout=5.0)
+    cache = JudgeCache(tmp_path, judge.identity)
+    (completion,) = answer_all(judge, cache, [REQ], quiet=True)
+    assert completion.text.endswith("(request came with Bearer ***)")
+    assert not leaked(json.dumps(completion.to_json()))
+    assert not any(leaked(p.read_text()) for p in tmp_path.rglob("*.json"))
+
+
+def test_a_key_inside_the_url_is_scrubbed_from_messages_and_identity():
+    judge = HttpJudge(f"http://127.0.0.1:9/{SECRET}/v1", "m", SECRET, timeout=0.2, retries=0, sleep=lambda s: None)
+    assert not leaked(json.dumps(judge.identity)) and not leaked(judge.label)
+    with pytest.raises(JudgeError) as err:
+        judge.call(REQ)
+    assert "connection failed" in err.value.message and not leaked(err.value.message)
+    for url in (f"http://127.0.0.1:9x/{SECRET}/v1", f"127.0.0.1/{SECRET}/v1"):  # a bad port, no scheme
+        with pytest.raises(JudgeError) as err:
+            HttpJudge(url, "m", SECRET, retries=0, sleep=lambda s: None).call(REQ)
+        assert not leaked(err.value.message)
+
+
+def test_cli_never_prints_or_writes_an_echoed_key(server, tmp_path, tiny_model_dir):
+    """The real command line, in a subprocess with the key in its environment, against every echoing
+    endpoint: a one-line error (or, for a reply quoting the key, a finished run) and the key nowhere in
+    stdout, stderr, the judge cache or the run directory."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SEGTOOL_CACHE": str(tmp_path / "segcache"), "SEGTOOL_JUDGE_API_KEY": SECRET, "COLUMNS": "200"}
+    base = ["eval", "alpaca", "--preset", "tiny", "--workdir", str(tmp_path / "w"), "--model", str(tiny_model_dir),
+            "--judge", "http", "--judge-model", "judge-model", "--baseline", "official", "--limit", "1",
+            "--set", "eval.max_new_tokens=4", "--set", "eval.retries=1", "--set", "eval.backoff=0"]
+    # failures first: the last one succeeds, and its cached answer would serve every later run
+    runs = [(action, server.url) for action in ECHOES if action != "echo-content"]
+    runs += [("ok", f"http://127.0.0.1:9/{SECRET}/v1"), ("echo-content", server.url)]
+    for action, url in runs:
+        server.default = action
+        proc = subprocess.run([sys.executable, "-m", "segtool", *base, "--judge-url", url], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert not leaked(proc.stdout + proc.stderr), (action, proc.stdout + proc.stderr)
+        if action == "echo-content":
+            assert proc.returncode == 0, proc.stderr
+        else:
+            lines = proc.stderr.splitlines()
+            assert proc.returncode == 1 and lines[-2].startswith("error: judge"), (action, proc.stderr)
+            assert lines[-1].startswith("hint: ") and "Traceback" not in proc.stderr, (action, proc.stderr)
+    written = [p for root in (tmp_path / "w", tmp_path / "segcache") for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "annotations.json" for p in written) and any("judge" in p.parts for p in written)
+    for path in written:
+        assert not leaked(path.read_bytes().decode("utf-8", "replace")), path

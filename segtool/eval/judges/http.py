@@ -4,7 +4,10 @@ LiteLLM, ...), with the standard library only: urllib for HTTP, a thread pool fo
 Timeouts, connection failures, 408/409/425/429 and 5xx replies are retried with exponential back-off
 (a Retry-After header is honoured); other 4xx replies stop the run at once, since repeating them
 cannot help. The API key goes into the Authorization header and nowhere else: it is not part of the
-judge's identity, not cached, and scrubbed from every error message.
+judge's identity and not cached. Endpoints may echo the request's headers back (in an error page, a JSON
+error, even a reply), so everything the judge passes on is scrubbed of the key by ``redact``: every
+reply before it is parsed or cached, every message built from a reply or an exception before it is cut
+short (a cut key is still a leak), and the base URL in the judge's identity and label.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -26,6 +30,33 @@ KEY_VARIABLES = ("SEGTOOL_JUDGE_API_KEY", "OPENAI_API_KEY")
 URL_VARIABLES = ("SEGTOOL_JUDGE_BASE_URL", "OPENAI_BASE_URL")
 RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx
 MAX_DELAY = 60.0
+REDACTED = "***"
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with ``secret`` replaced, also as it appears quoted in URLs or escaped in JSON."""
+    if not secret:
+        return text
+    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret), json.dumps(secret)[1:-1]}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    return text
+
+
+def redact_json(value, secret: str):
+    """A parsed JSON value with ``secret`` redacted from every string in it, keys included."""
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, list):
+        return [redact_json(v, secret) for v in value]
+    if isinstance(value, dict):
+        return {redact(k, secret): redact_json(v, secret) for k, v in value.items()}
+    return value
+
+
+def _clip(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters (only ever applied to redacted text)."""
+    return " ".join(text.split())[:limit]
 
 
 def resolve_base_url(configured: str) -> str:
@@ -64,26 +95,27 @@ class HttpJudge:
         self._key = api_key
         self.timeout, self.retries, self.backoff, self.concurrency = timeout, retries, backoff, concurrency
         self._sleep = sleep
-        self.identity = {"kind": "http", "base_url": base_url.rstrip("/"), "model": model}
+        shown = self._scrub(base_url.rstrip("/"))  # a key pasted into the URL is still the key
+        self.identity = {"kind": "http", "base_url": shown, "model": model}
         self.name = model  # what judgment files call the judge
-        self.label = f"{model} at {base_url.rstrip('/')}"
+        self.label = f"{model} at {shown}"
         self.proxy = False
 
     # -- one call ------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return redact(text, self._key)
 
     def _post(self, body: dict) -> dict:
         data = json.dumps({"model": self.model, **body}).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 raw = reply.read()
         except urllib.error.HTTPError as err:
-            detail = self._scrub(_error_text(err))
+            detail = _clip(self._scrub(_error_text(err)), 300)
             if err.code in RETRY_STATUS or err.code >= 500:
                 raise _Retryable(f"HTTP {err.code}: {detail}", _retry_after(err.headers)) from None
             hint = {401: "check the API key (--api-key or $SEGTOOL_JUDGE_API_KEY)",
@@ -92,18 +124,30 @@ class HttpJudge:
                         err.code, "check the judge model name and the endpoint's documentation")
             raise JudgeError(f"judge endpoint {self.url} refused the request: HTTP {err.code}: {detail}", hint) from None
         except TimeoutError as err:
-            raise _Retryable(f"timed out after {self.timeout:g} s ({err})") from None
+            raise _Retryable(self._scrub(f"timed out after {self.timeout:g} s ({err})")) from None
         except urllib.error.URLError as err:
             raise _Retryable(self._scrub(f"connection failed: {err.reason}")) from None
         except (ConnectionError, http.client.HTTPException, OSError) as err:
             raise _Retryable(self._scrub(f"connection failed: {type(err).__name__}: {err}")) from None
+        except ValueError as err:  # urllib refuses the URL itself (no scheme, say)
+            raise JudgeError(self._scrub(f"judge URL {self.url} is not usable: {err}"),
+                             "check --judge-url / eval.base_url (e.g. http://localhost:8000/v1)") from None
         try:
-            return json.loads(raw)
+            return redact_json(json.loads(raw), self._key)
         except ValueError:
-            raise _Retryable(f"the reply is not JSON: {raw[:120]!r}") from None
+            text = self._scrub(raw.decode("utf-8", "replace"))
+            raise _Retryable(f"the reply is not JSON: {_clip(text, 120)!r}") from None
 
     def call(self, request: ChatRequest) -> Completion:
         """One completion, retried with exponential back-off on transient failures."""
+        try:
+            return self._call(request)
+        except JudgeError as err:  # the one way out: whatever a message quotes, it leaves without the key
+            raise JudgeError(self._scrub(err.message), err.hint) from None
+        except Exception as err:  # not expected; its text may still quote a reply or the URL
+            raise RuntimeError(self._scrub(f"{type(err).__name__}: {err}")) from None
+
+    def _call(self, request: ChatRequest) -> Completion:
         last = ""
         for attempt in range(self.retries + 1):
             try:
@@ -165,10 +209,14 @@ def parse_reply(reply: dict, url: str) -> Completion:
         raise JudgeError(f"judge endpoint {url} replied without choices[0].message: {str(reply)[:200]}",
                          "is this an OpenAI-compatible /chat/completions endpoint?") from None
     top = None
-    content = (choice.get("logprobs") or {}).get("content")
-    if content:
-        top = [[{"token": t["token"], "logprob": float(t["logprob"])} for t in (tok.get("top_logprobs") or [])]
-               for tok in content]
+    try:
+        content = (choice.get("logprobs") or {}).get("content")
+        if content:
+            top = [[{"token": t["token"], "logprob": float(t["logprob"])} for t in (tok.get("top_logprobs") or [])]
+                   for tok in content]
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise JudgeError(f"judge endpoint {url} replied with malformed logprobs: {str(choice.get('logprobs'))[:200]}",
+                         "is this an OpenAI-compatible /chat/completions endpoint with logprobs support?") from None
     return Completion(text, top, choice)
 
 
@@ -182,7 +230,7 @@ def _error_text(err: urllib.error.HTTPError) -> str:
         message = message.get("message", body) if isinstance(message, dict) else str(message)
     except (ValueError, AttributeError):
         message = body
-    return " ".join(str(message).split())[:300]
+    return str(message)  # whole: callers redact before they cut it short
 
 
 def _retry_after(headers) -> float | None:

@@ -45,7 +45,6 @@ class ProxyJudge:
 
     def _score(self, items, quiet: bool) -> list[list[float]]:
         import numpy as np
-        import torch
 
         from segtool.inputs.rows import Pair
         from segtool.pipeline import rm_scoring, train_rm
@@ -57,14 +56,11 @@ class ProxyJudge:
         pairs = [Pair(k, tuple(messages), a, b) for k, (messages, a, b) in enumerate(items)]
         examples = rm_scoring.segment_pairs(setup, pairs)
         autocast = train_rm.make_autocast(self.cfg.train_rm, setup.device)
-        pad = setup.encoder.tokenizer.pad_token_id or 0
         out = np.zeros((len(examples), 2), dtype=np.float64)
-        with torch.no_grad(), progress(quiet, len(examples), "proxy judge (reward model)", unit="pairs") as advance:
+        with progress(quiet, len(examples), "proxy judge (reward model)", unit="pairs") as advance:
             for idx in train_rm.micro_batches(examples, np.arange(len(examples)), self.cfg.train_rm.micro_batch):
-                batch = train_rm.collate([examples[i][0] for i in idx] + [examples[i][1] for i in idx], pad)
-                with autocast():
-                    e = train_rm.sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device)
-                out[idx] = e.float().cpu().numpy().reshape(2, -1).T
+                e = rm_scoring.batch_scores(setup, [examples[i][0] for i in idx] + [examples[i][1] for i in idx], autocast)
+                out[idx] = e.reshape(2, -1).T
                 advance(len(idx))
         return out.tolist()
 
