@@ -177,12 +177,13 @@ def status(opts: StageOptions):
         check = r["file_check"]
         files = f"{check['recorded']} ok"
         if not check["ok"]:
-            files = f"[red]{len(check['missing'])} missing, {len(check['wrong_size'])} wrong size[/]"
-            shown = check["missing"][:5] + [f"{w['file']} ({w['size']} bytes, recorded {w['recorded_size']})"
-                                             for w in check["wrong_size"][:5]]
-            more = len(check["missing"]) + len(check["wrong_size"]) - len(shown)
-            notes.append(f"{r['stage']} {r['id'][:12]} in {r['dir']}: missing or wrong size: {', '.join(shown)}"
-                         + (f" and {more} more" if more else ""))
+            bad = [f"{len(check[k])} {k.replace('_', ' ')}" for k in ("missing", "wrong_size") if check[k]]
+            files = f"[red]{', '.join(bad)}[/]"
+            sizes = [f"{w['file']} ({w['size']} bytes, recorded {w['recorded_size']})" for w in check["wrong_size"]]
+            for what, names in (("missing", check["missing"]), ("wrong size", sizes)):
+                if names:
+                    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+                    notes.append(f"{r['stage']} {r['id'][:12]} ({r['dir']}) {what}: {', '.join(names[:5])}{more}")
         count = (r["rows"] or {}).get("pairs", "")
         table.add_row(r["stage"], r["id"][:10], f"[{colour}]{r['status']}[/]", "*" if r["head"] else "", stale,
                       str(count), files, r["created_at"][5:16].replace("T", " "))
