@@ -118,21 +118,32 @@ class RunDir:
         self.verify(record)
         return record
 
-    def verify(self, record: dict, names: list[str] | None = None) -> None:
-        """Check sizes and sha256 of the recorded files; raise ArtifactError naming the first bad one."""
+    def damaged_files(self, record: dict, names: list[str] | None = None, *, hashes: bool = True):
+        """Yield (name, "missing" | "size" | "sha256") for each recorded file that is not as recorded
+        (``hashes`` False: presence and size only, which is quick)."""
         for name, meta in record["files"].items():
             if names is not None and name not in names:
                 continue
             path = self.path_of(record, name)
-            fix = f"re-run `segtool {record['stage']} --workdir {self.root} --force` to rebuild it"
             if not path.is_file():
+                yield name, "missing"
+            elif path.stat().st_size != meta["size"]:
+                yield name, "size"
+            elif hashes and file_hash(path) != meta["sha256"]:
+                yield name, "sha256"
+
+    def verify(self, record: dict, names: list[str] | None = None) -> None:
+        """Check sizes and sha256 of the recorded files; raise ArtifactError naming the first bad one."""
+        for name, problem in self.damaged_files(record, names):
+            path = self.path_of(record, name)
+            fix = f"re-run `segtool {record['stage']} --workdir {self.root} --force` to rebuild it"
+            if problem == "missing":
                 raise ArtifactError(f"{path} is missing (artifact {record['id'][:12]})", fix)
-            if path.stat().st_size != meta["size"] or file_hash(path) != meta["sha256"]:
-                raise ArtifactError(
-                    f"{path} does not match the hash recorded in {self.manifest_path}: "
-                    "the file was changed or damaged after it was written",
-                    fix,
-                )
+            raise ArtifactError(
+                f"{path} does not match the hash recorded in {self.manifest_path}: "
+                "the file was changed or damaged after it was written",
+                fix,
+            )
 
     # -- writes ---------------------------------------------------------------------------------
     def begin(

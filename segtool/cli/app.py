@@ -138,7 +138,8 @@ def run(opts: StageOptions):
 @app.command()
 @stage_command
 def status(opts: StageOptions):
-    """List the artifacts of a run directory: status, head, and staleness against the config.
+    """List the artifacts of a run directory: status, head, staleness against the config, and whether
+    every recorded file is there with its recorded size (exit 1 when one is not).
 
     The config compared against is the one given (--preset/--config/--set), else the one the run
     directory last ran with.
@@ -148,7 +149,7 @@ def status(opts: StageOptions):
 
     from segtool.artifacts.manifest import RunDir
     from segtool.errors import ArtifactError
-    from segtool.pipeline.status import status_rows
+    from segtool.pipeline.status import damage_error, status_rows
 
     if opts.workdir is None and opts.preset is None and opts.config is None:
         raise SegtoolError("no run directory given", "pass --workdir DIR (or --preset NAME for runs/NAME)")
@@ -158,11 +159,14 @@ def status(opts: StageOptions):
     # Compare against: the given preset/config, else the run directory's last config; --set applies on top.
     cfg = opts.load(base=rundir.read().get("config"))
     rows = status_rows(rundir, cfg)
+    damaged = damage_error(rundir, rows)
     if opts.json_:
         emit_json({"workdir": str(rundir.root), "artifacts": rows})
+        if damaged:
+            raise damaged
         return
     table = Table(title=f"artifacts in {rundir.root}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("stage", "id", "status", "head", "stale", "pairs", "created"):
+    for col in ("stage", "id", "status", "head", "stale", "pairs", "files", "created"):
         table.add_column(col, no_wrap=True)
     notes = []
     for r in rows:
@@ -170,12 +174,24 @@ def status(opts: StageOptions):
         stale = {"no": "[green]no[/]", "yes": "[red]yes[/]"}.get(r["stale"], "?")
         if stale == "?":
             notes.append(f"{r['stage']} {r['id'][:12]}: staleness unknown ({r['stale']})")
+        check = r["file_check"]
+        files = f"{check['recorded']} ok"
+        if not check["ok"]:
+            bad = [f"{len(check[k])} {k.replace('_', ' ')}" for k in ("missing", "wrong_size") if check[k]]
+            files = f"[red]{', '.join(bad)}[/]"
+            sizes = [f"{w['file']} ({w['size']} bytes, recorded {w['recorded_size']})" for w in check["wrong_size"]]
+            for what, names in (("missing", check["missing"]), ("wrong size", sizes)):
+                if names:
+                    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+                    notes.append(f"{r['stage']} {r['id'][:12]} ({r['dir']}) {what}: {', '.join(names[:5])}{more}")
         count = (r["rows"] or {}).get("pairs", "")
         table.add_row(r["stage"], r["id"][:10], f"[{colour}]{r['status']}[/]", "*" if r["head"] else "", stale,
-                      str(count), r["created_at"][5:16].replace("T", " "))
+                      str(count), files, r["created_at"][5:16].replace("T", " "))
     STDOUT.print(table)
     for note in notes:
         STDOUT.print(note, highlight=False)
+    if damaged:
+        raise damaged
 
 
 @eval_app.command("rm")

@@ -21,7 +21,7 @@ from segtool.config.schema import Config
 from segtool.eval import benchmarks
 from segtool.pipeline import bench_answers
 from segtool.pipeline.bench_answers import Target
-from segtool.pipeline.common import StageResult, already_complete
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 SCHEMA_VERSION = 1
 PROXY_NOTE = "PROXY judge (the reward model): not comparable with published leaderboards"
@@ -88,6 +88,7 @@ def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | 
     return Plan(bench, stage, target, baseline, judge, artifact_id(stage, ident, parents, SCHEMA_VERSION), ident, parents)
 
 
+@exclusive_stage("eval")
 def run(cfg: Config, bench: str, target: Target, *, resume: bool = False, force: bool = False, quiet: bool = False,
         judge=None, api_key: str | None = None, rm: str | None = None, stage: str | None = None) -> StageResult:
     """Answer (or reuse answers), judge (from the cache where possible), score, record."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from rich.console import Console
+
+from segtool import distributed
+from segtool.artifacts import runlock
 
 STDERR = Console(stderr=True)
 
@@ -43,6 +47,24 @@ def already_complete(rundir, stage: str, art_id: str, config: dict | None, force
     if config is not None and main:
         rundir.set_head(stage, art_id, config)
     return StageResult(stage, art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
+
+
+def exclusive_stage(stage: str):
+    """Decorate a stage's ``run(cfg, ...)``: hold ``cfg.run.workdir``'s lock for the whole stage, so a
+    second process on the same run directory is refused instead of resetting this one's artifact.
+    Under a data-parallel launcher only rank 0 writes, so only rank 0 locks."""
+
+    def wrap(run):
+        @functools.wraps(run)
+        def locked(cfg, *args, **kwargs):
+            if not distributed.is_main():
+                return run(cfg, *args, **kwargs)
+            with runlock.exclusive(cfg.run.workdir, stage):
+                return run(cfg, *args, **kwargs)
+
+        return locked
+
+    return wrap
 
 
 class progress:

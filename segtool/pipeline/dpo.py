@@ -28,7 +28,7 @@ from segtool.config.schema import Config
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
+from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
 
 STAGE = "dpo"
 SCHEMA_VERSION = 1
@@ -140,6 +140,7 @@ def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, ch
 # -- the stage ----------------------------------------------------------------------------------
 
 
+@exclusive_stage(STAGE)
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     import torch
 

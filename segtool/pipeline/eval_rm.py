@@ -11,12 +11,13 @@ from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
-from segtool.pipeline.common import StageResult, already_complete
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "eval-rm"
 SCHEMA_VERSION = 1
 
 
+@exclusive_stage("eval rm")
 def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool = False) -> StageResult:
     import pyarrow as pa
     import pyarrow.parquet as pq

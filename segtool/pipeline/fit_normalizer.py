@@ -20,7 +20,7 @@ from segtool.config.schema import Config
 from segtool.core.normalizer import Normaliser
 from segtool.errors import ArtifactError
 from segtool.pipeline import train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete
+from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
 
 STAGE = "fit-normalizer"
 SCHEMA_VERSION = 1
@@ -68,6 +68,7 @@ def segmentation_of(rm_meta: dict) -> dict:
     return {k: rm_meta[k] for k in ("segment_artifact", "strategy", "c_ent", "n", "eos_in_last_segment", "readout")}
 
 
+@exclusive_stage(STAGE)
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False, trained: StageResult | None = None) -> StageResult:
     """Fit the normaliser; ``trained`` is train-rm's result when the caller already ran it (under a
     data-parallel launcher train-rm is collective, and fit-normalizer runs on rank 0 only)."""

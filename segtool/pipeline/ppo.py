@@ -25,7 +25,7 @@ from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline.common import STDERR, StageResult, already_complete
+from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
 
 STAGE = "ppo"
 SCHEMA_VERSION = 1
@@ -324,6 +324,7 @@ def _clean_unrecorded(rundir: RunDir, record: dict) -> None:
 # -- the stage ----------------------------------------------------------------------------------
 
 
+@exclusive_stage(STAGE)
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     import torch
 

@@ -27,7 +27,7 @@ from segtool.config.schema import Config
 from segtool.errors import ConfigError
 from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
+from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
 
 STAGE = "rs"
 SCHEMA_VERSION = 1
@@ -144,6 +144,7 @@ def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, opt, sche
 # -- the stage ----------------------------------------------------------------------------------
 
 
+@exclusive_stage(STAGE)
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     import pyarrow as pa
     import pyarrow.parquet as pq

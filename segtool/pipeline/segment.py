@@ -22,7 +22,7 @@ from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ArtifactError, ConfigError, InputError
-from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
+from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
 
 STAGE = "segment"
 SCHEMA_VERSION = 1  # the six-column table of every strategy but adaptive
@@ -271,6 +271,7 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
             rundir.add_file(record["id"], name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
 
 
+@exclusive_stage(STAGE)
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     from segtool.inputs.formatting import Encoder
     from segtool.inputs.rows import read_pairs

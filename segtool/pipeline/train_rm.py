@@ -22,7 +22,7 @@ from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.errors import ConfigError
 from segtool.pipeline import segment
-from segtool.pipeline.common import STDERR, StageResult, already_complete, progress
+from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
 
 STAGE = "train-rm"
 SCHEMA_VERSION = 1
@@ -315,6 +315,7 @@ def load_checkpoint(rundir: RunDir, record: dict, rm, opt, sched) -> tuple[int, 
 # -- the stage ----------------------------------------------------------------------------------
 
 
+@exclusive_stage(STAGE)
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     import torch
 
