@@ -113,16 +113,11 @@ def run(opts: StageOptions):
     """Run every stage in order in one run directory (segment, train-rm, fit-normalizer, ppo, or the
     preset's run.stages). Re-running continues where it stopped. Ends with PPO's held-out reward and
     length before and after training."""
-    from segtool.pipeline.registry import STAGE_ORDER, run_stage
+    from segtool.pipeline.registry import run_pipeline
 
     cfg = opts.load()
-    results = []
-    for name in cfg.run.stages or STAGE_ORDER:
-        # `run` always continues partial artifacts: that is what makes the whole pipeline resumable.
-        result = run_stage(name, cfg, resume=True, force=opts.force, quiet=opts.json_)
-        results.append(result)
-        if not opts.json_:
-            report_stage(result, False)
+    results = run_pipeline(cfg, force=opts.force, quiet=opts.json_,
+                           on_done=None if opts.json_ else lambda result: report_stage(result, False))
     if opts.json_:
         emit_json({"workdir": cfg.run.workdir, "stages": [r.to_json() for r in results]})
         return

@@ -18,3 +18,23 @@ def run_stage(name: str, cfg, *, resume: bool, force: bool, quiet: bool):
     module = stage_module(name)
     runner = module.run_proxy if name == "eval" else module.run
     return runner(cfg, resume=resume, force=force, quiet=quiet)
+
+
+def run_pipeline(cfg, *, force: bool, quiet: bool, on_done=None) -> list:
+    """Every stage of ``cfg.run.stages`` (default STAGE_ORDER) in order, continuing partial work.
+
+    The run directory stays locked from the first stage to the last, so no other process can
+    slip in between two stages of one `segtool run`. ``on_done(result)`` is called after each stage."""
+    from segtool.pipeline.common import exclusive_stage
+
+    @exclusive_stage("run")
+    def stages(cfg):
+        results = []
+        for name in cfg.run.stages or STAGE_ORDER:
+            # `run` always continues partial artifacts: that is what makes the whole pipeline resumable.
+            results.append(run_stage(name, cfg, resume=True, force=force, quiet=quiet))
+            if on_done is not None:
+                on_done(results[-1])
+        return results
+
+    return stages(cfg)

@@ -116,3 +116,26 @@ def test_only_rank_zero_of_a_data_parallel_job_locks(tmp_path, holder, monkeypat
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(ArtifactError, match="is in use by `segtool train-rm`"):
         stage(cfg)
+
+
+def test_segtool_run_holds_the_lock_between_its_stages(tmp_path, monkeypatch):
+    """`segtool run` keeps the directory locked from the first stage to the last: between two stages
+    another process is refused, not let in."""
+    from segtool.pipeline import registry
+
+    workdir = tmp_path / "run"
+    seen = []
+
+    def fake_stage(name, cfg, **_):
+        # Called with no stage lock of its own: only run_pipeline's lock can be holding the directory.
+        taker = subprocess.run([sys.executable, "-c", TAKER, str(workdir)], capture_output=True, text=True, timeout=60)
+        seen.append((name, taker.returncode, taker.stderr))
+        return name
+
+    monkeypatch.setattr(registry, "run_stage", fake_stage)
+    cfg = SimpleNamespace(run=SimpleNamespace(workdir=str(workdir), stages=("segment", "train-rm")))
+    done = []
+    assert registry.run_pipeline(cfg, force=False, quiet=True, on_done=done.append) == ["segment", "train-rm"]
+    assert done == ["segment", "train-rm"]
+    assert [(name, code) for name, code, _ in seen] == [("segment", 1), ("train-rm", 1)], seen
+    assert all("segtool run" in err for _, _, err in seen), seen
