@@ -20,7 +20,6 @@ SCHEMA_VERSION = 1
 def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool = False) -> StageResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import torch
 
     from segtool.artifacts.files import atomic_path
     from segtool.inputs.rows import read_pairs
@@ -41,14 +40,7 @@ def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool 
     setup = rm_scoring.load_setup(cfg, folder)
     pairs = rm_scoring.segment_pairs(setup, report.pairs)
     autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
-    pad = setup.encoder.tokenizer.pad_token_id or 0
-    scores = np.zeros((len(pairs), 2), dtype=np.float32)
-    with torch.no_grad():
-        for idx in train_rm.micro_batches(pairs, np.arange(len(pairs)), cfg.train_rm.micro_batch):
-            batch = train_rm.collate([pairs[i][0] for i in idx] + [pairs[i][1] for i in idx], pad)
-            with autocast():
-                e = train_rm.sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device)
-            scores[idx] = e.float().cpu().numpy().reshape(2, -1).T
+    scores, _ = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast)
 
     subsets = np.array([p.subset for p in report.pairs])
     margin = scores[:, 0] - scores[:, 1]

@@ -105,3 +105,34 @@ def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
         r = segment_rewards(values, batch["ends"].to(setup.device), batch["rows"].to(setup.device),
                             setup.meta["readout"], batch["prompt_last"].to(setup.device))
     return r.float().cpu().numpy()
+
+
+def score_pairs(setup: ScoringSetup, pairs, micro_batch: int, autocast, keep_values: bool = False):
+    """e(x, y) of chosen and rejected for every pair, as in training: ([N, 2] float32, values).
+
+    One forward pass per length-grouped micro-batch. With ``keep_values``, values[i] = (chosen,
+    rejected) arrays of v from the last prompt token to the EOS (len(response) + 1, float32);
+    otherwise values is None.
+    """
+    import torch
+
+    from segtool.pipeline import train_rm
+
+    pad = setup.encoder.tokenizer.pad_token_id or 0
+    scores = np.zeros((len(pairs), 2), dtype=np.float32)
+    values = [[None, None] for _ in pairs] if keep_values else None
+    with torch.no_grad():
+        for idx in train_rm.micro_batches(pairs, np.arange(len(pairs)), micro_batch):
+            examples = [pairs[i][0] for i in idx] + [pairs[i][1] for i in idx]
+            batch = train_rm.collate(examples, pad)
+            with autocast():
+                outputs = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
+                e = train_rm.sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"],
+                                             setup.device, outputs)
+            scores[idx] = e.float().cpu().numpy().reshape(2, -1).T
+            if keep_values:
+                v = outputs[0].float().cpu().numpy()
+                for row, example in enumerate(examples):
+                    side, k = divmod(row, len(idx))
+                    values[idx[k]][side] = v[row, len(example.prompt) - 1 : example.length]
+    return scores, values
