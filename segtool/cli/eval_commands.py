@@ -86,13 +86,14 @@ def register(eval_app) -> None:
     def credit(opts: StageOptions,
                rm: Annotated[list[str] | None, typer.Option("--rm", help="Reward model folder (repeatable) (default: the run directory's train-rm model).", show_default=False)] = None,
                compare: Annotated[list[Path] | None, typer.Option("--compare", help="Also score this run directory's train-rm model on the same pairs; one comparison table (repeatable).", show_default=False)] = None,
+               dpo: Annotated[list[str] | None, typer.Option("--dpo", help="Also score a DPO policy's implicit token reward beta log pi/pi_ref: a run directory with a dpo artifact or its policy/ folder; model.path must be its reference (repeatable).", show_default=False)] = None,
                credit_mode: Annotated[str, typer.Option("--credit", help="Per-token credit: auto (values for bandit RMs, else segments), segments (r_t spread over their tokens) or values (v_i - v_(i-1)).")] = "auto",
                interpolation: Annotated[str, typer.Option("--interpolation", help="How a segment's reward spreads over its tokens, as in PPO: even (r_t / |a_t|), repeat or end.")] = "even",
                heatmaps: Annotated[int, typer.Option("--heatmaps", help="Credit heatmaps of this many pairs per defect family.")] = 3):
         """Credit-assignment benchmark on defect pairs (--data): pairwise accuracy per defect family and
         position, token AUROC, pointing game and credit mass on the gold defect span, with 95% bootstrap
         intervals; writes a Parquet of per-pair results, Markdown/HTML reports and credit heatmaps."""
-        _credit(opts, rm or [], compare or [], credit_mode, interpolation, heatmaps)
+        _credit(opts, rm or [], compare or [], dpo or [], credit_mode, interpolation, heatmaps)
 
     @eval_app.command("gsm8k")
     @stage_command
@@ -159,7 +160,8 @@ def _targets(cfg, bench: str, args: dict) -> list:
     return jobs
 
 
-def _credit(opts: StageOptions, rms: list[str], compare: list[Path], credit_mode: str, interpolation: str, heatmaps: int) -> None:
+def _credit(opts: StageOptions, rms: list[str], compare: list[Path], dpos: list[str], credit_mode: str, interpolation: str,
+            heatmaps: int) -> None:
     import dataclasses
 
     from segtool.artifacts.manifest import RunDir
@@ -170,14 +172,18 @@ def _credit(opts: StageOptions, rms: list[str], compare: list[Path], credit_mode
     cfg = opts.load()
     main_dir = Path(cfg.run.workdir).resolve()
     others = list(dict.fromkeys(Path(p).expanduser().resolve() for p in compare))
-    jobs = [(cfg, rm) for rm in rms]
-    if not rms and (not others or (RunDir(main_dir).head("train-rm") is not None and main_dir not in others)):
-        jobs.insert(0, (cfg, None))
+    jobs = [(cfg, rm, None) for rm in rms]
+    if not rms and not dpos and (not others or (RunDir(main_dir).head("train-rm") is not None and main_dir not in others)):
+        jobs.insert(0, (cfg, None, None))
     for folder in others:  # scored with its own model and RM settings, on this command's pairs
         other = _run_config(cfg, folder, "a train-rm artifact")
-        jobs.append((dataclasses.replace(other, data=cfg.data), None))
-    results = [eval_credit.run(job_cfg, rm, credit=credit_mode, interpolation=interpolation, heatmaps=heatmaps,
-                               force=opts.force, quiet=opts.json_) for job_cfg, rm in jobs]
+        jobs.append((dataclasses.replace(other, data=cfg.data), None, None))
+    rm_jobs = len(jobs)
+    jobs += [(cfg, None, dpo) for dpo in dpos]
+    # --credit picks the reward models' credit; beside them a DPO policy keeps its own (alone, it must be auto)
+    results = [eval_credit.run(job_cfg, rm, dpo=dpo, credit="auto" if dpo and rm_jobs else credit_mode,
+                               interpolation=interpolation, heatmaps=heatmaps, force=opts.force, quiet=opts.json_)
+               for job_cfg, rm, dpo in jobs]
     summaries = [r.record["metrics"] for r in results]
     paths = viz.write_comparison(main_dir / "reports", summaries) if len(results) > 1 else {}
     if opts.json_:

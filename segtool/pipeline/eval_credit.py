@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -151,12 +152,10 @@ def localisation(credit: Credit, gold: np.ndarray | None) -> dict:
             "mass_in_span": metrics.mass_in_span(credit.tokens, gold)}
 
 
-def resolve_credit(meta: dict, credit: str, interpolation: str) -> str:
-    """The credit actually computed: segments or values (auto: values for bandit RMs)."""
+def resolve_credit(meta: dict, credit: str) -> str:
+    """The credit a reward model gives: segments or values (auto: values for bandit RMs)."""
     if credit not in CREDITS:
         raise ConfigError(f"--credit {credit} is not known", f"use one of: {', '.join(CREDITS)}")
-    if interpolation not in INTERPOLATIONS:
-        raise ConfigError(f"--interpolation {interpolation} is not known", f"use one of: {', '.join(INTERPOLATIONS)}")
     if meta["strategy"] == "adaptive":
         raise ConfigError("this reward model was trained on adaptive segments, which new text cannot be segmented into "
                           "without their token-reward source", "evaluate a reward model trained with another segment.strategy")
@@ -166,6 +165,8 @@ def resolve_credit(meta: dict, credit: str, interpolation: str) -> str:
 
 
 def describe(mode: str, interpolation: str) -> str:
+    if mode == "dpo":
+        return "DPO implicit reward beta (log pi(y_i) - log pi_ref(y_i)) per token; e(x, y) is its sum"
     if mode == "values":
         return "value differences v_i - v_(i-1) per token (the adaptive per-token reward of METHOD §7)"
     spread = {"even": "r_t / |a_t| on each of its tokens", "repeat": "r_t on each of its tokens",
@@ -191,78 +192,196 @@ def summarise(columns: dict, seed: int) -> dict:
     }
 
 
+# -- credit sources -----------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """What gives the credit: a reward model (``rm``) or a DPO policy's implicit reward (``dpo``)."""
+
+    kind: str
+    folder: Path
+    parents: list[str]
+    meta: dict
+    mode: str  # segments, values or dpo
+    label: str
+
+
+@dataclass
+class Scored:
+    scores: np.ndarray  # [N, 2]: e(x, chosen), e(x, rejected)
+    rejected: list[np.ndarray]  # token ids of every rejected answer, EOS last
+    credits: list[Credit]  # per rejected answer
+    encoder: object
+
+
+def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, interpolation: str) -> Source:
+    from segtool.models.reward import METADATA
+    from segtool.pipeline import rm_scoring
+    from segtool.viz.rewards import rm_label
+
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"--interpolation {interpolation} is not known", f"use one of: {', '.join(INTERPOLATIONS)}")
+    if dpo is None:
+        folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
+        meta = json.loads((folder / METADATA).read_text())
+        return Source("rm", folder, parents, meta, resolve_credit(meta, credit), rm_label(meta))
+    from segtool.pipeline.adaptive_rewards import POLICY_METADATA
+
+    if credit != "auto":
+        raise ConfigError(f"--credit {credit} applies to reward models", "leave --credit out with --dpo: a DPO policy's "
+                          "credit is its implicit token reward")
+
+    path = Path(dpo).expanduser().resolve()
+    here = RunDir(cfg.run.workdir)
+    if (path / "manifest.json").is_file():
+        record = RunDir(path).require_head("dpo")
+        folder, parents = RunDir(path).path_of(record, "policy"), [record["id"]] if path == here.root.resolve() else []
+    elif (path / POLICY_METADATA).is_file():
+        folder, parents = path, []
+    else:
+        raise ConfigError(f"--dpo {dpo} is neither a run directory nor a policy folder",
+                          "give a run directory with a dpo artifact, or the policy/ folder of one")
+    meta = json.loads((folder / POLICY_METADATA).read_text())
+    return Source("dpo", folder, parents, meta, "dpo", f"DPO implicit reward · beta={meta.get('beta')}")
+
+
+def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpolation: str) -> Scored:
+    """e(x, y) as `eval rm` computes it, and the credit of every rejected answer, from one pass."""
+    from segtool.pipeline import rm_scoring, train_rm
+
+    setup = rm_scoring.load_setup(cfg, source.folder)
+    require_fast(setup.encoder.tokenizer, source.folder)
+    pairs = rm_scoring.segment_pairs(setup, [item.pair for item in items])
+    autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
+    scores, values = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast, keep_values=True)
+    credits = [value_credit(v[1]) if source.mode == "values" else
+               segment_credit(v[1], rejected.ends, source.meta["readout"], interpolation)
+               for v, (_, rejected) in zip(values, pairs)]
+    return Scored(scores, [rejected.response for _, rejected in pairs], credits, setup.encoder)
+
+
+def score_with_dpo(cfg: Config, source: Source, items: list[CreditPair]) -> Scored:
+    """The DPO implicit reward beta (log pi(y_i) - log pi_ref(y_i)) per token (as the adaptive
+    segmentation reads it); e(x, y) is its sum over the answer, DPO's implicit sequence reward."""
+    from segtool.artifacts.fingerprint import fingerprint_path
+    from segtool.core.batching import length_sorted_batches
+    from segtool.inputs.formatting import Encoder
+    from segtool.models.loading import load_tokenizer, pick_device, resolve_model_source
+    from segtool.pipeline import adaptive_rewards, segment
+
+    model = resolve_model_source(cfg.model)
+    found = adaptive_rewards.Source("dpo", source.folder, tuple(source.parents), fingerprint_path(source.folder))
+    scorer = adaptive_rewards.TokenScorer(cfg, found, pick_device(cfg.model.device), model.fingerprint())
+    encoder = Encoder.create(load_tokenizer(model, cfg.model), cfg.tokenize.max_len, cfg.tokenize.max_prompt_len,
+                             cfg.tokenize.template)
+    require_fast(encoder.tokenizer, cfg.model.path)
+    seqs = segment.encode_pairs([item.pair for item in items], encoder)  # chosen, rejected, chosen, ...
+    rewards = [None] * len(seqs)
+    for batch in length_sorted_batches([len(s.prompt) + len(s.response) for s in seqs], cfg.segment.batch_tokens):
+        values, lengths = scorer.raw_rewards([seqs[i].prompt for i in batch], [seqs[i].response for i in batch])
+        for row, i in enumerate(batch):
+            rewards[i] = values[row, : int(lengths[row])].double().numpy()
+    scores = np.array([r.sum() for r in rewards], dtype=np.float64).reshape(-1, 2)
+    credits = [Credit(r[:-1], np.arange(len(r) - 1), r[:-1]) for r in rewards[1::2]]  # the EOS is not scored
+    return Scored(scores, [np.asarray(s.response) for s in seqs[1::2]], credits, encoder)
+
+
 # -- the stage ----------------------------------------------------------------------------------
 
 
-def run(cfg: Config, rm: str | None = None, *, credit: str = "auto", interpolation: str = "even", heatmaps: int = 3,
-        force: bool = False, quiet: bool = False) -> StageResult:
+def run(cfg: Config, rm: str | None = None, *, dpo: str | None = None, credit: str = "auto", interpolation: str = "even",
+        heatmaps: int = 3, force: bool = False, quiet: bool = False) -> StageResult:
+    """Score the defect pairs of cfg.data with a reward model (``rm``, default: the run directory's
+    train-rm) or a DPO policy (``dpo``: a run directory or policy folder)."""
     from segtool.artifacts.fingerprint import fingerprint_path
-    from segtool.models.reward import METADATA
-    from segtool.pipeline import rm_scoring, segment, train_rm
-    from segtool.viz.rewards import rm_label
+    from segtool.pipeline import segment
 
     started = time.perf_counter()
     if heatmaps < 0:
         raise ConfigError(f"--heatmaps {heatmaps} is negative", "give the number of pairs per defect family to draw (0 = none)")
-    folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
-    meta = json.loads((folder / METADATA).read_text())
-    mode = resolve_credit(meta, credit, interpolation)
-    ident = {**identity_view(cfg, ("data",)), "rm": fingerprint_path(folder), "credit": mode,
-             "interpolation": interpolation if mode == "segments" else None, "heatmaps": heatmaps, "seed": cfg.run.seed}
+    source = resolve_source(cfg, rm, dpo, credit, interpolation)
+    ident = {**identity_view(cfg, ("data",)), source.kind: fingerprint_path(source.folder), "credit": source.mode,
+             "interpolation": interpolation if source.mode == "segments" else None, "heatmaps": heatmaps,
+             "seed": cfg.run.seed}
     ident["data"]["path"] = segment.data_identity(cfg)
-    art_id = artifact_id(STAGE, ident, parents, SCHEMA_VERSION)
+    if source.kind == "dpo":  # the reference policy and the tokenization come from the config
+        from segtool.models.loading import resolve_model_source
+
+        ident["model"] = resolve_model_source(cfg.model).fingerprint()
+        ident.update(identity_view(cfg, ("tokenize",)))
+    art_id = artifact_id(STAGE, ident, source.parents, SCHEMA_VERSION)
     rundir = RunDir(cfg.run.workdir)
     done = already_complete(rundir, STAGE, art_id, None, force)
     if done:
         return done
 
     report = read_credit_pairs(cfg)  # every row checked before any model is loaded
-    setup = rm_scoring.load_setup(cfg, folder)
-    if not getattr(setup.encoder.tokenizer, "is_fast", False):
-        raise ConfigError(f"the tokenizer in {folder} is not a fast tokenizer: defect spans cannot be mapped to its tokens",
-                          "save the reward model with a fast tokenizer (tokenizer.json)")
-    items = report.pairs
-    pairs = rm_scoring.segment_pairs(setup, [item.pair for item in items])
-    autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
-    scores, values = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast, keep_values=True)
-
-    columns = {k: [] for k in ("row_id", "defect_type", "position", "e_chosen", "e_rejected", "correct", *METRICS[1:],
-                               "n_tokens", "span_tokens", "aligned")}
-    shown, per_family = [], dict.fromkeys(DEFECT_TYPES, 0)
-    for k, (item, (_, rejected)) in enumerate(zip(items, pairs)):
-        n_scored = len(rejected.response) - 1
-        gold = gold_tokens(setup.encoder, item.pair.rejected, item.span, n_scored)
-        c = value_credit(values[k][1]) if mode == "values" else segment_credit(values[k][1], rejected.ends, meta["readout"], interpolation)
-        local = localisation(c, gold)
-        row = {"row_id": item.row_id, "defect_type": item.defect_type, "position": item.position,
-               "e_chosen": float(scores[k, 0]), "e_rejected": float(scores[k, 1]), "correct": bool(scores[k, 0] > scores[k, 1]),
-               **local, "n_tokens": n_scored, "span_tokens": int(gold.sum()) if gold is not None else 0, "aligned": gold is not None}
-        for key, value in row.items():
-            columns[key].append(value)
-        if per_family[item.defect_type] < heatmaps:
-            per_family[item.defect_type] += 1
-            shown.append({**row, "ids": rejected.response.tolist(), "credit": c.tokens.tolist(),
-                          "gold": gold.tolist() if gold is not None else None})
-    columns["accuracy"] = [float(x) for x in columns["correct"]]
-
-    unaligned = int(len(items) - sum(columns["aligned"]))
-    span_lost = int(sum(a and s == 0 for a, s in zip(columns["aligned"], columns["span_tokens"])))
-    summary = {"rm": str(folder), "name": str(folder) if rm else rundir.root.name, "label": rm_label(meta),
-               "credit": mode, "credit_description": describe(mode, interpolation),
-               "interpolation": interpolation if mode == "segments" else None, "data": cfg.data.path,
-               "pairs": len(items), "skipped_rows": len(report.invalid), "unaligned": unaligned, "span_truncated": span_lost,
+    if source.kind == "dpo":
+        scored = score_with_dpo(cfg, source, report.pairs)
+    else:
+        scored = score_with_rm(cfg, source, report.pairs, interpolation)
+    columns, shown = per_pair(report.pairs, scored, heatmaps)
+    summary = {"model": str(source.folder), "kind": "reward model" if source.kind == "rm" else "DPO policy",
+               "name": display_name(rm if source.kind == "rm" else dpo, rundir), "label": source.label,
+               "credit": source.mode, "credit_description": describe(source.mode, interpolation),
+               "interpolation": interpolation if source.mode == "segments" else None, "data": cfg.data.path,
+               **counts(columns, len(report.invalid)),
                "bootstrap": {"resamples": metrics.RESAMPLES, "level": metrics.LEVEL, "seed": cfg.run.seed},
                **summarise(columns, cfg.run.seed)}
-    if unaligned and not quiet:
-        STDERR.print(f"eval credit: the tokenizer does not give back the rejected text of {unaligned} pair(s); "
-                     "they count for accuracy but not for localisation", highlight=False)
-    _write(rundir, cfg, art_id, ident, parents, folder, columns, summary, shown, setup.encoder.tokenizer)
-    record = rundir.complete(art_id, rows={"pairs": len(items)}, metrics=strict_json(summary),
+    if summary["unaligned"] and not quiet:
+        STDERR.print(f"eval credit: the tokenizer does not give back the rejected text of {summary['unaligned']} "
+                     "pair(s); they count for accuracy but not for localisation", highlight=False)
+    _write(rundir, cfg, art_id, ident, source, columns, summary, shown, scored.encoder.tokenizer)
+    record = rundir.complete(art_id, rows={"pairs": summary["pairs"]}, metrics=strict_json(summary),
                              seconds=time.perf_counter() - started)
     return StageResult(STAGE, art_id, "computed", str(rundir.root), record, record["metrics"])
 
 
-def _write(rundir: RunDir, cfg: Config, art_id: str, ident: dict, parents: list, folder, columns: dict, summary: dict,
+def counts(columns: dict, skipped: int) -> dict:
+    """Pairs, and those left out of localisation: text the tokenizer cannot give back, span cut by max_len."""
+    aligned, span_tokens = np.asarray(columns["aligned"], dtype=bool), np.asarray(columns["span_tokens"])
+    return {"pairs": int(aligned.size), "skipped_rows": skipped, "unaligned": int((~aligned).sum()),
+            "span_truncated": int((aligned & (span_tokens == 0)).sum())}
+
+
+def require_fast(tokenizer, where) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"the tokenizer of {where} is not a fast tokenizer: defect spans cannot be mapped to its tokens",
+                          "use a model saved with a fast tokenizer (tokenizer.json)")
+
+
+def display_name(given: str | None, rundir: RunDir) -> str:
+    """The run directory's name for a model taken from one (this one when none is given), else the folder."""
+    if given is None:
+        return rundir.root.resolve().name
+    path = Path(given).expanduser()
+    return path.resolve().name if (path / "manifest.json").is_file() else str(given)
+
+
+def per_pair(items: list[CreditPair], scored: Scored, heatmaps: int) -> tuple[dict, list[dict]]:
+    """The columns of pairs.parquet (plus accuracy as a float), and the pairs drawn as heatmaps
+    (the first ``heatmaps`` of each defect family)."""
+    columns = {k: [] for k in ("row_id", "defect_type", "position", "e_chosen", "e_rejected", "correct", *METRICS[1:],
+                               "n_tokens", "span_tokens", "aligned")}
+    shown, per_family = [], dict.fromkeys(DEFECT_TYPES, 0)
+    for item, (e_chosen, e_rejected), ids, credit in zip(items, scored.scores, scored.rejected, scored.credits):
+        gold = gold_tokens(scored.encoder, item.pair.rejected, item.span, len(ids) - 1)
+        row = {"row_id": item.row_id, "defect_type": item.defect_type, "position": item.position,
+               "e_chosen": float(e_chosen), "e_rejected": float(e_rejected), "correct": bool(e_chosen > e_rejected),
+               **localisation(credit, gold), "n_tokens": len(ids) - 1,
+               "span_tokens": int(gold.sum()) if gold is not None else 0, "aligned": gold is not None}
+        for key, value in row.items():
+            columns[key].append(value)
+        if per_family[item.defect_type] < heatmaps:
+            per_family[item.defect_type] += 1
+            shown.append({**row, "ids": np.asarray(ids).tolist(), "credit": credit.tokens.tolist(),
+                          "gold": gold.tolist() if gold is not None else None})
+    columns["accuracy"] = [float(x) for x in columns["correct"]]
+    return columns, shown
+
+
+def _write(rundir: RunDir, cfg: Config, art_id: str, ident: dict, source: Source, columns: dict, summary: dict,
            shown: list, tokenizer) -> None:
     """Open the artifact and write its files, each atomically, then record them (the caller completes it)."""
     import pyarrow as pa
@@ -271,8 +390,9 @@ def _write(rundir: RunDir, cfg: Config, art_id: str, ident: dict, parents: list,
     from segtool.artifacts.files import atomic_path, atomic_write_json, atomic_write_text
     from segtool.viz import credit as viz
 
-    record = rundir.begin(STAGE, art_id, config=config_to_dict(cfg), identity_config=ident, parents=parents,
-                          schema_version=SCHEMA_VERSION, inputs={"rm": str(folder), "data": cfg.data.path}, resume=False)
+    record = rundir.begin(STAGE, art_id, config=config_to_dict(cfg), identity_config=ident, parents=source.parents,
+                          schema_version=SCHEMA_VERSION, inputs={source.kind: str(source.folder), "data": cfg.data.path},
+                          resume=False)
     with atomic_path(rundir.path_of(record, FILES["pairs"])) as tmp:
         pq.write_table(pa.table({k: v for k, v in columns.items() if k != "accuracy"}), tmp)
     plots = {name: viz.plot_png(summary, name) for name in METRICS}

@@ -46,7 +46,7 @@ def table_rows(summary: dict) -> list[list[str]]:
 
 
 def notes(summary: dict) -> list[str]:
-    out = [f"reward model: {summary['rm']} ({summary['label']})", f"credit: {summary['credit_description']}",
+    out = [f"{summary['kind']}: {summary['model']} ({summary['label']})", f"credit: {summary['credit_description']}",
            f"intervals: {summary['bootstrap']['level']:.0%} percentile bootstrap over pairs "
            f"({summary['bootstrap']['resamples']} resamples, seed {summary['bootstrap']['seed']}); "
            "localised = pairs whose token AUROC is defined"]
@@ -174,11 +174,11 @@ def heatmaps_html(summary: dict, shown: list[dict], tokenizer) -> str:
 
 # -- several reward models ----------------------------------------------------------------------
 
-COMPARE_HEADERS = ["reward model", "credit", "group", "pairs", "accuracy", "AUROC", "pointing game", "mass in span"]
+COMPARE_HEADERS = ["model", "credit", "group", "pairs", "accuracy", "AUROC", "pointing game", "mass in span"]
 
 
 def comparison_rows(summaries: list[dict]) -> list[list[str]]:
-    """One row per reward model and defect family (plus all pairs)."""
+    """One row per model and defect family (plus all pairs)."""
     rows = []
     for s in summaries:
         for name, g in groups(s):
@@ -190,9 +190,9 @@ def comparison_rows(summaries: list[dict]) -> list[list[str]]:
 def comparison_table(summaries: list[dict]):
     from rich.table import Table
 
-    table = Table(title=f"credit assignment: {len(summaries)} reward models on {summaries[0]['data']}", title_justify="left")
+    table = Table(title=f"credit assignment: {len(summaries)} models on {summaries[0]['data']}", title_justify="left")
     for h in COMPARE_HEADERS:
-        table.add_column(h, justify="left" if h in ("reward model", "credit", "group") else "right", overflow="fold")
+        table.add_column(h, justify="left" if h in ("model", "credit", "group") else "right", overflow="fold")
     for row in comparison_rows(summaries):
         table.add_row(*row)
     return table
@@ -203,7 +203,7 @@ def write_comparison(folder: Path, summaries: list[dict]) -> dict[str, Path]:
     from segtool.artifacts.files import atomic_write_text
 
     rows = comparison_rows(summaries)
-    labels = [f"{s['name']}: {s['rm']} ({s['label']}); credit: {s['credit_description']}" for s in summaries]
+    labels = [f"{s['name']}: {s['kind']} {s['model']} ({s['label']}); credit: {s['credit_description']}" for s in summaries]
     paths = {kind: folder / f"credit-compare.{kind}" for kind in ("md", "html")}
     atomic_write_text(paths["md"], "\n".join(["# Credit assignment: comparison", "", *_markdown_table(COMPARE_HEADERS, rows),
                                               "", *(f"- {x}" for x in labels)]) + "\n")

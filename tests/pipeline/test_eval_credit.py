@@ -234,6 +234,55 @@ def test_bandit_rm_value_differences_and_compare(workdir, pairs_file, tmp_path, 
     assert table.count("| run | segments |") == 7 and table.count("| bandit | values |") == 7  # all + 6 families
 
 
+def test_dpo_implicit_token_reward(workdir, pairs_file):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from segtool.errors import ConfigError
+    from segtool.inputs.formatting import Encoder
+    from segtool.pipeline import dpo as dpo_stage
+
+    dpo_sets = ["dpo.eval_prompts=4", "dpo.global_batch=4", "dpo.micro_batch=2", "dpo.max_steps=2",
+                "dpo.max_new_tokens=8", "dpo.lr=1e-3", "dpo.forward_batch=4"]
+    trained = dpo_stage.run(config("tiny-dpo", workdir, *dpo_sets), quiet=True)
+    cfg = eval_config(workdir, pairs_file)  # model.path: the policy's reference
+    with pytest.raises(ConfigError, match="--credit values applies to reward models"):
+        eval_credit.run(cfg, dpo=str(workdir), credit="values", quiet=True)
+    result = eval_credit.run(cfg, dpo=str(workdir), heatmaps=0, quiet=True)
+    summary = result.record["metrics"]
+    assert summary["credit"] == "dpo" and summary["kind"] == "DPO policy" and summary["name"] == "run"
+    assert result.record["parents"] == [trained.artifact_id]
+    folder = RunDir(workdir).path_of(result.record)
+    rows = pq.read_table(folder / "pairs.parquet").to_pydict()
+    assert "<h3>" not in (folder / "heatmaps.html").read_text()
+
+    # pair 2 by hand: r_i = beta (log pi(y_i) - log pi_ref(y_i)); e(x, y) = sum_i r_i
+    policy_folder = RunDir(workdir).path_of(trained.record, "policy")
+    beta = json.loads((policy_folder / "segtool_policy.json").read_text())["beta"]
+    policy = AutoModelForCausalLM.from_pretrained(policy_folder)
+    ref = AutoModelForCausalLM.from_pretrained(cfg.model.path)
+    encoder = Encoder.create(AutoTokenizer.from_pretrained(cfg.model.path), cfg.tokenize.max_len,
+                             cfg.tokenize.max_prompt_len, cfg.tokenize.template)
+    item = eval_credit.read_credit_pairs(cfg).pairs[2]
+
+    def token_rewards(text):
+        prompt, response = encoder.encode(item.pair.prompt, text)
+        ids = torch.tensor([prompt + response])
+
+        def logp(model):
+            with torch.no_grad():
+                lp = model(ids).logits.float().log_softmax(-1)[0, len(prompt) - 1 : -1]
+            return lp.gather(-1, torch.tensor(response)[:, None])[:, 0]
+
+        return (beta * (logp(policy) - logp(ref))).numpy()
+
+    chosen, rejected = token_rewards(item.pair.chosen), token_rewards(item.pair.rejected)
+    assert rows["e_chosen"][2] == pytest.approx(chosen.sum(), abs=1e-5)
+    assert rows["e_rejected"][2] == pytest.approx(rejected.sum(), abs=1e-5)
+    gold = eval_credit.gold_tokens(encoder, item.pair.rejected, item.span, len(rejected) - 1)
+    assert rows["auroc"][2] == pytest.approx(brute_auroc(rejected[:-1], gold), abs=1e-5)
+    assert rows["pointing"][2] == float(gold[np.argmin(rejected[:-1])])
+
+
 @pytest.mark.parametrize("change, field", [
     (lambda r: r.pop("defect_span"), "defect_span"),
     (lambda r: r.update(defect_span=[5, 500]), "defect_span"),
