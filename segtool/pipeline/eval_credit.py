@@ -352,11 +352,12 @@ def require_fast(tokenizer, where) -> None:
 
 
 def display_name(given: str | None, rundir: RunDir) -> str:
-    """The run directory's name for a model taken from one (this one when none is given), else the folder."""
+    """The run directory's name for a model taken from one (this one when none is given), else the
+    folder's last two path parts (e.g. train-rm-0ff816138128/model)."""
     if given is None:
         return rundir.root.resolve().name
-    path = Path(given).expanduser()
-    return path.resolve().name if (path / "manifest.json").is_file() else str(given)
+    path = Path(given).expanduser().resolve()
+    return path.name if (path / "manifest.json").is_file() else "/".join(path.parts[-2:])
 
 
 def per_pair(items: list[CreditPair], scored: Scored, heatmaps: int) -> tuple[dict, list[dict]]:
