@@ -175,9 +175,10 @@ def _credit(opts: StageOptions, rms: list[str], compare: list[Path], dpos: list[
     jobs = [(cfg, rm, None) for rm in rms]
     if not rms and not dpos and (not others or (RunDir(main_dir).head("train-rm") is not None and main_dir not in others)):
         jobs.insert(0, (cfg, None, None))
-    for folder in others:  # scored with its own model and RM settings, on this command's pairs
+    for folder in others:  # its own model and RM settings; this command's pairs and bootstrap seed
         other = _run_config(cfg, folder, "a train-rm artifact")
-        jobs.append((dataclasses.replace(other, data=cfg.data), None, None))
+        jobs.append((dataclasses.replace(other, data=cfg.data, run=dataclasses.replace(other.run, seed=cfg.run.seed)),
+                     None, None))
     rm_jobs = len(jobs)
     jobs += [(cfg, None, dpo) for dpo in dpos]
     # --credit picks the reward models' credit; beside them a DPO policy keeps its own (alone, it must be auto)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -307,3 +309,24 @@ def test_bad_defect_fields_are_one_line_errors(workdir, tmp_path, write_jsonl, m
     assert exc.value.code == 1
     assert len(err) == 2 and err[0].startswith(f"error: {data} line 2: field '{field}'") and err[1].startswith("hint: ")
     assert RunDir(workdir).head("eval-credit") is None  # nothing written
+
+
+def test_skip_invalid_counts_bad_rows(workdir, tmp_path, write_jsonl):
+    rows = defect_pairs()[:3]
+    rows[1]["defect_span"] = [0, 10_000]
+    data = write_jsonl(tmp_path / "some_bad.jsonl", rows)
+    result = eval_credit.run(eval_config(workdir, data, "data.skip_invalid=true"), heatmaps=0, quiet=True)
+    assert result.record["metrics"]["pairs"] == 2 and result.record["metrics"]["skipped_rows"] == 1
+    table = pq.read_table(RunDir(workdir).path_of(result.record, "pairs.parquet")).to_pydict()
+    assert table["row_id"] == [0, 2]
+
+
+def test_help_lists_the_options_without_importing_torch(tmp_path):
+    code = ("import sys\nimport segtool.cli.app as a\nsys.argv = ['segtool', 'eval', 'credit', '--help']\n"
+            "try:\n    a.main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "assert 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--data", "--rm", "--compare", "--dpo", "--credit", "--interpolation", "--heatmaps", "--json"):
+        assert option in proc.stdout
