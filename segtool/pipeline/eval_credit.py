@@ -9,7 +9,9 @@ rejected answer the localisation metrics of ``segtool.credit.metrics`` over a pe
   ``--interpolation``); the pointing game ranks the segments by r_t;
 * ``values``: v_i - v_(i-1), v_(-1) being the value at the last prompt token: the per-token reward the
   adaptive segmentation reads from a dense RM (METHOD §7), and the standard credit of a bandit RM;
-  every token is its own unit in the pointing game.
+  every token is its own unit in the pointing game;
+* ``dpo`` (a DPO policy instead of an RM): the implicit reward beta (log pi(y_i) - log pi_ref(y_i)),
+  the other source of adaptive token rewards; e(x, y) is its sum over the answer.
 
 Gold tokens: the rejected text's character span mapped to response tokens with the RM's own fast
 tokenizer (offsets of the text exactly as the Encoder tokenizes it); the EOS is never scored. Output:
@@ -31,8 +33,8 @@ from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.core.ppo import INTERPOLATIONS
 from segtool.credit import metrics
-from segtool.errors import ConfigError
-from segtool.inputs.rows import Pair, RowError, parse_pair
+from segtool.errors import ArtifactError, ConfigError
+from segtool.inputs.rows import Pair, RowError, parse_pair, read_pairs
 from segtool.pipeline.bench_eval import strict_json
 from segtool.pipeline.common import STDERR, StageResult, already_complete
 
@@ -84,8 +86,6 @@ def parse_credit_pair(row_id: int, data: dict, where: str, fmt: str = "auto") ->
 
 
 def read_credit_pairs(cfg: Config):
-    from segtool.inputs.rows import read_pairs
-
     return read_pairs(cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
                       max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid, parse=parse_credit_pair)
 
@@ -224,7 +224,7 @@ def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, in
         raise ConfigError(f"--interpolation {interpolation} is not known", f"use one of: {', '.join(INTERPOLATIONS)}")
     if dpo is None:
         folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
-        meta = json.loads((folder / METADATA).read_text())
+        meta = read_json(folder / METADATA)
         return Source("rm", folder, parents, meta, resolve_credit(meta, credit), rm_label(meta))
     from segtool.pipeline.adaptive_rewards import POLICY_METADATA
 
@@ -242,8 +242,15 @@ def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, in
     else:
         raise ConfigError(f"--dpo {dpo} is neither a run directory nor a policy folder",
                           "give a run directory with a dpo artifact, or the policy/ folder of one")
-    meta = json.loads((folder / POLICY_METADATA).read_text())
+    meta = read_json(folder / POLICY_METADATA)
     return Source("dpo", folder, parents, meta, "dpo", f"DPO implicit reward · beta={meta.get('beta')}")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"cannot read {path}: {err}", "the model folder is damaged: retrain it, or restore the file") from None
 
 
 def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpolation: str) -> Scored:

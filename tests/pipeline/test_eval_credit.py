@@ -330,3 +330,21 @@ def test_help_lists_the_options_without_importing_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for option in ("--data", "--rm", "--compare", "--dpo", "--credit", "--interpolation", "--heatmaps", "--json"):
         assert option in proc.stdout
+
+
+def test_damaged_model_metadata_is_a_one_line_error(workdir, pairs_file, tmp_path, monkeypatch, capfd):
+    import shutil
+
+    from segtool.cli.app import main
+
+    folder = tmp_path / "rm"
+    shutil.copytree(RunDir(workdir).path_of(RunDir(workdir).head("train-rm"), "model"), folder)
+    (folder / "segtool_rm.json").write_text("{ not json")
+    monkeypatch.setattr(sys, "argv", ["segtool", "eval", "credit", "--preset", "tiny", "--workdir", str(workdir),
+                                      "--data", str(pairs_file), "--rm", str(folder)])
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capfd.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and len(err) == 2
+    assert err[0].startswith(f"error: cannot read {folder / 'segtool_rm.json'}") and "internal" not in err[0]
