@@ -348,3 +348,15 @@ def test_damaged_model_metadata_is_a_one_line_error(workdir, pairs_file, tmp_pat
     err = capfd.readouterr().err.strip().splitlines()
     assert exc.value.code == 1 and len(err) == 2
     assert err[0].startswith(f"error: cannot read {folder / 'segtool_rm.json'}") and "internal" not in err[0]
+
+
+def test_which_credit_each_reward_model_gets():
+    from segtool.errors import ConfigError
+
+    assert eval_credit.resolve_credit({"strategy": "bandit"}, "auto") == "values"
+    assert eval_credit.resolve_credit({"strategy": "entropy"}, "auto") == "segments"
+    assert eval_credit.resolve_credit({"strategy": "token"}, "values") == "values"
+    with pytest.raises(ConfigError, match="--credit sideways is not known"):
+        eval_credit.resolve_credit({"strategy": "entropy"}, "sideways")
+    with pytest.raises(ConfigError, match="adaptive segments"):  # new text cannot be segmented without their source
+        eval_credit.resolve_credit({"strategy": "adaptive"}, "auto")
