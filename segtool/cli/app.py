@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-eval_app = typer.Typer(help="Evaluate: benchmarks (AlpacaEval 2.0, Arena-Hard, MT-Bench, GSM8K) and reward-model pairwise accuracy.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate: benchmarks (AlpacaEval 2.0, Arena-Hard, MT-Bench, GSM8K), reward-model pairwise accuracy and credit assignment.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
 app.add_typer(show_app, name="show")

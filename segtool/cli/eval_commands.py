@@ -1,9 +1,10 @@
-"""`segtool eval alpaca|arena|mtbench|gsm8k` (METHOD §8): registered on the `eval` sub-app by app.py.
+"""`segtool eval alpaca|arena|mtbench|gsm8k|credit` (METHOD §8): registered on the `eval` sub-app by app.py.
 
 Each command answers the benchmark with a model (``--model``, or the run directory's ppo policy),
 judges the answers (an OpenAI-compatible endpoint, a local model, or the reward model as an offline
 proxy) and prints the official metrics; or, with ``--from-annotations`` / ``--from-judgments``,
 recomputes the metrics from the official tools' stored judgment files without calling any judge.
+`credit` scores reward models on defect pairs instead (``pipeline.eval_credit``).
 """
 
 
@@ -80,6 +81,20 @@ def register(eval_app) -> None:
             return
         _evaluate("mtbench", opts, locals())
 
+    @eval_app.command("credit")
+    @stage_command
+    def credit(opts: StageOptions,
+               rm: Annotated[list[str] | None, typer.Option("--rm", help="Reward model folder (repeatable) (default: the run directory's train-rm model).", show_default=False)] = None,
+               compare: Annotated[list[Path] | None, typer.Option("--compare", help="Also score this run directory's train-rm model on the same pairs; one comparison table (repeatable).", show_default=False)] = None,
+               dpo: Annotated[list[str] | None, typer.Option("--dpo", help="Also score a DPO policy's implicit token reward beta log pi/pi_ref: a run directory with a dpo artifact or its policy/ folder; model.path must be its reference (repeatable).", show_default=False)] = None,
+               credit_mode: Annotated[str, typer.Option("--credit", help="Per-token credit: auto (values for bandit RMs, else segments), segments (r_t spread over their tokens) or values (v_i - v_(i-1)).")] = "auto",
+               interpolation: Annotated[str, typer.Option("--interpolation", help="How a segment's reward spreads over its tokens, as in PPO: even (r_t / |a_t|), repeat or end.")] = "even",
+               heatmaps: Annotated[int, typer.Option("--heatmaps", help="Credit heatmaps of this many pairs per defect family.")] = 3):
+        """Credit-assignment benchmark on defect pairs (--data): pairwise accuracy per defect family and
+        position, token AUROC, pointing game and credit mass on the gold defect span, with 95% bootstrap
+        intervals; writes a Parquet of per-pair results, Markdown/HTML reports and credit heatmaps."""
+        _credit(opts, rm or [], compare or [], dpo or [], credit_mode, interpolation, heatmaps)
+
     @eval_app.command("gsm8k")
     @stage_command
     def gsm8k(opts: StageOptions, model: MODEL = None, name: NAME = None, limit: LIMIT = None, compare: COMPARE = None):
@@ -145,7 +160,51 @@ def _targets(cfg, bench: str, args: dict) -> list:
     return jobs
 
 
-def _run_config(cfg, folder: Path):
+def _credit(opts: StageOptions, rms: list[str], compare: list[Path], dpos: list[str], credit_mode: str, interpolation: str,
+            heatmaps: int) -> None:
+    import dataclasses
+
+    from segtool.artifacts.manifest import RunDir
+    from segtool.cli.output import STDOUT, emit_json
+    from segtool.pipeline import eval_credit
+    from segtool.viz import credit as viz
+
+    cfg = opts.load()
+    main_dir = Path(cfg.run.workdir).resolve()
+    others = list(dict.fromkeys(Path(p).expanduser().resolve() for p in compare))
+    jobs = [(cfg, rm, None) for rm in rms]
+    if not rms and not dpos and (not others or (RunDir(main_dir).head("train-rm") is not None and main_dir not in others)):
+        jobs.insert(0, (cfg, None, None))
+    for folder in others:  # its own model and RM settings; this command's pairs and bootstrap seed
+        other = _run_config(cfg, folder, "a train-rm artifact")
+        jobs.append((dataclasses.replace(other, data=cfg.data, run=dataclasses.replace(other.run, seed=cfg.run.seed)),
+                     None, None))
+    rm_jobs = len(jobs)
+    jobs += [(cfg, None, dpo) for dpo in dpos]
+    # --credit picks the reward models' credit; beside them a DPO policy keeps its own (alone, it must be auto)
+    results = [eval_credit.run(job_cfg, rm, dpo=dpo, credit="auto" if dpo and rm_jobs else credit_mode,
+                               interpolation=interpolation, heatmaps=heatmaps, force=opts.force, quiet=opts.json_)
+               for job_cfg, rm, dpo in jobs]
+    summaries = [r.record["metrics"] for r in results]
+    paths = viz.write_comparison(main_dir / "reports", summaries) if len(results) > 1 else {}
+    if opts.json_:
+        emit_json({"results": [r.to_json() for r in results], "report": {k: str(v) for k, v in paths.items()}})
+        return
+    if len(results) > 1:
+        STDOUT.print(viz.comparison_table(summaries))
+    else:
+        STDOUT.print(viz.terminal_table(summaries[0]))
+        for note in viz.notes(summaries[0]):
+            STDOUT.print(note, highlight=False)
+    for r in results:
+        state = "already complete" if r.outcome == "up-to-date" else "done"
+        folder = RunDir(r.workdir).path_of(r.record)
+        STDOUT.print(f"{r.record['metrics']['name']}: {state}, artifact {r.stage} {r.artifact_id[:12]} ({folder})", highlight=False)
+    for kind, path in paths.items():
+        STDOUT.print(f"comparison report ({kind}): {path}", highlight=False)
+
+
+def _run_config(cfg, folder: Path, needs: str = "a ppo artifact"):
     """A compared run directory's own config with this command's [eval] settings and device."""
     import dataclasses
 
@@ -155,7 +214,7 @@ def _run_config(cfg, folder: Path):
 
     rundir = RunDir(folder)
     if not rundir.manifest_path.exists():
-        raise ArtifactError(f"--compare {folder}: no manifest.json there", "give a run directory that has a ppo artifact")
+        raise ArtifactError(f"--compare {folder}: no manifest.json there", f"give a run directory that has {needs}")
     saved = dict(rundir.read().get("config") or {})
     saved.pop("eval", None)
     other = config_from_dict(saved)

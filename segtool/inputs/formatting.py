@@ -44,10 +44,13 @@ class Encoder:
             ids = self.tokenizer(text, add_special_tokens=True).input_ids
         return ids[-self.max_prompt_len :]
 
+    def response_text(self, text: str) -> str:
+        """The text a response's ids are tokenized from: ``text`` ends it (character offsets shift by
+        len(response_text(text)) - len(text))."""
+        return text if self.use_chat_template else " " + text  # the plain transcript puts one space after "Assistant:"
+
     def encode_response(self, text: str, prompt_len: int) -> list[int]:
-        if not self.use_chat_template:
-            text = " " + text  # the plain transcript puts one space after "Assistant:"
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids + [self.eos_id]
+        ids = self.tokenizer(self.response_text(text), add_special_tokens=False).input_ids + [self.eos_id]
         ids = ids[: self.max_len - prompt_len]
         ids[-1] = self.eos_id
         return ids

@@ -133,8 +133,13 @@ class ReadReport:
     invalid: list[InputError]  # skipped rows (only with skip_invalid)
 
 
-def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "auto", max_rows: int = 0, skip_invalid: bool = False) -> ReadReport:
-    """Read and validate every row; fail on the first bad one unless ``skip_invalid``."""
+def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "auto", max_rows: int = 0, skip_invalid: bool = False,
+               parse=parse_pair) -> ReadReport:
+    """Read and validate every row; fail on the first bad one unless ``skip_invalid``.
+
+    parse(row_id, data, where, fmt): turns one record into a row (``parse_pair``, or a parser that
+    also reads extra fields).
+    """
     from segtool.inputs.readers import read_records
 
     pairs, invalid = [], []
@@ -144,7 +149,7 @@ def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "a
         try:
             if rec.error is not None:
                 raise rec.error
-            pairs.append(parse_pair(rec.row_id, rec.data, rec.where, fmt))
+            pairs.append(parse(rec.row_id, rec.data, rec.where, fmt))
         except InputError as err:
             if not skip_invalid:
                 raise

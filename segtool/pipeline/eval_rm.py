@@ -41,10 +41,7 @@ def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool 
     setup = rm_scoring.load_setup(cfg, folder)
     pairs = rm_scoring.segment_pairs(setup, report.pairs)
     autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
-    scores = np.zeros((len(pairs), 2), dtype=np.float32)
-    for idx in train_rm.micro_batches(pairs, np.arange(len(pairs)), cfg.train_rm.micro_batch):
-        e = rm_scoring.batch_scores(setup, [pairs[i][0] for i in idx] + [pairs[i][1] for i in idx], autocast)
-        scores[idx] = e.reshape(2, -1).T
+    scores, _ = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast)
 
     subsets = np.array([p.subset for p in report.pairs])
     margin = scores[:, 0] - scores[:, 1]

@@ -126,14 +126,20 @@ def _segment_table(setup: ScoringSetup, seqs):
 
 def batch_scores(setup: ScoringSetup, examples: list, autocast) -> np.ndarray:
     """e(x, y) of ``examples`` from one forward pass, computed as in training: [N] float32."""
+    return _forward(setup, examples, autocast)[0]
+
+
+def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = False):
+    """One forward pass over ``examples``: (e(x, y) [N] float32, v [N, L] float32 or None)."""
     import torch
 
     from segtool.pipeline.train_rm import collate, sequence_scores
 
     batch = collate(examples, setup.encoder.tokenizer.pad_token_id or 0)
     with torch.no_grad(), autocast():
-        e = sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device)
-    return e.float().cpu().numpy()
+        outputs = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
+        e = sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device, outputs)
+    return e.float().cpu().numpy(), (outputs[0].float().cpu().numpy() if keep_values else None)
 
 
 def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
@@ -149,3 +155,25 @@ def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
         r = segment_rewards(values, batch["ends"].to(setup.device), batch["rows"].to(setup.device),
                             setup.meta["readout"], batch["prompt_last"].to(setup.device))
     return r.float().cpu().numpy()
+
+
+def score_pairs(setup: ScoringSetup, pairs, micro_batch: int, autocast, keep_values: bool = False):
+    """e(x, y) of chosen and rejected for every pair, as in training: ([N, 2] float32, values).
+
+    One forward pass per length-grouped micro-batch. With ``keep_values``, values[i] = (chosen,
+    rejected) arrays of v from the last prompt token to the EOS (len(response) + 1, float32);
+    otherwise values is None.
+    """
+    from segtool.pipeline import train_rm
+
+    scores = np.zeros((len(pairs), 2), dtype=np.float32)
+    values = [[None, None] for _ in pairs] if keep_values else None
+    for idx in train_rm.micro_batches(pairs, np.arange(len(pairs)), micro_batch):
+        examples = [pairs[i][0] for i in idx] + [pairs[i][1] for i in idx]
+        e, v = _forward(setup, examples, autocast, keep_values)
+        scores[idx] = e.reshape(2, -1).T
+        if keep_values:
+            for row, example in enumerate(examples):
+                side, k = divmod(row, len(idx))
+                values[idx[k]][side] = v[row, len(example.prompt) - 1 : example.length]
+    return scores, values

@@ -110,15 +110,19 @@ def micro_batches(pairs, indices: np.ndarray, size: int) -> list[np.ndarray]:
 # -- model math ---------------------------------------------------------------------------------
 
 
-def sequence_scores(rm, batch, readout: str, aggregation: str, device):
-    """e(x, y) for every sequence of a collated batch: [B] float32."""
+def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=None):
+    """e(x, y) for every sequence of a collated batch: [B] float32.
+
+    outputs: the (values, hidden) of ``rm`` on this batch when the caller already ran it.
+    """
     import torch
 
     from segtool.core.rewards import aggregate, segment_rewards
 
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     ends, rows = batch["ends"].to(device), batch["rows"].to(device)
-    values, hidden = rm(ids, mask)
+    if outputs is None:
+        outputs = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+    values, hidden = outputs
     r = segment_rewards(values, ends, rows, readout, batch["prompt_last"].to(device))
     scores = rm.segment_scores(hidden[rows, ends]) if aggregation == "attention" else None
     last = values[torch.arange(len(values), device=device), batch["eos"].to(device)] if aggregation == "last" else None

@@ -23,15 +23,19 @@ def colour(r: float, scale: float) -> tuple[int, int, int]:
     return tuple(round(255 + (c - 255) * t) for c in target)
 
 
+def rm_label(meta: dict) -> str:
+    """How a reward model segments and scores: strategy (with c_ent) · read-out · aggregation."""
+    strategy = f"{meta['strategy']}" + (f" c_ent={meta['c_ent']:g}" if meta["strategy"] == "entropy" else "")
+    return f"{strategy} · {meta['readout']} · {meta['aggregation']}"
+
+
 def rendered(setup, example) -> dict:
     from segtool.pipeline.rm_scoring import segment_rewards_of
 
     r = segment_rewards_of(setup, example)
     ids = np.concatenate([example.prompt, example.response]).tolist()[len(example.prompt):]
     pieces = split_text(setup.encoder.tokenizer, ids, example.ends.tolist())
-    meta = setup.meta
-    label = f"{meta['strategy']}" + (f" c_ent={meta['c_ent']:g}" if meta["strategy"] == "entropy" else "")
-    return {"rm": str(setup.folder), "label": f"{label} · {meta['readout']} · {meta['aggregation']}",
+    return {"rm": str(setup.folder), "label": rm_label(setup.meta),
             "segments": pieces[: len(r)], "rewards": [float(x) for x in r], "tail": "".join(pieces[len(r):])}
 
 
