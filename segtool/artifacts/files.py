@@ -11,7 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from segtool.errors import ArtifactError
+from segtool.errors import ArtifactError, SegtoolError
 
 HASH_NAME = "sha256"
 _BLOCK = 1 << 20
@@ -43,15 +43,37 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _out_of_space(path: Path) -> bool:
+    """True when the file system holding ``path`` has (almost) no space left for this user."""
+    folder = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        st = os.statvfs(folder)
+    except (OSError, TypeError):
+        return False
+    free_blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
+    return free_blocks * st.f_frsize < _BLOCK
+
+
 @contextmanager
 def write_errors(path: str | Path):
-    """Turn a failed write of ``path`` for lack of space or permission into an ArtifactError naming it."""
+    """Turn a failed write of ``path`` for lack of space or permission into an ArtifactError naming it.
+
+    Writers that report a full disk without an errno (safetensors, torch.save) are recognised by
+    the file system having no space left when they fail (checked before partial output is removed).
+    """
+    path = Path(path)
     try:
         yield
+    except SegtoolError:
+        raise
     except OSError as err:
         if err.errno not in WRITE_FIXES:
             raise
         raise ArtifactError(f"cannot write {path}: {os.strerror(err.errno)}", WRITE_FIXES[err.errno]) from err
+    except Exception as err:
+        if not _out_of_space(path):
+            raise
+        raise ArtifactError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}", WRITE_FIXES[errno.ENOSPC]) from err
 
 
 @contextmanager
@@ -67,15 +89,16 @@ def atomic_path(final: str | Path):
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
-        try:
+    try:
+        with write_errors(final):  # inside: a full disk is seen before the temporary file frees it
             yield Path(tmp)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
             fsync_dir(final.parent)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(final: str | Path, text: str) -> None:
