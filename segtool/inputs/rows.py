@@ -164,5 +164,6 @@ def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "a
                 raise
             invalid.append(err)
     if not pairs:
-        raise InputError(f"{path}: no valid preference rows", "check the file's format (see README: Inputs)")
+        skipped = f" ({len(invalid)} invalid rows skipped, the first: {invalid[0].message})" if invalid else ""
+        raise InputError(f"{path}: no valid preference rows{skipped}", "check the file's format (see README: Inputs)")
     return ReadReport(pairs, invalid)

@@ -44,9 +44,9 @@ def read_lines(path: Path) -> Iterator[Line]:
     except gzip.BadGzipFile as err:
         raise InputError(f"{path}: not gzip data ({err})", "compress it with gzip, or drop .gz from its name") from None
     except (EOFError, zlib.error) as err:  # gzip's own words for a truncated stream
-        after = f"after line {number}" if number else "before its first complete line"
+        read = f"; lines 1-{number} were read" if number else ""  # gzip reads ahead: the cut may come later
         raise InputError(
-            f"{path}: the gzip data is cut off or damaged {after} ({err})",
+            f"{path}: the gzip data is cut off or damaged ({err}{read})",
             "the file is incomplete: copy or download it again (`gzip -t FILE` checks it)",
         ) from None
     except OSError as err:
