@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from segtool.artifacts.files import atomic_write_json, file_hash
+from segtool.errors import ArtifactError
 
 
 def cache_file() -> Path:
@@ -49,6 +50,6 @@ def fingerprint_path(path: str | Path) -> str:
     if len(cache) != before:
         try:
             atomic_write_json(cache_file(), cache)
-        except OSError:
-            pass  # a read-only home only costs re-hashing next time
+        except (OSError, ArtifactError):
+            pass  # a read-only or full home only costs re-hashing next time
     return result

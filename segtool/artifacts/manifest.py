@@ -22,10 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from segtool import __version__
-from segtool.artifacts.files import atomic_write_json, file_hash, stable_hash
+from segtool.artifacts.files import atomic_write_json, file_hash, stable_hash, strict_json, write_errors
 from segtool.errors import ArtifactError
 
 MANIFEST_VERSION = 1
+RECORD_FIELDS = {"id": str, "stage": str, "status": str, "dir": str, "files": dict}
+JSON_KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false"}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,8 +59,10 @@ class RunDir:
     # -- manifest I/O ---------------------------------------------------------------------------
     @contextmanager
     def _locked(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".manifest.lock", "w") as lock:
+        with write_errors(self.root / ".manifest.lock"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = open(self.root / ".manifest.lock", "w")
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -76,13 +80,37 @@ class RunDir:
                 f"{self.manifest_path} is not valid JSON ({err})",
                 "restore it from a copy, or start a new --workdir",
             ) from None
+        if not isinstance(manifest, dict):
+            raise ArtifactError(
+                f"{self.manifest_path} holds {JSON_KINDS.get(type(manifest), 'null')}, not a manifest object",
+                "restore it from a copy, or start a new --workdir",
+            )
         if manifest.get("manifest_version") != MANIFEST_VERSION:
             raise ArtifactError(
                 f"{self.manifest_path} has manifest version {manifest.get('manifest_version')!r}, "
                 f"this segtool reads version {MANIFEST_VERSION}",
                 "use the segtool version that wrote it, or start a new --workdir",
             )
+        self._check_shape(manifest)
         return manifest
+
+    def _check_shape(self, manifest: dict) -> None:
+        """The fields every reader relies on, so a damaged manifest is named here, not a crash later."""
+        problems = [(f"field '{key}'", manifest.get(key), dict) for key in ("artifacts", "heads")
+                    if not isinstance(manifest.get(key), dict)]
+        for art_id, record in (manifest["artifacts"] if not problems else {}).items():
+            if not isinstance(record, dict):
+                problems.append((f"artifacts.{art_id}", record, dict))
+                continue
+            problems += [(f"artifacts.{art_id} field '{key}'", record.get(key), typ)
+                         for key, typ in RECORD_FIELDS.items() if not isinstance(record.get(key), typ)]
+        if problems:
+            where, value, expected = problems[0]
+            got = "missing" if value is None else JSON_KINDS.get(type(value), "null")
+            raise ArtifactError(
+                f"{self.manifest_path}: {where} is {got} (expected {JSON_KINDS[expected]})",
+                "restore manifest.json from a copy, or start a new --workdir",
+            )
 
     def _update(self, change) -> dict:
         with self._locked():
@@ -230,7 +258,7 @@ class RunDir:
     def complete(self, art_id: str, *, rows: dict, metrics: dict, seconds: float) -> dict:
         def change(manifest):
             record = manifest["artifacts"][art_id]
-            record.update(status="complete", rows=rows, metrics=metrics)
+            record.update(status="complete", rows=rows, metrics=strict_json(metrics))  # undefined -> null
             record["timings"].update(finished_at=_now(), seconds=round(seconds, 3))
             return record
 

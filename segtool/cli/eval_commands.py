@@ -223,9 +223,9 @@ def _run_config(cfg, folder: Path, needs: str = "a ppo artifact"):
 
 
 def _print_stored(bench: str, path: Path, metrics: dict[str, dict], json_out: bool) -> None:
+    from segtool.artifacts.files import strict_json
     from segtool.cli.output import STDOUT, emit_json
     from segtool.eval import reports
-    from segtool.pipeline.bench_eval import strict_json
 
     metrics = strict_json(metrics)
     results = [{"model": model, **m} for model, m in metrics.items()]

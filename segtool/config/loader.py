@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from segtool.config.schema import Config
+from segtool.config.schema import Config, limits_error
 from segtool.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +42,9 @@ def _suggest(word: str, options) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def _section_types(section_cls) -> dict[str, type]:
+def _section_fields(section_cls) -> dict[str, tuple[type, dataclasses.Field]]:
     hints = get_type_hints(section_cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(section_cls)}
 
 
 def _coerce(value: Any, typ: type, where: str) -> Any:
@@ -58,6 +58,8 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
         raise ConfigError(f"{where} must be a number, got {value!r}", "write a number, e.g. 2.0")
     if typ is str and not isinstance(value, str):
         raise ConfigError(f"{where} must be a string, got {value!r}", 'quote it, e.g. "value"')
+    if typ is tuple and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}", 'write a TOML list, e.g. ["segment", "train-rm"]')
     return value
 
 
@@ -90,14 +92,18 @@ def _merge(raw: dict, source: str, into: dict, base: Path) -> None:
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{section}] must be a table", f"write [{section}] then key = value lines")
-        types = _section_types(hints[section])
+        fields = _section_fields(hints[section])
         for key, value in table.items():
-            if key not in types:
+            if key not in fields:
                 raise ConfigError(
                     f"{source}: unknown key {section}.{key}",
-                    f"{_suggest(key, types)}valid keys in [{section}]: {', '.join(types)}",
+                    f"{_suggest(key, fields)}valid keys in [{section}]: {', '.join(fields)}",
                 )
-            value = _coerce(value, types[key], f"{source}: {section}.{key}")
+            typ, knob_field = fields[key]
+            value = _coerce(value, typ, f"{source}: {section}.{key}")
+            err = limits_error(section, knob_field, value)
+            if err is not None:
+                raise ConfigError(f"{source}: {err.message}", err.hint)
             if (section, key) in PATH_KEYS:
                 value = _resolve_path(value, base)
             into.setdefault(section, {})[key] = value

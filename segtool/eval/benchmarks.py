@@ -8,13 +8,13 @@ never branches on file layouts.
 
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from segtool.errors import ConfigError, InputError
+from segtool.inputs.textfiles import UTF8_HINT, read_lines, read_text
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -52,33 +52,30 @@ def spec(bench: str) -> Spec:
     return SPECS[bench]
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
-
-
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a (gzipped) jsonl file; a bad line is an InputError naming the file and line."""
     rows = []
-    with _open_text(path) as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                raise InputError(f"{path}: line {n}: not valid JSON ({err})", "fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}: line {n}: not a JSON object", "each line must be one {...} record")
-            rows.append(row)
+    for line in read_lines(path):
+        n = line.number
+        if line.text is None:
+            raise InputError(f"{path}: line {n}: {line.problem}", UTF8_HINT)
+        if not line.text.strip():
+            continue
+        try:
+            row = json.loads(line.text)
+        except ValueError as err:
+            raise InputError(f"{path}: line {n}: not valid JSON ({err})", "fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: line {n}: not a JSON object", "each line must be one {...} record")
+        rows.append(row)
     return rows
 
 
 def read_json(path: Path):
-    with _open_text(path) as fh:
-        try:
-            return json.load(fh)
-        except ValueError as err:
-            raise InputError(f"{path}: not valid JSON ({err})", "give the file the tool wrote, unchanged") from None
+    try:
+        return json.loads(read_text(path))
+    except ValueError as err:
+        raise InputError(f"{path}: not valid JSON ({err})", "give the file the tool wrote, unchanged") from None
 
 
 def _need(row: dict, key: str, typ, where: str):

@@ -6,7 +6,6 @@ for error messages ("data/prefs.jsonl line 18").
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from segtool.config.loader import LOCAL_SUFFIXES
 from segtool.errors import InputError
+from segtool.inputs.textfiles import UTF8_HINT, read_lines
 
 SKIP_HINT = "or pass --skip-invalid to skip and count such rows"
 
@@ -41,31 +41,26 @@ def describe_source(path: str) -> str:
 
 
 def _jsonl_records(path: Path) -> Iterator[RawRecord]:
-    opener = gzip.open if path.name.endswith(".gz") else open
     row_id = 0
-    try:
-        with opener(path, "rt", encoding="utf-8-sig") as fh:  # -sig: tolerate a byte-order mark
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path} line {line_no}"
-                try:
-                    data = json.loads(line)
-                    error = None
-                    if not isinstance(data, dict):
-                        data, error = None, InputError(
-                            f"{where}: expected a JSON object, got {type(data).__name__}",
-                            f"write one object per line, e.g. {{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}}; {SKIP_HINT}",
-                        )
-                except json.JSONDecodeError as err:
+    for line in read_lines(path):
+        if line.text is not None and not line.text.strip():
+            continue
+        where = f"{path} line {line.number}"
+        data, error = None, None
+        if line.text is None:
+            error = InputError(f"{where}: {line.problem}", f"{UTF8_HINT}; {SKIP_HINT}")
+        else:
+            try:
+                data = json.loads(line.text)
+                if not isinstance(data, dict):
                     data, error = None, InputError(
-                        f"{where}: malformed JSON ({err.msg} at column {err.colno})",
-                        f"fix or remove that line; {SKIP_HINT}",
+                        f"{where}: expected a JSON object, got {type(data).__name__}",
+                        f"write one object per line, e.g. {{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}}; {SKIP_HINT}",
                     )
-                yield RawRecord(row_id, where, data, error)
-                row_id += 1
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read {path}: {err}", "check that the file is complete UTF-8 JSON lines (gzip for .gz)") from None
+            except json.JSONDecodeError as err:
+                error = InputError(f"{where}: malformed JSON ({err.msg} at column {err.colno})", f"fix or remove that line; {SKIP_HINT}")
+        yield RawRecord(row_id, where, data, error)
+        row_id += 1
 
 
 def _parquet_records(path: Path) -> Iterator[RawRecord]:

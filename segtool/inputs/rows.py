@@ -18,6 +18,7 @@ from segtool.inputs.readers import SKIP_HINT
 ROLES = ("system", "user", "assistant")
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 HH_ASSISTANT = "\n\nAssistant:"
+HH_SPEAKER = re.compile(r"(^|\n)\s*(Human|Assistant):")  # a transcript, even a malformed one
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,18 @@ def _hh_messages(transcript: str) -> list[dict]:
 
 
 def _detect(data: dict) -> str:
-    if "prompt" not in data and isinstance(data.get("chosen"), str) and HH_ASSISTANT in data["chosen"]:
+    if "prompt" not in data and isinstance(data.get("chosen"), str) and HH_SPEAKER.search(data["chosen"]):
         return "hh"
     return "pairs"
+
+
+def _check_encodable(text: str, where: str, field: str) -> None:
+    """A lone UTF-16 surrogate (a JSON "\\ud800" escape without its pair) cannot be tokenized or written."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RowError(where, field, f"contains a lone UTF-16 surrogate (\\u{ord(text[err.start]):04x} at character {err.start})",
+                       "write the character as a valid surrogate pair (or as UTF-8), or remove it") from None
 
 
 def parse_pair(row_id: int, data: dict, where: str, fmt: str = "auto") -> Pair:
@@ -113,8 +123,12 @@ def parse_pair(row_id: int, data: dict, where: str, fmt: str = "auto") -> Pair:
         field = "prompt" if data.get("prompt") is not None or fmt == "hh" else "chosen"
         raise RowError(where, field, "does not end with a user message", "the prompt must end with the turn being answered")
     for field, text in (("chosen", chosen), ("rejected", rejected)):
+        _check_encodable(text, where, field)
         if not text.strip():
             raise RowError(where, field, "is an empty response", "remove the row or give a non-empty response")
+    source = "chosen" if fmt == "hh" or data.get("prompt") is None else "prompt"  # the field the prompt came from
+    for i, message in enumerate(prompt):
+        _check_encodable(message["content"], where, source if isinstance(data[source], str) else f"{source}[{i}]")
     if chosen == rejected:
         raise RowError(where, "rejected", "is identical to 'chosen'", "a preference pair needs two different responses")
     subset = data.get("subset")
@@ -155,5 +169,6 @@ def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "a
                 raise
             invalid.append(err)
     if not pairs:
-        raise InputError(f"{path}: no valid preference rows", "check the file's format (see README: Inputs)")
+        skipped = f" ({len(invalid)} invalid rows skipped, the first: {invalid[0].message})" if invalid else ""
+        raise InputError(f"{path}: no valid preference rows{skipped}", "check the file's format (see README: Inputs)")
     return ReadReport(pairs, invalid)

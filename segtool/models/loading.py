@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segtool.config.schema import ModelConfig
-from segtool.errors import ConfigError
+from segtool.errors import ConfigError, InputError
 
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -90,9 +90,23 @@ def load_tokenizer(source: ModelSource, cfg: ModelConfig):
         raise ConfigError(f"cannot load the tokenizer from {source.location}: {err}", "check model.path") from None
 
 
+def check_weight_files(folder: str | Path) -> None:
+    """Raise an InputError naming the first truncated or damaged .safetensors file in ``folder``."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except SafetensorError as err:
+            raise InputError(f"{path} is truncated or damaged ({err})",
+                             "copy or download the model folder again (its sizes must match the original)") from None
+
+
 def load_causal_lm(source: ModelSource, cfg: ModelConfig, device: str):
     """The model in eval mode on ``device`` with ``cfg.dtype`` weights."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
@@ -100,6 +114,8 @@ def load_causal_lm(source: ModelSource, cfg: ModelConfig, device: str):
         model = AutoModelForCausalLM.from_pretrained(
             source.location, dtype=getattr(torch, DTYPES[cfg.dtype]), **source.pretrained_kwargs(cfg)
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
+        if source.kind == "local":
+            check_weight_files(source.location)  # name the damaged file when that is the cause
         raise ConfigError(f"cannot load a causal LM from {source.location}: {err}", "check model.path") from None
     return model.to(device).eval()

@@ -79,26 +79,35 @@ def save_reward_model(rm: SegmentRewardModel, tokenizer, folder: Path, metadata:
     into ``folder`` (a fresh directory)."""
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rm.hf.config.architectures = [type(rm.hf).__name__]
-    rm_card.label_config(rm.hf.config, metadata)
-    rm.hf.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    if rm.scorer is not None:
-        save_file({"weight": rm.scorer.weight.detach().contiguous().cpu()}, str(folder / SCORER))
-    (folder / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-    (folder / rm_card.CARD).write_text(rm_card.model_card(metadata))
+    from segtool.artifacts.files import write_errors
+
+    with write_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        rm.hf.config.architectures = [type(rm.hf).__name__]
+        rm_card.label_config(rm.hf.config, metadata)
+        rm.hf.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        if rm.scorer is not None:
+            save_file({"weight": rm.scorer.weight.detach().contiguous().cpu()}, str(folder / SCORER))
+        (folder / METADATA).write_text(json.dumps(metadata, indent=2) + "
+")
+        (folder / rm_card.CARD).write_text(rm_card.model_card(metadata))
 
 
 def load_reward_model(folder: Path, dtype=torch.float32, device: str = "cpu") -> tuple[SegmentRewardModel, dict]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
-    from segtool.models.loading import _quiet_transformers
+    from segtool.models.loading import _quiet_transformers, check_weight_files
 
     _quiet_transformers()
     metadata = json.loads((folder / METADATA).read_text())
-    hf = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+    try:
+        hf = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+    except SafetensorError:
+        check_weight_files(folder)  # names the damaged file
+        raise
     scorer = None
     if (folder / SCORER).exists():
         weight = load_file(str(folder / SCORER))["weight"]

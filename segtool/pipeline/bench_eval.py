@@ -11,10 +11,10 @@ path that re-scores the official tools' files also scores ours.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 
+from segtool.artifacts.files import strict_json
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
@@ -219,17 +219,6 @@ def _report(cfg: Config, metrics: dict) -> str:
     from segtool.eval.reports import markdown_report
 
     return markdown_report(metrics["benchmark"], [metrics])
-
-
-def strict_json(obj):
-    """NaN -> None, so the manifest and --json stay strict JSON."""
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    return obj
 
 
 # -- the proxy evaluation at the end of `segtool run` --------------------------------------------

@@ -76,7 +76,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     import pyarrow.parquet as pq
     import torch
 
-    from segtool.artifacts.files import atomic_path, atomic_write_json
+    from segtool.artifacts.files import atomic_path, atomic_write_json, strict_json
     from segtool.models.loading import DTYPES, pick_device
     from segtool.models.reward import load_reward_model
     from segtool.pipeline import segment
@@ -134,7 +134,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         with atomic_path(rundir.path_of(record, name)) as tmp:
             pq.write_table(tab, tmp)
     document = {"normaliser": norm.to_dict(), "method": c.method, "reward_model": trained.artifact_id,
-                "segmentation": segmentation_of(meta), "diagnostics": diag}
+                "segmentation": segmentation_of(meta), "diagnostics": strict_json(diag)}  # e.g. R^2 of one bin: null
     atomic_write_json(rundir.path_of(record, "normalizer.json"), document)
     title = f"{norm.kind} normaliser ({c.method}) for reward model {trained.artifact_id[:12]}"
     write_plot(rundir.path_of(record, "normalizer.png"), bins, norm, title)

@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 
+from segtool.artifacts.files import write_errors
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
 from segtool.errors import ArtifactError, ConfigError
@@ -151,10 +152,11 @@ def write_policy(rundir: RunDir, art_id: str, policy, tokenizer, metadata: dict)
     record = rundir.get(art_id)
     staging = rundir.path_of(record, "policy.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    policy.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    (staging / POLICY_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    with write_errors(staging):
+        staging.mkdir(parents=True)
+        policy.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / POLICY_METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     final = rundir.path_of(record, "policy")
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)

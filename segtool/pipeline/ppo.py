@@ -239,9 +239,12 @@ def _drop(rundir: RunDir, art_id: str, prefix_test) -> None:
 
 
 def save_policy(policy, tokenizer, folder) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    from segtool.artifacts.files import write_errors
+
+    with write_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        policy.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
 
 
 def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, optimisers, state: dict) -> None:

@@ -6,54 +6,13 @@ Each subprocess costs ~0.3-1 s, so the cases share them where they can.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-TIMEOUT = 120
-
-
-def segtool(*args, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    # os.environ carries the per-test SEGTOOL_CACHE (and no SEGTOOL_DEBUG) set by the conftest fixture
-    env = {**os.environ, **(env_extra or {})}
-    assert env["SEGTOOL_CACHE"] != str(Path.home() / ".cache" / "segtool")
-    env["COLUMNS"] = "200"  # keep rich/click from wrapping messages
-    return subprocess.run(
-        [sys.executable, "-m", "segtool", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT
-    )
-
-
-def assert_user_error(proc: subprocess.CompletedProcess) -> list[str]:
-    """Exit 1, 'error: ...' then 'hint: ...' on stderr, no traceback, nothing on stdout."""
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.splitlines()
-    assert any(line.startswith("hint: ") for line in lines), proc.stderr
-    assert proc.stdout == ""
-    return lines
-
-
-def assert_no_artifact(workdir: Path) -> None:
-    if not workdir.exists():
-        return
-    assert not (workdir / "artifacts").exists()
-    manifest = workdir / "manifest.json"
-    if manifest.exists():
-        records = json.loads(manifest.read_text()).get("artifacts", {})
-        assert all(r.get("status") != "complete" for r in records.values())
-
-
-def run_segment(tmp_path: Path, data: Path | str, *extra, env_extra=None):
-    workdir = tmp_path / "run"
-    proc = segtool("segment", "--preset", "tiny", "--data", str(data), "--workdir", str(workdir), *extra,
-                   cwd=tmp_path, env_extra=env_extra)
-    return proc, workdir
-
+from cli_helpers import TIMEOUT, assert_no_artifact, assert_user_error, run_segment, segtool
 
 # --------------------------------------------------------------------------------------------
 # bad data: exit 1, the message names file, line and field

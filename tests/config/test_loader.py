@@ -319,12 +319,13 @@ def test_identity_view_only_requested_sections():
         ("segment.strategy=words", "segment.strategy = 'words' is not known"),
         ("model.dtype=int8", "model.dtype = 'int8' is not supported"),
         ("tokenize.max_len=385", "tokenize.max_len (385) must exceed max_prompt_len (384) by >= 2"),
-        ("tokenize.max_prompt_len=0", "tokenize.max_len (512) must exceed max_prompt_len (0) by >= 2"),
+        ("tokenize.max_prompt_len=0",
+         "--set tokenize.max_prompt_len=0: tokenize.max_prompt_len = 0 is out of range: it must be >= 1"),
         ("tokenize.template=chatml", "tokenize.template = 'chatml' is not known"),
         ("data.format=csv", "data.format = 'csv' is not known"),
-        ("data.max_rows=-1", "data.max_rows must be >= 0"),
-        ("segment.n=0", "segment.n = 0 must be >= 1"),
-        ("segment.chunk_size=0", "segment.chunk_size, batch_tokens and shard_rows must be >= 1"),
+        ("data.max_rows=-1", "--set data.max_rows=-1: data.max_rows = -1 is out of range: it must be >= 0"),
+        ("segment.n=0", "--set segment.n=0: segment.n = 0 is out of range: it must be >= 1"),
+        ("segment.chunk_size=0", "--set segment.chunk_size=0: segment.chunk_size = 0 is out of range: it must be >= 1"),
     ],
 )
 def test_schema_validation(override, message):

@@ -132,22 +132,32 @@ def test_not_gzip_although_named_gz(tmp_path):
     path.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
     with pytest.raises(InputError) as exc:
         list(read_records(str(path)))
-    assert exc.value.message.startswith(f"cannot read {path}")
+    assert exc.value.message.startswith(f"{path}: not gzip data")
 
 
 def test_truncated_gzip(tmp_path):
     full = gzip.compress(b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n' * 200)
     path = tmp_path / "cut.jsonl.gz"
     path.write_bytes(full[: len(full) // 2])
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError) as exc:
         list(read_records(str(path)))
+    assert exc.value.message.startswith(f"{path}: the gzip data is cut off or damaged (")
+    assert "copy or download it again" in exc.value.hint
 
 
-def test_invalid_utf8(tmp_path):
+def test_invalid_utf8_line_is_a_record_error_that_can_be_skipped(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes('{"prompt": "caf\u00e9", "chosen": "b", "rejected": "c"}\n'.encode("latin-1"))
-    with pytest.raises(InputError, match="cannot read"):
-        list(read_records(str(path)))
+    good = b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n'
+    path.write_bytes(good + '{"prompt": "caf\u00e9", "chosen": "b", "rejected": "c"}\n'.encode("latin-1") + good)
+    records = list(read_records(str(path)))
+    assert [(r.row_id, r.data is None) for r in records] == [(0, False), (1, True), (2, False)]
+    assert records[1].error.message == f"{path} line 2: invalid UTF-8 (byte 0xe9 at column 16)"
+    assert "--skip-invalid" in records[1].error.hint
+    with pytest.raises(InputError, match="line 2: invalid UTF-8"):
+        read_pairs(str(path))
+    report = read_pairs(str(path), skip_invalid=True)
+    assert [p.row_id for p in report.pairs] == [0, 2]
+    assert [e.message for e in report.invalid] == [records[1].error.message]
 
 
 def test_damaged_parquet(tmp_path):

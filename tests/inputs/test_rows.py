@@ -152,6 +152,30 @@ def test_hh_rejected_without_assistant_turn():
     assert err.message == f"{WHERE}: field 'rejected' has no '\\n\\nAssistant:' turn"
 
 
+@pytest.mark.parametrize("chosen", ["\n\nHuman: Hi\n\nHuman: Hello?", "Human: Hi", "\n\nHuman: Hi Assistant: Hello!"])
+def test_hh_transcript_without_assistant_turn_says_so(chosen):
+    err = row_error({"chosen": chosen, "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."})
+    assert err.field == "chosen"
+    assert err.message == f"{WHERE}: field 'chosen' has no '\\n\\nAssistant:' turn"
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"prompt": "a", "chosen": "b\ud800", "rejected": "c"}, "chosen"),
+        ({"prompt": "a", "chosen": "b", "rejected": "\udfffc"}, "rejected"),
+        ({"prompt": "a\udc00", "chosen": "b", "rejected": "c"}, "prompt"),
+        ({"prompt": [user("x"), assistant("y"), user("a\ud800")], "chosen": "b", "rejected": "c"}, "prompt[2]"),
+        ({"chosen": [user("a\ud800"), assistant("b")], "rejected": [user("a\ud800"), assistant("c")]}, "chosen[0]"),
+        ({"chosen": "\n\nHuman: a\ud800\n\nAssistant: b", "rejected": "\n\nHuman: a\ud800\n\nAssistant: c"}, "chosen"),
+    ],
+)
+def test_lone_surrogate_is_a_row_error(data, field):
+    err = row_error(data)
+    assert err.field == field
+    assert f"field '{field}' contains a lone UTF-16 surrogate (\\u" in err.message
+
+
 def test_hh_prompt_must_end_with_human_turn():
     data = {
         "chosen": "\n\nHuman: a\n\nAssistant: b\n\nAssistant: c",
@@ -310,7 +334,8 @@ def test_read_pairs_no_valid_rows(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "b"}, "[]"])
     with pytest.raises(InputError) as exc:
         read_pairs(str(path), skip_invalid=True)
-    assert exc.value.message == f"{path}: no valid preference rows"
+    assert exc.value.message == (f"{path}: no valid preference rows (2 invalid rows skipped, the first: "
+                                 f"{path} line 1: field 'rejected' is identical to 'chosen')")
 
 
 def test_read_pairs_empty_file(tmp_path, write_jsonl):

@@ -60,3 +60,24 @@ def test_folder_without_config_and_non_gguf_file(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(ConfigError, match="not a .gguf"):
         resolve_model_source(ModelConfig(path=str(tmp_path / "weights.bin")))
+
+
+@pytest.mark.parametrize("keep", [1000, 2_000_000], ids=["header-cut", "tensors-cut"])
+def test_truncated_safetensors_is_named(tmp_path, keep):
+    import shutil
+
+    from segtool.errors import InputError
+    from segtool.models.reward import METADATA, load_reward_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(TINY, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:keep])
+    (folder / METADATA).write_text("{}")
+    source = resolve_model_source(ModelConfig(path=str(folder)))
+    loaders = [lambda: load_causal_lm(source, ModelConfig(path=str(folder)), "cpu"), lambda: load_reward_model(folder)]
+    for load in loaders:  # pi_SFT (model.path) and a reward model folder (--rm)
+        with pytest.raises(InputError) as exc:
+            load()
+        assert exc.value.message.startswith(f"{weights} is truncated or damaged (")
+        assert "copy or download" in exc.value.hint
