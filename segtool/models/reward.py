@@ -89,8 +89,7 @@ def save_reward_model(rm: SegmentRewardModel, tokenizer, folder: Path, metadata:
         tokenizer.save_pretrained(folder)
         if rm.scorer is not None:
             save_file({"weight": rm.scorer.weight.detach().contiguous().cpu()}, str(folder / SCORER))
-        (folder / METADATA).write_text(json.dumps(metadata, indent=2) + "
-")
+        (folder / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
         (folder / rm_card.CARD).write_text(rm_card.model_card(metadata))
 
 
