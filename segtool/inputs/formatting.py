@@ -44,13 +44,33 @@ class Encoder:
             ids = self.tokenizer(text, add_special_tokens=True).input_ids
         return ids[-self.max_prompt_len :]
 
+    @property
+    def response_prefix(self) -> str:
+        return "" if self.use_chat_template else " "  # the plain transcript puts one space after "Assistant:"
+
     def encode_response(self, text: str, prompt_len: int) -> list[int]:
-        if not self.use_chat_template:
-            text = " " + text  # the plain transcript puts one space after "Assistant:"
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids + [self.eos_id]
+        ids = self.tokenizer(self.response_prefix + text, add_special_tokens=False).input_ids + [self.eos_id]
         ids = ids[: self.max_len - prompt_len]
         ids[-1] = self.eos_id
         return ids
+
+    def response_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character range in ``text`` of each response token ``encode_response`` makes (EOS and the
+        max_len cut aside); needs a fast tokenizer (its offset mapping)."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ConfigError(f"{type(self.tokenizer).__name__} is not a fast tokenizer: it has no character offsets",
+                              "use a model folder with a tokenizer.json (a fast tokenizer)")
+        shift = len(self.response_prefix)
+        enc = self.tokenizer(self.response_prefix + text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(max(a - shift, 0), max(b - shift, 0)) for a, b in enc.offset_mapping]
+
+    def token_span(self, text: str, span: tuple[int, int]) -> tuple[int, int]:
+        """Half-open range of response token indices whose characters overlap ``span`` of ``text``."""
+        start, end = span
+        hits = [i for i, (a, b) in enumerate(self.response_offsets(text)) if a < end and b > start]
+        if not hits:
+            raise ValueError(f"no token of the response overlaps characters [{start}, {end})")
+        return hits[0], hits[-1] + 1
 
     def encode(self, messages, response: str) -> tuple[list[int], list[int]]:
         """(prompt ids, response ids ending in EOS) for one prompt and response."""
