@@ -43,8 +43,9 @@ def sft_prompts(prompts: str = "", skip_invalid: bool = False) -> list[tuple[dic
 
 
 def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...]], count: int, max_new_tokens: int,
-               seed: int, quiet: bool = True) -> list[Sample]:
-    """``count`` samples, sample k answering prompt k mod len(prompts)."""
+               seed: int, quiet: bool = True, temperature: float | None = None) -> list[Sample]:
+    """``count`` samples, sample k answering prompt k mod len(prompts); ``temperature`` overrides
+    ppo.temperature (0 = greedy)."""
     from segtool.models.generation import generate
     from segtool.models.loading import load_causal_lm, pick_device
 
@@ -59,7 +60,8 @@ def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...
     tok = encoder.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else encoder.eos_id
     with progress(quiet, count, "pi_SFT samples", unit="samples") as advance:
-        out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget, temperature=cfg.ppo.temperature,
+        out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
+                       temperature=cfg.ppo.temperature if temperature is None else temperature,
                        top_p=cfg.ppo.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
                        force_eos=False, advance=advance)
     samples = []
