@@ -61,11 +61,11 @@ def _print_summary(console, result) -> None:
     s = result.summary
     table = Table(title=f"defect pairs from {s['source']} ({s['source_rows']} responses)", title_justify="left")
     table.add_column("family")
-    for col in (*s["positions"], "total", "rows skipped", "beyond max_len"):
+    for col in (*s["positions"], "total", "rows skipped", "unseen"):
         table.add_column(col, justify="right")
     for family, cells in s["table"].items():
         table.add_row(family, *(str(cells[p]) for p in s["positions"]), str(sum(cells.values())),
-                      str(s["not_admitted"][family]), str(s["beyond_max_len"][family]))
+                      str(s["not_admitted"][family]), str(s["unseen"][family]))
     console.print(table)
     if "sft" in s:
         sft = s["sft"]

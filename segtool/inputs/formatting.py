@@ -56,21 +56,19 @@ class Encoder:
 
     def response_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character range in ``text`` of each response token ``encode_response`` makes (EOS and the
-        max_len cut aside); needs a fast tokenizer (its offset mapping)."""
-        if not getattr(self.tokenizer, "is_fast", False):
-            raise ConfigError(f"{type(self.tokenizer).__name__} is not a fast tokenizer: it has no character offsets",
-                              "use a model folder with a tokenizer.json (a fast tokenizer)")
-        shift = len(self.response_prefix)
-        enc = self.tokenizer(self.response_prefix + text, add_special_tokens=False, return_offsets_mapping=True)
-        return [(max(a - shift, 0), max(b - shift, 0)) for a, b in enc.offset_mapping]
+        max_len cut aside); a token of the plain transcript's leading space is the range (0, 0)."""
+        from segtool.inputs.offsets import token_offsets
 
-    def token_span(self, text: str, span: tuple[int, int]) -> tuple[int, int]:
-        """Half-open range of response token indices whose characters overlap ``span`` of ``text``."""
+        shift = len(self.response_prefix)
+        _, offsets = token_offsets(self.tokenizer, self.response_prefix + text)
+        return [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets]
+
+    def token_span(self, text: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        """Half-open range of response token indices whose characters overlap ``span`` of ``text``
+        (None when no token does: the tokenizer drops every character of it)."""
         start, end = span
         hits = [i for i, (a, b) in enumerate(self.response_offsets(text)) if a < end and b > start]
-        if not hits:
-            raise ValueError(f"no token of the response overlaps characters [{start}, {end})")
-        return hits[0], hits[-1] + 1
+        return (hits[0], hits[-1] + 1) if hits else None
 
     def encode(self, messages, response: str) -> tuple[list[int], list[int]]:
         """(prompt ids, response ids ending in EOS) for one prompt and response."""

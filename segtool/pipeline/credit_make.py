@@ -5,7 +5,8 @@ Pairs are dealt round-robin over the families, and within a family over the posi
 (family, position) cell gets the same share of ``--pairs``. Each family walks the source rows in
 its own seeded order and uses a row at most once; a row that does not admit the family at the
 position asked for (no number for ``arithmetic``, ...) is skipped and counted, and so is a pair whose
-defect lies beyond ``tokenize.max_len`` (the reward model would never see it). Every pair records
+defect the reward model would never see ("unseen": past ``tokenize.max_len``, or made only of
+characters the tokenizer drops). Every pair records
 the character span of its defect and the response tokens (the run's tokenizer, through the Encoder
 every stage uses) that overlap it.
 
@@ -106,7 +107,7 @@ def make_pairs(rows: list[sources.Clean], opts: MakeOptions, encoder, toxic: lis
         orders[family] = order
     cursors: Counter = Counter()
     used = {family: set() for family in families}
-    refused, too_long = Counter(), Counter()
+    refused, unseen = Counter(), Counter()
     records, cells, asked = [], Counter(), Counter()
     prompt_lens = {}
     for job in range(opts.pairs):
@@ -129,8 +130,8 @@ def make_pairs(rows: list[sources.Clean], opts: MakeOptions, encoder, toxic: lis
             if i not in prompt_lens:
                 prompt_lens[i] = len(encoder.encode_prompt(row.prompt))
             tokens = encoder.token_span(defect.text, defect.span)
-            if tokens[1] > encoder.max_len - prompt_lens[i] - 1:  # cut away with the response's tail
-                too_long[family] += 1
+            if tokens is None or tokens[1] > encoder.max_len - prompt_lens[i] - 1:  # dropped, or cut with the tail
+                unseen[family] += 1
                 continue
             used[family].add(i)
             cells[family, position] += 1
@@ -143,7 +144,7 @@ def make_pairs(rows: list[sources.Clean], opts: MakeOptions, encoder, toxic: lis
     short = {f"{f}/{p}": asked[f, p] - cells[f, p] for f in families for p in opts.positions if cells[f, p] < asked[f, p]}
     summary = {"pairs": len(records), "requested": opts.pairs, "families": families,
                "positions": list(opts.positions), "table": table, "short": short,
-               "not_admitted": {f: refused[f] for f in families}, "beyond_max_len": {f: too_long[f] for f in families}}
+               "not_admitted": {f: refused[f] for f in families}, "unseen": {f: unseen[f] for f in families}}
     return Made(records, summary)
 
 

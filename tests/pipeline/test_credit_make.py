@@ -94,7 +94,7 @@ def test_defects_beyond_max_len_are_skipped_and_counted(tmp_path, tiny_tokenizer
     short = Encoder.create(tiny_tokenizer, 40, 20)  # prompts of 13-20 tokens leave 20-27 for the response
     opts = credit_make.MakeOptions(source="src", families=("truncation",), positions=("end",), pairs=5)
     made = credit_make.make_pairs(rows, opts, short, [])
-    assert made.summary["beyond_max_len"]["truncation"] >= 4  # the stories end well past 27 tokens
+    assert made.summary["unseen"]["truncation"] >= 4  # the stories end well past 27 tokens
     assert made.summary["short"] == {"truncation/end": 5 - len(made.records)}
     for rec in made.records:
         prompt = short.encode_prompt(({"role": "user", "content": rec["prompt"]},))
