@@ -21,6 +21,7 @@ from pathlib import Path
 from segtool.credit.arithmetic import strip_annotations
 from segtool.credit.sentences import is_finished, split_sentences
 from segtool.errors import InputError
+from segtool.eval.benchmarks import questions
 from segtool.inputs.readers import read_records
 from segtool.inputs.rows import RowError, _messages, parse_pair
 
@@ -62,8 +63,7 @@ def source_file(source: str) -> Path:
 def read_source(source: str, *, skip_invalid: bool = False) -> SourceRows:
     """The clean responses of a built-in source or a file, in file order."""
     if source in ("alpaca", "gsm8k"):
-        from segtool.eval.benchmarks import questions  # the shipped benchmark files, read as `eval` reads them
-
+        # the shipped benchmark files, read as `segtool eval` reads them
         rows = [Clean(({"role": "user", "content": q.turns[0]},),
                       q.meta["baseline"] if source == "alpaca" else strip_annotations(q.meta["solution"]),
                       SOURCE_NAMES[source], q.index) for q in questions(source)]

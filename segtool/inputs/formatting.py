@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from segtool.errors import ConfigError
+from segtool.inputs.offsets import token_offsets
 
 PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
 
@@ -57,8 +58,6 @@ class Encoder:
     def response_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character range in ``text`` of each response token ``encode_response`` makes (EOS and the
         max_len cut aside); a token of the plain transcript's leading space is the range (0, 0)."""
-        from segtool.inputs.offsets import token_offsets
-
         shift = len(self.response_prefix)
         _, offsets = token_offsets(self.tokenizer, self.response_prefix + text)
         return [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets]

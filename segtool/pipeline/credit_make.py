@@ -16,14 +16,21 @@ artifact ``pairs.parquet`` with a manifest record. Both are preference files eve
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from segtool.artifacts.files import stable_hash
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segtool.artifacts.files import atomic_path, stable_hash
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.artifacts.tables import credit_pairs_schema
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.credit import sources
@@ -31,7 +38,10 @@ from segtool.credit.defects import FAMILIES, inject
 from segtool.credit.gold import GoldScorer
 from segtool.credit.sentences import POSITIONS
 from segtool.errors import ConfigError
+from segtool.inputs.formatting import Encoder
+from segtool.models.loading import load_tokenizer, resolve_model_source
 from segtool.pipeline.common import STDERR, already_complete
+from segtool.pipeline.credit_samples import sample_sft, sft_prompt_path, sft_prompts
 
 STAGE = "credit-make"
 SCHEMA_VERSION = 1
@@ -167,8 +177,6 @@ def admitted_families(rows, opts: MakeOptions, pool, toxic) -> list[str]:
 def sft_rows(cfg: Config, opts: MakeOptions, model_source, encoder, quiet: bool) -> tuple[list[sources.Clean], dict]:
     """Samples of pi_SFT that ended with EOS and that the gold scorer finds clean (no repeated
     sentence, no unfinished ending): those can take one defect each."""
-    from segtool.pipeline.credit_samples import sample_sft, sft_prompts
-
     count = opts.samples or opts.pairs
     prompts = sft_prompts(opts.prompts, cfg.data.skip_invalid)
     samples = sample_sft(cfg, model_source, encoder, prompts, count, opts.max_new_tokens, opts.seed, quiet)
@@ -191,14 +199,10 @@ def sft_rows(cfg: Config, opts: MakeOptions, model_source, encoder, quiet: bool)
 
 # -- identity and writing -------------------------------------------------------------------------
 def identity(cfg: Config, opts: MakeOptions, model_source) -> dict:
-    from segtool.artifacts.fingerprint import fingerprint_path
-
     ident = {"families": list(opts.families), "positions": list(opts.positions), "pairs": opts.pairs, "seed": opts.seed,
              "tokenizer": model_source.fingerprint(), **identity_view(cfg, ("tokenize",)),
              "toxic": fingerprint_path(sources.TOXIC_SENTENCES)}
     if opts.source == "sft":
-        from segtool.pipeline.credit_samples import sft_prompt_path
-
         ident["source"] = {"kind": "sft", "prompts": fingerprint_path(sft_prompt_path(opts.prompts)), "samples": opts.samples or opts.pairs,
                            "max_new_tokens": opts.max_new_tokens, "temperature": cfg.ppo.temperature,
                            "top_p": cfg.ppo.top_p, "model": {**identity_view(cfg, ("model",))["model"],
@@ -211,18 +215,8 @@ def identity(cfg: Config, opts: MakeOptions, model_source) -> dict:
 
 def write_pairs(path: Path, records: list[dict]) -> None:
     """A preference file (.jsonl, .jsonl.gz or .parquet), written atomically."""
-    import gzip
-    import json
-
-    from segtool.artifacts.files import atomic_path
-
     with atomic_path(path) as tmp:
         if str(path).endswith(".parquet"):
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            from segtool.artifacts.tables import credit_pairs_schema
-
             chat = any(not isinstance(r["prompt"], str) for r in records)
             rows = [{**r, "prompt": [{"role": "user", "content": r["prompt"]}] if chat and isinstance(r["prompt"], str)
                      else r["prompt"]} for r in records]
@@ -234,9 +228,6 @@ def write_pairs(path: Path, records: list[dict]) -> None:
 
 
 def run(cfg: Config, opts: MakeOptions, *, force: bool = False, quiet: bool = False) -> MakeResult:
-    from segtool.inputs.formatting import Encoder
-    from segtool.models.loading import load_tokenizer, resolve_model_source
-
     started = time.perf_counter()
     opts.check()
     model_source = resolve_model_source(cfg.model)

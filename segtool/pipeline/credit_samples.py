@@ -13,6 +13,9 @@ from pathlib import Path
 from segtool.config.schema import Config
 from segtool.credit import sources
 from segtool.errors import ConfigError, InputError
+from segtool.inputs.prompts import read_prompts
+from segtool.models.generation import generate
+from segtool.models.loading import load_causal_lm, pick_device
 from segtool.pipeline.common import progress
 
 
@@ -33,8 +36,6 @@ def sft_prompt_path(prompts: str) -> Path:
 def sft_prompts(prompts: str = "", skip_invalid: bool = False) -> list[tuple[dict, ...]]:
     """The prompts pi_SFT answers: a .txt list (one per line; default data/credit/story_prompts.txt)
     or any prompt file segtool reads."""
-    from segtool.inputs.prompts import read_prompts
-
     path = sft_prompt_path(prompts)
     if path.suffix == ".txt":
         return [({"role": "user", "content": line},) for line in sources.read_lines(path, "story prompts")]
@@ -46,9 +47,6 @@ def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...
                seed: int, quiet: bool = True, temperature: float | None = None) -> list[Sample]:
     """``count`` samples, sample k answering prompt k mod len(prompts); ``temperature`` overrides
     ppo.temperature (0 = greedy)."""
-    from segtool.models.generation import generate
-    from segtool.models.loading import load_causal_lm, pick_device
-
     asked = [prompts[k % len(prompts)] for k in range(count)]
     ids = [encoder.encode_prompt(p) for p in asked]
     model = load_causal_lm(model_source, cfg.model, pick_device(cfg.model.device))

@@ -165,6 +165,8 @@ def test_cli_errors_name_the_problem_and_leave_nothing(tmp_path):
     assert json.loads(skipped.stdout)["invalid_skipped"] == 1
     missing = segtool(*base, "--source", str(tmp_path / "nope.jsonl"), cwd=tmp_path)
     assert missing.returncode == 1 and "no such file" in missing.stderr and "hint: " in missing.stderr
+    data = segtool(*base, "--data", str(src), cwd=tmp_path)  # --data would be silently ignored: refused
+    assert data.returncode == 2 and "reads --source, not --data" in data.stderr
 
 
 @pytest.mark.slow
