@@ -45,12 +45,13 @@ class Encoder:
             ids = self.tokenizer(text, add_special_tokens=True).input_ids
         return ids[-self.max_prompt_len :]
 
-    @property
-    def response_prefix(self) -> str:
-        return "" if self.use_chat_template else " "  # the plain transcript puts one space after "Assistant:"
+    def response_text(self, text: str) -> str:
+        """The text a response's ids are tokenized from: ``text`` ends it (character offsets shift by
+        len(response_text(text)) - len(text))."""
+        return text if self.use_chat_template else " " + text  # the plain transcript puts one space after "Assistant:"
 
     def encode_response(self, text: str, prompt_len: int) -> list[int]:
-        ids = self.tokenizer(self.response_prefix + text, add_special_tokens=False).input_ids + [self.eos_id]
+        ids = self.tokenizer(self.response_text(text), add_special_tokens=False).input_ids + [self.eos_id]
         ids = ids[: self.max_len - prompt_len]
         ids[-1] = self.eos_id
         return ids
@@ -58,8 +59,9 @@ class Encoder:
     def response_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character range in ``text`` of each response token ``encode_response`` makes (EOS and the
         max_len cut aside); a token of the plain transcript's leading space is the range (0, 0)."""
-        shift = len(self.response_prefix)
-        _, offsets = token_offsets(self.tokenizer, self.response_prefix + text)
+        fed = self.response_text(text)
+        shift = len(fed) - len(text)
+        _, offsets = token_offsets(self.tokenizer, fed)
         return [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets]
 
     def token_span(self, text: str, span: tuple[int, int]) -> tuple[int, int] | None:
