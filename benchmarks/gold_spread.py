@@ -2,8 +2,9 @@
 
 For each (temperature, max_new_tokens) setting: ``--samples`` samples of the preset's model from
 the shipped story prompts (data/credit/story_prompts.txt, seeded), decoded as `credit make --source
-sft` decodes them (temperature 0 = greedy; top-p is ppo.top_p), then per gold family the mean, standard deviation and share of samples with a
-count > 0, and the same for the gold reward -(weighted count).
+sft` decodes them (temperature 0 = greedy; top-p is ppo.top_p), then per gold family the mean,
+standard deviation and share of samples with a count > 0, and the same for the gold reward
+-(weighted count).
 
     OMP_NUM_THREADS=1 python benchmarks/gold_spread.py --samples 64 --temperatures 1.0 0 --max-new-tokens 48 128 256
 """
@@ -35,11 +36,13 @@ def main() -> None:
                              cfg.tokenize.template)
     scorer = GoldScorer(toxic=sources.read_lines(sources.TOXIC_SENTENCES, "toxic sentences"))
     prompts = sft_prompts()
-    print(f"{args.samples} samples per setting from {len(prompts)} story prompts, model {cfg.model.path}, seed {args.seed}")
+    print(f"{args.samples} samples per setting from {len(prompts)} story prompts, model {cfg.model.path}, "
+          f"seed {args.seed}")
     print(f"{'temperature':>11} {'max_new':>7} {'no EOS':>6}  {'family':<11} {'mean':>7} {'std':>7} {'frac>0':>7}")
     for temperature in args.temperatures:
         for max_new in args.max_new_tokens:
-            samples = sample_sft(cfg, source, encoder, prompts, args.samples, max_new, args.seed, temperature=temperature)
+            samples = sample_sft(cfg, source, encoder, prompts, args.samples, max_new, args.seed,
+                                 temperature=temperature)
             stats = spread(scorer, [s.text for s in samples])
             unended = sum(not s.ended for s in samples)
             for name in (*GOLD_FAMILIES, "reward"):

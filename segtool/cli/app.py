@@ -30,7 +30,8 @@ eval_app = typer.Typer(help="Evaluate: benchmarks (AlpacaEval 2.0, Arena-Hard, M
 app.add_typer(eval_app, name="eval")
 show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
-credit_app = typer.Typer(help="The credit-assignment benchmark: preference pairs with one injected defect at a known place.", no_args_is_help=True)
+credit_app = typer.Typer(help="The credit-assignment benchmark: preference pairs with one injected defect at a "
+                         "known place.", no_args_is_help=True)
 app.add_typer(credit_app, name="credit")
 
 

@@ -14,7 +14,8 @@ NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
 _OPERAND = rf"\(?\$?{NUM}%?\)?"
 _OP = r"\s*[-+*/x\u00d7\u00f7]\s*"
 # The first operand may not continue a number, an expression or an annotation.
-PLAIN_STEP = re.compile(rf"(?<![\w.,<>=+\-*/\u00d7\u00f7])(?P<lhs>{_OPERAND}(?:{_OP}{_OPERAND})+)\s*=\s*\$?(?P<result>{NUM})(?![\d])")
+PLAIN_STEP = re.compile(rf"(?<![\w.,<>=+\-*/\u00d7\u00f7])(?P<lhs>{_OPERAND}(?:{_OP}{_OPERAND})+)"
+                        rf"\s*=\s*\$?(?P<result>{NUM})(?![\d])")
 ANNOTATED_STEP = re.compile(rf"<<(?P<lhs>[^<>=]+)=(?P<result>{NUM})>>(?P<shown>{NUM})?")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 

@@ -18,8 +18,8 @@ modified: the rejected response is a new string.
 * ``toxic``: an insulting sentence from the shipped list is inserted between sentences.
 * ``negation``: ``not`` is inserted after an auxiliary verb (``was`` -> ``was not``). Span: ``not``.
 * ``truncation``: the response stops inside a sentence with letters, after at least half of its
-  words and before its last one (never after sentence-final punctuation); what followed is gone. Span: from the start of the cut sentence
-  to the end of the rejected text.
+  words and before its last one (never after sentence-final punctuation); what followed is gone.
+  Span: from the start of the cut sentence to the end of the rejected text.
 
 Inserted sentences (duplicate, offtopic, toxic) get the whitespace that separates the neighbouring
 sentences; the span covers the sentence, not that whitespace.
@@ -108,7 +108,8 @@ def _swap_candidates(text: str, sentences: list[Sentence]) -> list[tuple[int, in
         occurrences.append((m.start(), m.end(), m.group(), ("number", number(m.group()))))
     names = {m.group() for m in NAME.finditer(text)
              if _mid_sentence(text, sentences[_sentence_at(sentences, m.start())], m.start())}
-    occurrences += [(m.start(), m.end(), m.group(), ("name", m.group())) for m in NAME.finditer(text) if m.group() in names]
+    occurrences += [(m.start(), m.end(), m.group(), ("name", m.group()))
+                    for m in NAME.finditer(text) if m.group() in names]
     out = []
     for start, end, word, key in occurrences:
         alternatives = sorted({w for _, _, w, k in occurrences if k[0] == key[0] and k != key})

@@ -91,7 +91,8 @@ def _clean(data: dict, row_id: int, where: str, name: str) -> Clean:
             raise RowError(where, "prompt", "is missing", "rows with a 'response' need the 'prompt' it answers")
         prompt = _messages(data["prompt"], where, "prompt")
         if prompt[-1]["role"] != "user":
-            raise RowError(where, "prompt", "does not end with a user message", "the prompt must end with the turn being answered")
+            raise RowError(where, "prompt", "does not end with a user message",
+                           "the prompt must end with the turn being answered")
         response = data["response"]
         if not isinstance(response, str) or not response.strip():
             raise RowError(where, "response", "is not a non-empty string", "give the response text")
@@ -105,7 +106,8 @@ def read_lines(path: Path, what: str) -> list[str]:
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read {what} {path}: {err}", "restore the file from git, or pass another one") from None
+        raise InputError(f"cannot read {what} {path}: {err}",
+                         "restore the file from git, or pass another one") from None
     lines = [line for line in lines if line and not line.startswith("#")]
     if not lines:
         raise InputError(f"{path}: no {what} in it", "write one per line")

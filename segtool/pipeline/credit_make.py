@@ -6,9 +6,8 @@ Pairs are dealt round-robin over the families, and within a family over the posi
 its own seeded order and uses a row at most once; a row that does not admit the family at the
 position asked for (no number for ``arithmetic``, ...) is skipped and counted, and so is a pair whose
 defect the reward model would never see ("unseen": past ``tokenize.max_len``, or made only of
-characters the tokenizer drops). Every pair records
-the character span of its defect and the response tokens (the run's tokenizer, through the Encoder
-every stage uses) that overlap it.
+characters the tokenizer drops). Every pair records the character span of its defect and the
+response tokens (the run's tokenizer, through the Encoder every stage uses) that overlap it.
 
 Output: ``--out FILE`` (.jsonl, .jsonl.gz, .parquet), or the run directory's ``credit-make``
 artifact ``pairs.parquet`` with a manifest record. Both are preference files every stage reads.
@@ -64,7 +63,8 @@ class MakeOptions:
     def check(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
-            raise ConfigError(f"--families: unknown family {unknown[0]!r}", f"use a comma list of: {', '.join(FAMILIES)}")
+            raise ConfigError(f"--families: unknown family {unknown[0]!r}",
+                              f"use a comma list of: {', '.join(FAMILIES)}")
         bad = [p for p in self.positions if p not in POSITIONS]
         if bad or not self.positions:
             raise ConfigError(f"--positions: {bad[0]!r} is not a position" if bad else "--positions is empty",
@@ -72,9 +72,11 @@ class MakeOptions:
         if self.pairs < 1:
             raise ConfigError("--pairs must be at least 1", "e.g. --pairs 210 (7 families x 3 positions x 10)")
         if self.out is not None and not str(self.out).endswith(OUT_SUFFIXES):
-            raise ConfigError(f"--out {self.out}: unsupported file type", f"end the name with {', '.join(OUT_SUFFIXES)}")
+            raise ConfigError(f"--out {self.out}: unsupported file type",
+                              f"end the name with {', '.join(OUT_SUFFIXES)}")
         if self.source == "sft" and (self.samples < 0 or self.max_new_tokens < 1):
-            raise ConfigError("--samples must be >= 0 and --max-new-tokens >= 1", "e.g. --samples 256 --max-new-tokens 256")
+            raise ConfigError("--samples must be >= 0 and --max-new-tokens >= 1",
+                              "e.g. --samples 256 --max-new-tokens 256")
 
 
 @dataclass
@@ -151,7 +153,8 @@ def make_pairs(rows: list[sources.Clean], opts: MakeOptions, encoder, toxic: lis
                             "seed": seed})
             break
     table = {f: {p: cells[f, p] for p in opts.positions} for f in families}
-    short = {f"{f}/{p}": asked[f, p] - cells[f, p] for f in families for p in opts.positions if cells[f, p] < asked[f, p]}
+    short = {f"{f}/{p}": asked[f, p] - cells[f, p]
+             for f in families for p in opts.positions if cells[f, p] < asked[f, p]}
     summary = {"pairs": len(records), "requested": opts.pairs, "families": families,
                "positions": list(opts.positions), "table": table, "short": short,
                "not_admitted": {f: refused[f] for f in families}, "unseen": {f: unseen[f] for f in families}}
@@ -199,17 +202,19 @@ def sft_rows(cfg: Config, opts: MakeOptions, model_source, encoder, quiet: bool)
 
 # -- identity and writing -------------------------------------------------------------------------
 def identity(cfg: Config, opts: MakeOptions, model_source) -> dict:
-    ident = {"families": list(opts.families), "positions": list(opts.positions), "pairs": opts.pairs, "seed": opts.seed,
-             "tokenizer": model_source.fingerprint(), **identity_view(cfg, ("tokenize",)),
+    """What decides the pairs: options, sources and tokenizer by content (never by path)."""
+    ident = {"families": list(opts.families), "positions": list(opts.positions), "pairs": opts.pairs,
+             "seed": opts.seed, "tokenizer": model_source.fingerprint(), **identity_view(cfg, ("tokenize",)),
              "toxic": fingerprint_path(sources.TOXIC_SENTENCES)}
     if opts.source == "sft":
-        ident["source"] = {"kind": "sft", "prompts": fingerprint_path(sft_prompt_path(opts.prompts)), "samples": opts.samples or opts.pairs,
-                           "max_new_tokens": opts.max_new_tokens, "temperature": cfg.ppo.temperature,
-                           "top_p": cfg.ppo.top_p, "model": {**identity_view(cfg, ("model",))["model"],
-                                                             "path": model_source.fingerprint()}}
+        model = {**identity_view(cfg, ("model",))["model"], "path": model_source.fingerprint()}
+        ident["source"] = {"kind": "sft", "prompts": fingerprint_path(sft_prompt_path(opts.prompts)),
+                           "samples": opts.samples or opts.pairs, "max_new_tokens": opts.max_new_tokens,
+                           "temperature": cfg.ppo.temperature, "top_p": cfg.ppo.top_p, "model": model}
     else:
-        ident["source"] = {"kind": "file", "sha256": fingerprint_path(sources.source_file(opts.source)),
-                           "skip_invalid": cfg.data.skip_invalid}
+        path = sources.source_file(opts.source)
+        ident["source"] = {"kind": "file", "name": sources.SOURCE_NAMES.get(opts.source, path.name),
+                           "sha256": fingerprint_path(path), "skip_invalid": cfg.data.skip_invalid}
     return ident
 
 
@@ -238,7 +243,8 @@ def run(cfg: Config, opts: MakeOptions, *, force: bool = False, quiet: bool = Fa
         art_id = artifact_id(STAGE, ident, [], SCHEMA_VERSION)
         done = already_complete(rundir, STAGE, art_id, config_to_dict(cfg), force)
         if done:
-            return MakeResult(done.record["metrics"], str(rundir.path_of(done.record, PAIRS_FILE)), art_id, "up-to-date")
+            path = rundir.path_of(done.record, PAIRS_FILE)
+            return MakeResult(done.record["metrics"], str(path), art_id, "up-to-date")
 
     # Everything is read, generated and checked before anything is written: bad input leaves no file.
     tokenizer = load_tokenizer(model_source, cfg.model)
@@ -254,8 +260,9 @@ def run(cfg: Config, opts: MakeOptions, *, force: bool = False, quiet: bool = Fa
             STDERR.print(f"[yellow]skipped[/] {err.message}", highlight=False)
     made = make_pairs(rows, opts, encoder, toxic)
     if not made.records:
-        raise ConfigError(f"--source {opts.source}: no response admits the families {', '.join(made.summary['families'])} "
-                          f"at {', '.join(opts.positions)}", "choose other --families / --positions, or another source")
+        raise ConfigError(f"--source {opts.source}: no response admits the families "
+                          f"{', '.join(made.summary['families'])} at {', '.join(opts.positions)}",
+                          "choose other --families / --positions, or another source")
     summary = {"source": opts.source, "source_rows": len(rows), "invalid_skipped": len(invalid), **made.summary}
     if sft_stats is not None:
         summary["sft"] = sft_stats

@@ -34,7 +34,8 @@ STORIES = [
 
 
 def write_source(path: Path) -> Path:
-    rows = [{"prompt": f"Tell story {i}.", "response": s, "note": "extra fields are fine"} for i, s in enumerate(STORIES)]
+    rows = [{"prompt": f"Tell story {i}.", "response": s, "note": "extra fields are fine"}
+            for i, s in enumerate(STORIES)]
     rows.append({"chosen": "\n\nHuman: Say hi.\n\nAssistant: Hi there! I am glad to see you. How can I help you today?",
                  "rejected": "\n\nHuman: Say hi.\n\nAssistant: No."})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -84,7 +85,8 @@ def test_default_families_are_those_the_source_admits(tmp_path, encoder):
     path.write_text(json.dumps({"prompt": "Hi", "response": "Lily was happy. She ran home. The sun was warm."}) + "\n"
                     + json.dumps({"prompt": "Hi", "response": "Tom had a hat. He liked it a lot. It was blue."}) + "\n")
     rows = sources.read_source(str(path)).rows
-    made = credit_make.make_pairs(rows, credit_make.MakeOptions(source=str(path), pairs=6), encoder, ["You are an idiot."])
+    opts = credit_make.MakeOptions(source=str(path), pairs=6)
+    made = credit_make.make_pairs(rows, opts, encoder, ["You are an idiot."])
     assert "arithmetic" not in made.summary["families"]  # no arithmetic step anywhere
     assert {"duplicate", "toxic", "negation", "truncation", "offtopic"} <= set(made.summary["families"])
 
