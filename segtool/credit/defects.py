@@ -38,7 +38,7 @@ from segtool.credit.sentences import Sentence, is_finished, normalise, sentence_
 FAMILIES = ("arithmetic", "swap", "duplicate", "offtopic", "toxic", "negation", "truncation")
 MIN_REPEAT_WORDS = 3  # shorter repeats ("Yes!") are ordinary dialogue, not a defect
 AUXILIARIES = re.compile(r"\b(?:is|are|was|were|am|can|could|will|would|should|must|may|might|shall)\b")
-NEGATED = re.compile(r"\s*(?:not|never|n't)\b")
+NEGATED = re.compile(r"\s*(?:not|never)\b|['\u2019]")  # already negated, or a contraction (can't, can’t)
 NUMBER = re.compile(r"(?<![\w.,])\d+(?:,\d{3})*(?:\.\d+)?(?![\w]|[.,]\d)")
 NAME = re.compile(r"\b[A-Z][a-z]+\b")
 OPENERS = "\"'\u201c\u2018(:-\u2014"  # a capital right after these starts speech or a clause, not a name

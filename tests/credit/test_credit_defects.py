@@ -128,6 +128,10 @@ def test_negation_inserts_not_after_an_auxiliary():
     assert d.text == STORY.replace("Lily was very happy.", "Lily was not very happy.")
     assert make("negation", "Is it raining? It's wet.", 0, "beginning") is None  # a question's "Is" is left alone
     assert make("negation", "She was not happy.", 0, "middle") is None  # already negated
+    assert make("negation", "She can't swim. He won\u2019t go. It can\u2019t be.", 0, "end") is None  # contractions
+    d = make("negation", "Nobody knows what the answer is.", 0, "middle")
+    assert d.text == "Nobody knows what the answer is not."
+    assert_inserted("Nobody knows what the answer is.", d, "not")
 
 
 def test_truncation_cuts_a_sentence_and_drops_the_rest():
@@ -162,7 +166,7 @@ def test_invariants_and_reproducibility(family):
                 outputs.add(d.text)
                 if family == "truncation":
                     assert text.startswith(d.text) and e == len(d.text)
-                elif family in ("duplicate", "offtopic", "toxic"):
+                elif family in ("duplicate", "offtopic", "toxic", "negation"):  # inserted text
                     assert_inserted(text, d, d.text[s:e])
                 else:  # the text outside the span is unchanged
                     tail = len(d.text) - e
