@@ -41,7 +41,7 @@ AUXILIARIES = re.compile(r"\b(?:is|are|was|were|am|can|could|will|would|should|m
 NEGATED = re.compile(r"\s*(?:not|never)\b|['\u2019]")  # already negated, or a contraction (can't, can’t)
 NUMBER = re.compile(r"(?<![\w.,])\d+(?:,\d{3})*(?:\.\d+)?(?![\w]|[.,]\d)")
 NAME = re.compile(r"\b[A-Z][a-z]+\b")
-OPENERS = "\"'\u201c\u2018(:-\u2014"  # a capital right after these starts speech or a clause, not a name
+OPENERS = "\"'\u201c\u2018(:-\u2014*#`[\u2022"  # a capital after these starts speech, a clause or a list item
 _WORD_END = re.compile(r"\S+")
 _PICK_TRIES = 50  # random draws from a pool before giving up on finding a sentence new to the text
 

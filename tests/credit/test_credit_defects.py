@@ -79,6 +79,13 @@ def test_swap_numbers():
     assert d.text[slice(*d.span)] == "5"
 
 
+def test_capitals_after_quotes_colons_and_markdown_are_no_names():
+    text = 'He said: "Come here." Then **Practice** daily:\n- Read a book.\n- (Write) notes. Then Sam smiled at Ann.'
+    for seed in range(10):
+        d = make("swap", text, seed, "end")
+        assert d.text[slice(*d.span)] in ("Sam", "Ann")
+
+
 def test_swap_needs_two_different_names_or_numbers():
     assert make("swap", "The cat sat on the mat. It was warm. Tom smiled.", 0, "end") is None
 
