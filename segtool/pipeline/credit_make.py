@@ -267,7 +267,11 @@ def run(cfg: Config, opts: MakeOptions, *, force: bool = False, quiet: bool = Fa
     if sft_stats is not None:
         summary["sft"] = sft_stats
     if rundir is None:
-        write_pairs(opts.out, made.records)
+        try:
+            write_pairs(opts.out, made.records)
+        except OSError as err:
+            raise ConfigError(f"cannot write --out {opts.out}: {err.strerror or err}",
+                              "give a file path in a folder you can write to") from None
         return MakeResult(summary, str(opts.out))
     record = rundir.begin(STAGE, art_id, config=config_to_dict(cfg), identity_config=ident, parents=[],
                           schema_version=SCHEMA_VERSION, resume=False,

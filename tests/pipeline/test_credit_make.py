@@ -17,6 +17,7 @@ from segtool.config.loader import load_config
 from segtool.credit import sources
 from segtool.credit.defects import inject
 from segtool.credit.gold import GoldScorer
+from segtool.errors import ConfigError
 from segtool.inputs.formatting import Encoder
 from segtool.inputs.rows import read_pairs
 from segtool.pipeline import credit_make
@@ -114,6 +115,10 @@ def test_run_writes_every_output_format(tmp_path):
         report = read_pairs(str(tmp_path / name))  # an ordinary preference file; the defect fields are extras
         assert len(report.pairs) == 6 and not report.invalid
     assert not (tmp_path / "run").exists()  # --out writes no run directory
+    (tmp_path / "afile").write_text("")
+    blocked = credit_make.MakeOptions(source=src, families=("negation",), pairs=1, out=tmp_path / "afile" / "x.jsonl")
+    with pytest.raises(ConfigError, match="cannot write --out"):
+        credit_make.run(cfg, blocked, quiet=True)
 
 
 def segtool(*args, cwd: Path) -> subprocess.CompletedProcess:
