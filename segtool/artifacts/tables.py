@@ -29,3 +29,25 @@ SEGMENTS_ADAPTIVE = pa.schema(
         pa.field("pivots", pa.list_(pa.int32()), nullable=False),
     ]
 )
+
+# `credit make`'s defect pairs: an ordinary preference file (prompt, chosen, rejected) plus where the
+# one injected defect of `rejected` is. The prompt column is text, or chat messages when any prompt
+# has more than one turn (a Parquet column has one type).
+CHAT_MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+
+
+def credit_pairs_schema(chat_prompts: bool) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("prompt", CHAT_MESSAGES if chat_prompts else pa.string(), nullable=False),
+            pa.field("chosen", pa.string(), nullable=False),  # the clean response
+            pa.field("rejected", pa.string(), nullable=False),  # the same response with one defect
+            pa.field("defect_type", pa.string(), nullable=False),
+            pa.field("defect_position", pa.string(), nullable=False),  # beginning, middle or end
+            pa.field("defect_span", pa.list_(pa.int64()), nullable=False),  # [start, end) characters of rejected
+            pa.field("defect_token_span", pa.list_(pa.int64()), nullable=False),  # [start, end) response tokens
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("source_row", pa.int64(), nullable=False),
+            pa.field("seed", pa.int64(), nullable=False),  # the defect's random.Random seed
+        ]
+    )

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from segtool import __version__
-from segtool.cli import align_commands, eval_commands
+from segtool.cli import align_commands, credit_commands, eval_commands
 from segtool.cli.options import StageOptions, stage_command
 from segtool.cli.output import STDOUT, emit_json, report_stage
 from segtool.errors import SegtoolError
@@ -30,6 +30,9 @@ eval_app = typer.Typer(help="Evaluate: benchmarks (AlpacaEval 2.0, Arena-Hard, M
 app.add_typer(eval_app, name="eval")
 show_app = typer.Typer(help="Look at artifacts: segments in colour or HTML, segment-length tables.", no_args_is_help=True)
 app.add_typer(show_app, name="show")
+credit_app = typer.Typer(help="The credit-assignment benchmark: preference pairs with one injected defect at a "
+                         "known place.", no_args_is_help=True)
+app.add_typer(credit_app, name="credit")
 
 
 def _version(value: bool):
@@ -263,6 +266,7 @@ def show_rewards(
 # Registered last so `segtool --help` lists the pipeline stages first and DPO / RS after them.
 eval_commands.register(eval_app)
 align_commands.register(app)
+credit_commands.register(credit_app)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from segtool.errors import ConfigError
+from segtool.inputs.offsets import token_offsets
 
 PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant"}
 
@@ -54,6 +55,21 @@ class Encoder:
         ids = ids[: self.max_len - prompt_len]
         ids[-1] = self.eos_id
         return ids
+
+    def response_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character range in ``text`` of each response token ``encode_response`` makes (EOS and the
+        max_len cut aside); a token of the plain transcript's leading space is the range (0, 0)."""
+        fed = self.response_text(text)
+        shift = len(fed) - len(text)
+        _, offsets = token_offsets(self.tokenizer, fed)
+        return [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets]
+
+    def token_span(self, text: str, span: tuple[int, int]) -> tuple[int, int] | None:
+        """Half-open range of response token indices whose characters overlap ``span`` of ``text``
+        (None when no token does: the tokenizer drops every character of it)."""
+        start, end = span
+        hits = [i for i, (a, b) in enumerate(self.response_offsets(text)) if a < end and b > start]
+        return (hits[0], hits[-1] + 1) if hits else None
 
     def encode(self, messages, response: str) -> tuple[list[int], list[int]]:
         """(prompt ids, response ids ending in EOS) for one prompt and response."""

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from segtool.artifacts.runlock import LOCK_NAME
+
 TIMEOUT = 120
 
 # Runs in the subprocess before segtool: argv = [-c, kind, root, segtool args...].
@@ -107,10 +109,14 @@ def assert_no_artifact(workdir: Path) -> None:
 
 
 def tree_state(path: Path) -> dict[str, bytes] | None:
-    """Relative path -> bytes of every file under ``path``; None when ``path`` does not exist."""
+    """Relative path -> bytes of every file under ``path``; None when ``path`` does not exist.
+
+    The run-directory lock file is left out: a writing command creates it in an existing directory and
+    leaves it there by design (removing a flock file races with the next holder); it is no artifact."""
     if not path.exists():
         return None
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
 
 
 def run_segment(tmp_path: Path, data: Path | str, *extra, env_extra=None):

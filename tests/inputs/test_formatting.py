@@ -216,3 +216,62 @@ def test_prompt_tokens_identical_across_stages(tiny_tokenizer, tiny_prefs_path):
         assert by_row[pair.row_id] == {"chosen": prompt, "rejected": prompt}
         assert 0 < len(prompt) <= cfg.tokenize.max_prompt_len
     assert len(by_row) == 320
+
+
+# --------------------------------------------------------------------------------------------
+# character offsets of response tokens (credit benchmark spans)
+
+
+def test_response_offsets_are_those_of_encode_response(tiny_tokenizer):
+    """' Hello world.' -> '▁' 'Hell' 'o▁' 'wor' 'ld' '.': the leading space of the plain transcript
+    belongs to no character of the response, so the '▁' token is the empty range (0, 0)."""
+    enc = Encoder.create(tiny_tokenizer, 512, 384)
+    assert enc.encode_response(HELLO, 0)[:-1] == HELLO_IDS
+    assert enc.response_offsets(HELLO) == [(0, 0), (0, 4), (4, 6), (6, 9), (9, 11), (11, 12)]
+
+
+@pytest.mark.parametrize(("span", "tokens"), [((0, 5), (1, 3)), ((6, 11), (3, 5)), ((11, 12), (5, 6)), ((4, 5), (2, 3))])
+def test_token_span_is_the_tokens_overlapping_the_characters(tiny_tokenizer, span, tokens):
+    # "Hello" = 'Hell' 'o▁' (1, 2); "world" = 'wor' 'ld' (3, 4); "." = 5; "o" alone = 'o▁' (2)
+    enc = Encoder.create(tiny_tokenizer, 512, 384)
+    assert enc.token_span(HELLO, span) == tokens
+
+
+def test_token_span_with_a_chat_template_has_no_prefix_space(chat_tokenizer):
+    enc = Encoder.create(chat_tokenizer, 512, 384)
+    text = "Lily was not happy."
+    ids = enc.encode_response(text, 0)[:-1]
+    offsets = enc.response_offsets(text)
+    assert len(offsets) == len(ids)
+    start, end = enc.token_span(text, (9, 12))  # "not"
+    assert "not" in chat_tokenizer.decode(ids[start:end])
+    assert all(b <= 9 for _, b in offsets[:start]) and all(a >= 12 for a, _ in offsets[end:])
+
+
+def test_offsets_skip_characters_the_tokenizer_drops(tiny_tokenizer):
+    """The tiny tokenizer has no token for '=' (nor a byte token): it vanishes, and the fast
+    tokenizer's own offset mapping puts every later token one character early."""
+    enc = Encoder.create(tiny_tokenizer, 512, 384)
+    text = "So 3 + 4 = 7 eggs and 2 = 2."
+    ids = enc.encode_response(text, 0)[:-1]
+    offsets = enc.response_offsets(text)
+    assert len(offsets) == len(ids)
+    seven = text.index("7")
+    start, end = enc.token_span(text, (seven, seven + 1))
+    assert tiny_tokenizer.decode(ids[start:end]).strip() == "7"
+    eggs = text.index("eggs")
+    start, end = enc.token_span(text, (eggs, eggs + 4))
+    assert "eggs" in tiny_tokenizer.decode(ids[start:end])
+    equals = text.index("=")
+    assert enc.token_span(text, (equals, equals + 1)) is None  # no token carries it: the model never sees it
+    for (a, b), token in zip(offsets, ids):  # every token's characters are its own text
+        piece = tiny_tokenizer.convert_ids_to_tokens(token).replace("\u2581", " ")
+        assert text[a:b].strip() in piece
+
+
+def test_slow_tokenizers_get_the_same_offsets_by_alignment(tiny_tokenizer, monkeypatch):
+    enc = Encoder.create(tiny_tokenizer, 512, 384)
+    text = "Lily said, \"Hello world!\" and ran home."
+    fast = enc.response_offsets(text)
+    monkeypatch.setattr(type(tiny_tokenizer), "is_fast", property(lambda self: False))
+    assert enc.response_offsets(text) == fast
