@@ -359,9 +359,9 @@ def changed_shard(t):
 
 @case("artifacts")
 def read_only_run_directory(t):
-    data = t.segmented_copy()  # complete: re-running it only records it as the head, the first write
-    args = t.segment(data, "--skip-invalid")
-    return args, [f"cannot write {t.workdir / '.manifest.lock'}: Read-only file system"], "read-only"
+    data = t.segmented_copy()  # complete: re-running it would only record it as the head
+    args = t.segment(data, "--skip-invalid")  # the first write is the run-directory lock file
+    return args, [f"cannot create the lock file {t.workdir / '.run.lock'} (Read-only file system)"], "read-only"
 
 
 @case("artifacts")
