@@ -131,6 +131,9 @@ def run(opts: StageOptions):
                          f"{m['reward_after']:+.4f} (normalised {m['norm_reward_before']:+.3f} -> {m['norm_reward_after']:+.3f}), "
                          f"length {m['length_before']:.1f} -> {m['length_after']:.1f} tokens, KL to pi_SFT {m['kl_after']:.3f}",
                          highlight=False)
+            if "gold_before" in m:
+                STDOUT.print(f"[bold]gold reward[/] (programmatic defect count, negated): {m['gold_before']:+.4f} -> "
+                             f"{m['gold_after']:+.4f}", highlight=False)
 
 
 @app.command()

@@ -248,6 +248,9 @@ class PPOConfig:
     temperature: float = knob(1.0, "sampling temperature (paper 1.0)", limits=POSITIVE)
     top_p: float = knob(1.0, "nucleus sampling (paper 1.0)", limits=UPPER_UNIT)
     mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)")
+    gold: str = knob("none", "also score rollouts and held-out answers with a programmatic gold scorer: none, or defects "
+                     "(segtool.credit.gold: repeated sentences, unfinished endings, listed insults, wrong arithmetic; "
+                     "gold reward = -count)")
     adaptive_delta: float = knob(0.0, "APPO: Schmitt-trigger offset delta around the baseline", limits=NON_NEGATIVE)
     adaptive_baseline: str = knob("sequence", "APPO: baseline b of the token rewards v_i - v_(i-1): sequence, running or td")
     bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false")
@@ -269,6 +272,7 @@ class PPOConfig:
             (self.interpolation in INTERPOLATIONS, "ppo.interpolation", f"use one of: {', '.join(INTERPOLATIONS)}"),
             (self.critic_init in ("sft", "rm"), "ppo.critic_init", "use sft or rm"),
             (self.mask in ("none", "adaptive"), "ppo.mask", "use none or adaptive"),
+            (self.gold in ("none", "defects"), "ppo.gold", "use none or defects"),
             (self.adaptive_baseline in ("sequence", "running", "td"), "ppo.adaptive_baseline", "use sequence, running or td"),
             (self.bf16 in ("auto", "true", "false"), "ppo.bf16", 'use "auto", "true" or "false"'),
             (self.log_to in ("none", "tensorboard", "wandb"), "ppo.log_to", "use none, tensorboard or wandb"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segtool.credit.arithmetic import strip_annotations
+from segtool.credit.gold import GoldScorer
 from segtool.credit.sentences import is_finished, split_sentences
 from segtool.errors import InputError
 from segtool.eval.benchmarks import questions
@@ -47,6 +48,11 @@ class Clean:
 class SourceRows:
     rows: list[Clean]
     invalid: list[InputError]  # rows skipped with --skip-invalid
+
+
+def gold_scorer() -> GoldScorer:
+    """The gold scorer with the shipped insult list, weights 1."""
+    return GoldScorer(toxic=read_lines(TOXIC_SENTENCES, "toxic sentences"))
 
 
 def source_file(source: str) -> Path:

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from segtool.eval.answering import without_special_strings
 from segtool.models.generation import generate, hash_seed
 from segtool.models.policy import logprobs_entropy, pack
 
 EVAL_STREAM = -1  # hash_seed index of the evaluation samples (training iterations use 0, 1, ...)
 
 
+def gold_rewards(gold, tokenizer, responses: list[list[int]]) -> list[float]:
+    """Gold reward (segtool.credit.gold) of each response, read as a judge reads it: special tokens,
+    and their strings spelled out with ordinary tokens, removed."""
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return [gold.reward(without_special_strings(text, tokenizer)) for text in texts]
+
+
 def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
-                   seed: int, device, autocast, generate_batch: int = 32, forward_batch: int = 16) -> dict:
+                   seed: int, device, autocast, generate_batch: int = 32, forward_batch: int = 16, gold=None) -> dict:
     """Mean raw reward e(x, y) (the RM's own segmentation and aggregation), the normalised reward PPO
     optimises (sum of per-token scores, when the scorer has a normaliser), response length, sequence
-    KL to pi_SFT, and share of responses cut at max_new_tokens, over one sample per prompt."""
+    KL to pi_SFT, and share of responses cut at max_new_tokens, over one sample per prompt; with
+    ``gold(responses) -> rewards``, also the mean gold reward."""
     from segtool.pipeline.ppo_rollout import score_batch
 
     if not prompts:
@@ -40,5 +49,6 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
     lengths = np.array([len(r) for r in gen.responses])
     return {"prompts": len(prompts), "reward": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
             "length": float(lengths.mean()), "kl": float(np.mean(kls)), "truncated": float(np.mean(gen.truncated)),
-            **({"norm_reward": float(np.mean(normalised))} if normalised else {})}
+            **({"norm_reward": float(np.mean(normalised))} if normalised else {}),
+            **({"gold": float(np.mean(gold(gen.responses)))} if gold is not None else {})}
 

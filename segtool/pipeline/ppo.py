@@ -390,12 +390,23 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     record = rundir.get(the_plan.art_id)
     eval_prompts = [prompt_ids[i] for i in eval_idx]
 
+    gold = None
+    if c.gold == "defects":
+        from segtool.credit.sources import gold_scorer
+        from segtool.pipeline.policy_eval import gold_rewards
+
+        scorer = gold_scorer()
+
+        def gold(responses):
+            return gold_rewards(scorer, setup.tokenizer, responses)
+
     def evaluate() -> dict:  # rank 0 only: no collectives inside
         from segtool.pipeline.policy_eval import heldout_reward
 
         return heldout_reward(setup.policy, setup.scorer, eval_prompts, max_new_tokens=c.max_new_tokens,
                               temperature=c.temperature, top_p=c.top_p, seed=cfg.run.seed, device=setup.device,
-                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
+                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch,
+                              gold=gold)
 
     start, metrics, before = 0, [], None
     state = load_checkpoint(rundir, record, setup, optimisers) if resuming else None
@@ -427,6 +438,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
                  "beta": beta, "lr_actor": optimisers[0].lr()}
+            if gold is not None:  # this rank's share of the rollouts (rank 0's in a data-parallel run)
+                m["gold"] = float(np.mean(gold(rollout.responses)))
             if kl_ctl is not None:
                 kl_ctl.update(m["kl"], c.rollout_batch)
             sec = rollout.seconds  # this rank's (rank 0's in the report)
@@ -481,7 +494,8 @@ def _before_after(before: dict, after: dict) -> dict:
     return {"reward_before": round(before["reward"], 4), "reward_after": round(after["reward"], 4),
             "norm_reward_before": round(before["norm_reward"], 4), "norm_reward_after": round(after["norm_reward"], 4),
             "length_before": round(before["length"], 2), "length_after": round(after["length"], 2),
-            "kl_after": round(after["kl"], 4)}
+            "kl_after": round(after["kl"], 4),
+            **({"gold_before": round(before["gold"], 4), "gold_after": round(after["gold"], 4)} if "gold" in before else {})}
 
 
 def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_idx, c, total, started) -> dict:

@@ -197,6 +197,16 @@ def test_a_few_iterations_change_the_policy_and_write_auditable_artifacts(rundir
     assert not any(f.startswith("checkpoint-") for f in record["files"])  # superseded by the final policy
     m = record["metrics"]
     assert m["eval_prompts"] == 8 and {"reward_before", "reward_after", "length_before", "length_after"} <= set(m)
+    # ppo.gold = "defects" (the tiny preset): each iteration's gold reward is that of its rollouts' responses
+    from transformers import AutoTokenizer
+
+    from segtool.credit.sources import gold_scorer
+    from segtool.pipeline.policy_eval import gold_rewards
+
+    responses = table.column("response_token_ids").to_pylist()
+    expected = gold_rewards(gold_scorer(), AutoTokenizer.from_pretrained(tiny_model_dir), responses)
+    assert metrics[0]["gold"] == pytest.approx(sum(expected) / len(expected))
+    assert -2.0 <= m["gold_before"] <= 0.0 and -2.0 <= m["gold_after"] <= 0.0
 
 
 def test_resume_equals_uninterrupted(rundir, monkeypatch):
