@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import urllib.parse
 from dataclasses import dataclass, field
 
 from segtool.core.boundaries import STRATEGIES
@@ -321,6 +322,17 @@ class EvalConfig:
             raise ConfigError(f"eval.judge = {self.judge!r} is not known", f"use one of: {', '.join(JUDGES)}")
         if not self.baseline:
             raise ConfigError("eval.baseline is empty", "use official, sft, or a model folder / hub id")
+        if url_has_credentials(self.base_url):  # the message must not repeat the URL: it holds the secret
+            raise ConfigError("eval.base_url carries a credential (user:password@ or a key/token query parameter), "
+                              "and configs are written to manifest.json",
+                              "give the URL without it, and the key in $SEGTOOL_JUDGE_API_KEY or --api-key")
+
+
+def url_has_credentials(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    names = [name.lower() for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    return bool(parts.username or parts.password) or any(
+        word in name for name in names for word in ("key", "token", "secret", "auth", "password"))
 
 
 def _check(section, checks) -> None:

@@ -381,3 +381,18 @@ def test_extends_chain_relative_path_and_cycle(tmp_path):
     (tmp_path / "bad.toml").write_text("extends = 3\n")
     with pytest.raises(ConfigError, match="extends must be"):
         load_config(config_file=tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("url", ["https://user:sk-SECRET123@judge.example/v1", "https://judge.example/v1?api_key=sk-SECRET123",
+                                 "http://localhost:8000/v1?token=sk-SECRET123"])
+def test_a_judge_url_with_a_credential_is_refused_without_repeating_it(url):
+    # configs are written to manifest.json: a key inside the URL would land there
+    with pytest.raises(ConfigError) as exc:
+        load_config(preset="tiny", overrides=[f"eval.base_url={url!r}"])
+    assert "credential" in exc.value.message
+    assert "SECRET" not in exc.value.message + (exc.value.hint or "")
+
+
+def test_a_judge_url_without_credentials_is_kept():
+    cfg, _ = load_config(preset="tiny", overrides=["eval.base_url='https://judge.example/v1?api-version=2024-06-01'"])
+    assert cfg.eval.base_url == "https://judge.example/v1?api-version=2024-06-01"
