@@ -37,14 +37,14 @@ def config_error(**kwargs) -> ConfigError:
 # presets and path resolution
 
 
-def test_tiny_preset_resolves_paths_relative_to_the_preset(tmp_path, monkeypatch, tiny_model_dir, tiny_prefs_path):
+def test_tiny_preset_resolves_paths_relative_to_the_preset(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.chdir(tmp_path)  # the preset must work from any working directory
     cfg, name = load_config(preset="tiny")
     assert name == "tiny"
     assert cfg.model.path == str(tiny_model_dir.resolve())
     assert cfg.model.path.endswith("data/models/tinystories-656k")
     assert Path(cfg.model.path).is_dir()
-    assert cfg.data.path == str(tiny_prefs_path.resolve())
+    assert cfg.data.path == str((tiny_model_dir.parents[1] / "credit" / "tiny-story-pairs.jsonl.gz").resolve())
     assert Path(cfg.data.path).is_file()
     # every other value is the file's own (or the schema default)
     raw = tomllib.loads((PRESET_DIR / "tiny.toml").read_text())

@@ -103,7 +103,7 @@ def test_identity_is_stable_across_paths(tmp_path):
     shutil.copy(DATA, data_copy)
     model_copy = tmp_path / "models" / "tiny"
     shutil.copytree(ROOT / "data" / "models" / "tinystories-656k", model_copy)
-    a = stage.run(tiny(tmp_path / "a", "data.max_rows=3"), quiet=True)
+    a = stage.run(tiny(tmp_path / "a", "data.max_rows=3", data=DATA), quiet=True)
     b = stage.run(tiny(tmp_path / "deep" / "b", "data.max_rows=3", f"model.path={model_copy}", data=data_copy), quiet=True)
     assert a.artifact_id == b.artifact_id
     assert shard_hashes(tmp_path / "a") == shard_hashes(tmp_path / "deep" / "b")
