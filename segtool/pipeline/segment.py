@@ -22,6 +22,7 @@ from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ArtifactError, ConfigError, InputError
+from segtool.inputs.rows import RowError
 from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
 
 STAGE = "segment"
@@ -91,6 +92,24 @@ def encode_pairs(pairs, encoder) -> list[Sequence]:
                 raise InputError(f"row {pair.row_id}: field '{side}' has no tokens", "give a non-empty response")
             seqs.append(Sequence(pair.row_id, side, prompt, response))
     return seqs
+
+
+def drop_untokenizable(report, encoder, path: str, skip_invalid: bool) -> None:
+    """Rows whose chosen or rejected response encodes to no token at all (the tokenizer drops every
+    character), found before the run directory is touched: an error naming the row and field, or,
+    with --skip-invalid, moved from ``report.pairs`` to ``report.invalid``."""
+    kept = []
+    for pair in report.pairs:
+        side = next((s for s in SIDES if len(encoder.encode_response(getattr(pair, s), 0)) < 2), None)
+        if side is None:
+            kept.append(pair)
+            continue
+        error = RowError(f"{path}: row {pair.row_id}", side, "has no tokens for this model's tokenizer",
+                         "give a response with text the tokenizer keeps")
+        if not skip_invalid:
+            raise error
+        report.invalid.append(error)
+    report.pairs = kept
 
 
 def punct_table(tokenizer) -> np.ndarray:
@@ -290,10 +309,13 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid,
     )
-    for err in report.invalid:
-        STDERR.print(f"[yellow]skipped[/] {err.message}", highlight=False)
     tokenizer = load_tokenizer(the_plan.model_source, cfg.model)
     encoder = Encoder.create(tokenizer, cfg.tokenize.max_len, cfg.tokenize.max_prompt_len, cfg.tokenize.template)
+    drop_untokenizable(report, encoder, cfg.data.path, cfg.data.skip_invalid)
+    if not report.pairs:
+        raise InputError(f"{cfg.data.path}: no row has text the tokenizer keeps", "check the file and the model")
+    for err in report.invalid:
+        STDERR.print(f"[yellow]skipped[/] {err.message}", highlight=False)
     device = pick_device(cfg.model.device)
     model = load_causal_lm(the_plan.model_source, cfg.model, device)
     ctx = getattr(model.config, "max_position_embeddings", None)

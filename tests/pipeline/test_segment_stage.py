@@ -199,3 +199,25 @@ def test_punct_table_marks_sentence_ends():
     table = stage.punct_table(tok)
     # Ids 3, 4, 8, 10 decode to "\n", "!", ",", "." (the tokenizer's vocabulary); 5 is '"', 11 is "0".
     assert table[[3, 4, 8, 10]].all() and not table[[5, 11, 0]].any()
+
+
+def test_a_response_without_tokens_is_found_before_the_run_directory_is_touched():
+
+    from segtool.errors import InputError
+    from segtool.inputs.rows import Pair, ReadReport
+    from segtool.pipeline.segment import drop_untokenizable
+
+    class DropsEquals:  # a tokenizer that keeps no character of "===": only the EOS is left
+        def encode_response(self, text, prompt_len):
+            return [5] * len(text.replace("=", "")) + [2]
+
+    def report():
+        return ReadReport([Pair(0, ({"role": "user", "content": "q"},), "ok", "no"),
+                           Pair(1, ({"role": "user", "content": "q"},), "fine", "===")], [])
+
+    with pytest.raises(InputError) as exc:
+        drop_untokenizable(report(), DropsEquals(), "d.jsonl", skip_invalid=False)
+    assert exc.value.message == "d.jsonl: row 1: field 'rejected' has no tokens for this model's tokenizer"
+    skipped = report()
+    drop_untokenizable(skipped, DropsEquals(), "d.jsonl", skip_invalid=True)
+    assert [p.row_id for p in skipped.pairs] == [0] and len(skipped.invalid) == 1
