@@ -40,13 +40,16 @@ KINDS = {
 
 
 def hh_rows(tokenizer, count: int, max_len: int, seed: int) -> list[dict]:
-    from segtool.inputs.rows import parse_pair
+    from segtool.inputs.rows import RowError, parse_pair
 
     rows = [json.loads(line) for path in HH for line in gzip.open(path, "rt")]
     random.Random(seed).shuffle(rows)
     kept = []
     for i, row in enumerate(rows):
-        pair = parse_pair(i, row, "hh")
+        try:
+            pair = parse_pair(i, row, "hh")
+        except RowError:  # a handful of HH rows differ before their last answer: not a preference pair
+            continue
         lengths = [len(tokenizer.apply_chat_template([*pair.prompt, {"role": "assistant", "content": r}], tokenize=True))
                    for r in (pair.chosen, pair.rejected)]
         if max(lengths) <= max_len:
