@@ -90,17 +90,11 @@ def read_credit_pairs(cfg: Config):
                       max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid, parse=parse_credit_pair)
 
 
-def gold_tokens(encoder, text: str, span: tuple[int, int], n_scored: int) -> np.ndarray | None:
+def gold_tokens(encoder, text: str, span: tuple[int, int], n_scored: int) -> np.ndarray:
     """[n_scored] bool: which of the first n_scored response tokens overlap the character span of
-    ``text``, from the fast tokenizer's offsets of the text the Encoder tokenizes. None when the
-    tokenizer does not give the text back (it drops or changes characters, so offsets are unreliable)."""
-    tokenizer = encoder.tokenizer
-    fed = encoder.response_text(text)
-    enc = tokenizer(fed, add_special_tokens=False, return_offsets_mapping=True)
-    back = tokenizer.decode(enc.input_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    if back.strip() != text.strip():
-        return None
-    offsets = np.asarray(enc.offset_mapping[:n_scored], dtype=np.int64).reshape(-1, 2) - (len(fed) - len(text))
+    ``text``, from the Encoder's offsets of the text as it tokenizes it (aligned to the text also when
+    the tokenizer drops characters, as the tiny model's does with '=' and '*')."""
+    offsets = np.asarray(encoder.response_offsets(text)[:n_scored], dtype=np.int64).reshape(-1, 2)
     return metrics.tokens_overlapping(offsets, *span)
 
 
@@ -144,9 +138,7 @@ def value_credit(values: np.ndarray) -> Credit:
     return Credit(diffs, np.arange(len(diffs)), diffs)
 
 
-def localisation(credit: Credit, gold: np.ndarray | None) -> dict:
-    if gold is None:
-        return {"auroc": float("nan"), "pointing": float("nan"), "mass_in_span": float("nan")}
+def localisation(credit: Credit, gold: np.ndarray) -> dict:
     return {"auroc": metrics.token_auroc(credit.tokens, gold),
             "pointing": metrics.pointing_game(credit.unit_credit, metrics.unit_overlaps(credit.unit_ends, gold)),
             "mass_in_span": metrics.mass_in_span(credit.tokens, gold)}
@@ -337,9 +329,9 @@ def run(cfg: Config, rm: str | None = None, *, dpo: str | None = None, credit: s
                **counts(columns, len(report.invalid)),
                "bootstrap": {"resamples": metrics.RESAMPLES, "level": metrics.LEVEL, "seed": cfg.run.seed},
                **summarise(columns, cfg.run.seed)}
-    if summary["unaligned"] and not quiet:
-        STDERR.print(f"eval credit: the tokenizer does not give back the rejected text of {summary['unaligned']} "
-                     "pair(s); they count for accuracy but not for localisation", highlight=False)
+    if summary["span_unseen"] and not quiet:
+        STDERR.print(f"eval credit: no scored token covers the defect of {summary['span_unseen']} pair(s) (past max_len, "
+                     "or only characters the tokenizer drops); they count for accuracy only", highlight=False)
     _write(rundir, cfg, art_id, ident, source, columns, summary, shown, scored.encoder.tokenizer)
     record = rundir.complete(art_id, rows={"pairs": summary["pairs"]}, metrics=strict_json(summary),
                              seconds=time.perf_counter() - started)
@@ -347,10 +339,9 @@ def run(cfg: Config, rm: str | None = None, *, dpo: str | None = None, credit: s
 
 
 def counts(columns: dict, skipped: int) -> dict:
-    """Pairs, and those left out of localisation: text the tokenizer cannot give back, span cut by max_len."""
-    aligned, span_tokens = np.asarray(columns["aligned"], dtype=bool), np.asarray(columns["span_tokens"])
-    return {"pairs": int(aligned.size), "skipped_rows": skipped, "unaligned": int((~aligned).sum()),
-            "span_truncated": int((aligned & (span_tokens == 0)).sum())}
+    """Pairs, and those left out of localisation: no scored token covers the defect."""
+    span_tokens = np.asarray(columns["span_tokens"])
+    return {"pairs": int(span_tokens.size), "skipped_rows": skipped, "span_unseen": int((span_tokens == 0).sum())}
 
 
 def require_fast(tokenizer, where) -> None:
@@ -372,20 +363,20 @@ def per_pair(items: list[CreditPair], scored: Scored, heatmaps: int) -> tuple[di
     """The columns of pairs.parquet (plus accuracy as a float), and the pairs drawn as heatmaps
     (the first ``heatmaps`` of each defect family)."""
     columns = {k: [] for k in ("row_id", "defect_type", "position", "e_chosen", "e_rejected", "correct", *METRICS[1:],
-                               "n_tokens", "span_tokens", "aligned")}
+                               "n_tokens", "span_tokens")}
     shown, per_family = [], dict.fromkeys(DEFECT_TYPES, 0)
     for item, (e_chosen, e_rejected), ids, credit in zip(items, scored.scores, scored.rejected, scored.credits):
         gold = gold_tokens(scored.encoder, item.pair.rejected, item.span, len(ids) - 1)
         row = {"row_id": item.row_id, "defect_type": item.defect_type, "position": item.position,
                "e_chosen": float(e_chosen), "e_rejected": float(e_rejected), "correct": bool(e_chosen > e_rejected),
                **localisation(credit, gold), "n_tokens": len(ids) - 1,
-               "span_tokens": int(gold.sum()) if gold is not None else 0, "aligned": gold is not None}
+               "span_tokens": int(gold.sum())}
         for key, value in row.items():
             columns[key].append(value)
         if per_family[item.defect_type] < heatmaps:
             per_family[item.defect_type] += 1
             shown.append({**row, "ids": np.asarray(ids).tolist(), "credit": credit.tokens.tolist(),
-                          "gold": gold.tolist() if gold is not None else None})
+                          "gold": gold.tolist()})
     columns["accuracy"] = [float(x) for x in columns["correct"]]
     return columns, shown
 

@@ -50,11 +50,9 @@ def notes(summary: dict) -> list[str]:
            f"intervals: {summary['bootstrap']['level']:.0%} percentile bootstrap over pairs "
            f"({summary['bootstrap']['resamples']} resamples, seed {summary['bootstrap']['seed']}); "
            "localised = pairs whose token AUROC is defined"]
-    if summary["unaligned"]:
-        out.append(f"{summary['unaligned']} pair(s): the tokenizer does not give the rejected text back, so its defect "
-                   "span cannot be placed on tokens; they count for accuracy only")
-    if summary["span_truncated"]:
-        out.append(f"{summary['span_truncated']} pair(s): the defect lies beyond the RM's max_len; accuracy only")
+    if summary["span_unseen"]:
+        out.append(f"{summary['span_unseen']} pair(s): no scored token covers the defect (it lies beyond the RM's "
+                   "max_len, or only in characters the tokenizer drops); accuracy only")
     if summary["skipped_rows"]:
         out.append(f"{summary['skipped_rows']} invalid row(s) skipped (--skip-invalid)")
     return out
@@ -153,7 +151,7 @@ def heatmaps_html(summary: dict, shown: list[dict], tokenizer) -> str:
         n = len(p["credit"])
         pieces = split_text(tokenizer, p["ids"], list(range(n)))
         scale = max((abs(c) for c in p["credit"]), default=1.0)
-        gold = p["gold"] or [False] * n
+        gold = p["gold"]
         spans = "".join(
             f'<span class="{"gold" if g else ""}" style="background:rgb{colour(c, scale)}" title="token {i}: credit {c:+.4f}">'
             f"{html_lib.escape(piece)}</span>" for i, (piece, c, g) in enumerate(zip(pieces, p["credit"], gold)))
@@ -161,7 +159,7 @@ def heatmaps_html(summary: dict, shown: list[dict], tokenizer) -> str:
         verdict = "chosen preferred" if p["correct"] else "rejected preferred"
         head = (f"{p['defect_type']} · row {p['row_id']} · {p['position']} · e(chosen) {p['e_chosen']:+.3f}, "
                 f"e(rejected) {p['e_rejected']:+.3f} ({verdict}) · AUROC {_fmt(p['auroc'])} · pointing {_fmt(p['pointing'])} "
-                f"· mass in span {_fmt(p['mass_in_span'])}" + ("" if p["gold"] is not None else " · defect not placed on tokens"))
+                f"· mass in span {_fmt(p['mass_in_span'])}" + ("" if any(p["gold"]) else " · no scored token covers the defect"))
         cells.append(f"<h3>{html_lib.escape(head)}</h3><div class='resp'>{spans}<span class='tail'>{tail}</span></div>")
     title = html_lib.escape(f"Credit heatmaps: {summary['name']}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}"

@@ -4,7 +4,6 @@ Parquet and from a direct forward pass, gold tokens from character spans, bandit
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -106,22 +105,20 @@ def test_end_to_end_on_the_tiny_reward_model(workdir, pairs_file):
     assert rows["defect_type"][0] == "duplicate" and rows["position"][3] == "beginning"
     n = len(rows["row_id"])
 
-    # localisation: in range, the un-decodable arithmetic pair left out and counted
-    aligned = np.array(rows["aligned"])
-    assert aligned.tolist() == [True] * 8 + [False]
+    # localisation: in range for every pair, the arithmetic one too (its text has characters the tiny
+    # tokenizer drops, yet the changed number is still placed on its tokens)
     for name in ("auroc", "pointing", "mass_in_span"):
         values = np.array(rows[name], dtype=float)
-        assert math.isnan(values[8])
         defined = values[~np.isnan(values)]
         assert ((defined >= 0) & (defined <= 1)).all()
-    assert np.isfinite(np.array(rows["auroc"][:8], dtype=float)).all()
-    assert all(0 < s < t for s, t in zip(rows["span_tokens"][:8], rows["n_tokens"][:8]))
+    assert np.isfinite(np.array(rows["auroc"], dtype=float)).all()
+    assert all(0 < s < t for s, t in zip(rows["span_tokens"], rows["n_tokens"]))
     assert rows["correct"] == [c > r for c, r in zip(rows["e_chosen"], rows["e_rejected"])]
 
     # the summary is the Parquet, aggregated
     summary = json.loads((folder / "summary.json").read_text())
     assert summary == record["metrics"]
-    assert summary["pairs"] == n and summary["unaligned"] == 1 and summary["credit"] == "segments"
+    assert summary["pairs"] == n and summary["span_unseen"] == 0 and summary["credit"] == "segments"
     assert set(summary["families"]) == {"duplicate", "toxic", "offtopic", "truncation", "negation", "arithmetic"}
     columns = {"accuracy": np.array(rows["correct"], dtype=float),
                **{m: np.array(rows[m], dtype=float) for m in ("auroc", "pointing", "mass_in_span")}}
@@ -191,9 +188,12 @@ def test_gold_tokens_follow_the_character_span(tiny_tokenizer):
         assert "It likes to play." in inside and "It" not in outside and "small" in outside
         # truncation: only the scored tokens that are left are mapped
         assert len(eval_credit.gold_tokens(encoder, text, span, 4)) == 4
-    # characters the tokenizer drops: no mapping rather than a shifted one
+    # characters the tokenizer drops ('+', '='): the offsets stay aligned to the text, not shifted
     encoder = Encoder(tiny_tokenizer, 512, 384, False)
-    assert eval_credit.gold_tokens(encoder, "So 2 + 3 = 6 apples.", (11, 12), 5) is None
+    text = "So 2 + 3 = 6 apples."
+    ids = encoder.encode_response(text, 10)
+    gold = eval_credit.gold_tokens(encoder, text, (11, 12), len(ids) - 1)
+    assert tiny_tokenizer.decode([t for t, g in zip(ids, gold) if g]).strip() == "6"
 
 
 def test_bandit_rm_value_differences_and_compare(workdir, pairs_file, tmp_path, monkeypatch, capfd):
