@@ -19,7 +19,7 @@ per reward-model kind (segment: the tiny preset; token: tiny-token; bandit: tiny
 Prints one row per arm: held-out gold and proxy gain (after - before) and KL to pi_SFT, as the mean over
 seeds with a 95% t-interval, and the rollout gold at matched KL (the gold of each run's rollouts where
 their KL first reaches the target, interpolated); writes every run's numbers to --out (JSON lines) and a
-plot of rollout gold against KL per arm.
+plot of rollout gold and proxy reward against KL per arm.
 
     OMP_NUM_THREADS=2 python benchmarks/credit_study.py --seeds 0 1 2 --ablations --out runs/credit-study
 """
@@ -121,16 +121,17 @@ def report(rows: list[dict], plot: Path | None) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
         for arm in arms:
             runs = [r for r in rows if r["arm"] == arm]
             n = min(len(r["curve"]["kl"]) for r in runs)
             kl = np.mean([r["curve"]["kl"][:n] for r in runs], axis=0)
-            gold = np.mean([r["curve"]["gold"][:n] for r in runs], axis=0)
-            ax.plot(kl, gold, marker="o", ms=3, label=arm)
-        ax.set_xlabel("KL(pi || pi_SFT) of the rollouts (nats per sequence)")
-        ax.set_ylabel("gold reward of the rollouts (mean over seeds)")
-        ax.legend(fontsize=7)
+            for ax, key in zip(axes, ("gold", "reward")):
+                ax.plot(kl, np.mean([r["curve"][key][:n] for r in runs], axis=0), marker="o", ms=3, label=arm)
+        for ax, what in zip(axes, ("gold reward", "proxy reward e(x, y)")):
+            ax.set_xlabel("KL(pi || pi_SFT) of the rollouts (nats per sequence)")
+            ax.set_ylabel(f"{what}, rollouts, mean over seeds")
+        axes[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(plot, dpi=120)
         print(f"plot: {plot}")
