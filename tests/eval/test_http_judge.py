@@ -311,3 +311,16 @@ def test_cli_never_prints_or_writes_an_echoed_key(server, tmp_path, tiny_model_d
     assert any(p.name == "annotations.json" for p in written) and any("judge" in p.parts for p in written)
     for path in written:
         assert not leaked(path.read_bytes().decode("utf-8", "replace")), path
+
+
+def test_a_base_url_variable_with_a_credential_is_refused_without_repeating_it(monkeypatch):
+    from segtool.errors import ConfigError
+    from segtool.eval.judges.http import resolve_base_url
+
+    monkeypatch.setenv("SEGTOOL_JUDGE_BASE_URL", "https://judge.example/v1?key=sk-SECRET123")
+    with pytest.raises(ConfigError) as exc:
+        resolve_base_url("")
+    assert exc.value.message.startswith("$SEGTOOL_JUDGE_BASE_URL carries a credential")
+    assert "SECRET" not in exc.value.message + exc.value.hint
+    monkeypatch.setenv("SEGTOOL_JUDGE_BASE_URL", "https://judge.example/v1/")
+    assert resolve_base_url("") == "https://judge.example/v1"

@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+from segtool.config.schema import url_has_credentials
+from segtool.errors import ConfigError
 from segtool.eval.judges.base import ChatRequest, Completion, JudgeError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -60,9 +62,13 @@ def _clip(text: str, limit: int) -> str:
 
 
 def resolve_base_url(configured: str) -> str:
-    """The configured URL, else $SEGTOOL_JUDGE_BASE_URL / $OPENAI_BASE_URL, else OpenAI's."""
-    for value in (configured, *(os.environ.get(v, "") for v in URL_VARIABLES)):
+    """The configured URL, else $SEGTOOL_JUDGE_BASE_URL / $OPENAI_BASE_URL, else OpenAI's. A URL that
+    carries a credential is refused (judge identities and labels are written to disk and shown)."""
+    for where, value in (("eval.base_url", configured), *((f"${v}", os.environ.get(v, "")) for v in URL_VARIABLES)):
         if value:
+            if url_has_credentials(value):  # the message must not repeat the URL: it holds the secret
+                raise ConfigError(f"{where} carries a credential (user:password@ or a key/token query parameter)",
+                                  "give the URL without it, and the key in $SEGTOOL_JUDGE_API_KEY or --api-key")
             return value.rstrip("/")
     return DEFAULT_BASE_URL
 
