@@ -23,8 +23,7 @@ from segtool.credit.gold import GoldScorer
 from segtool.credit.sentences import is_finished, split_sentences
 from segtool.errors import InputError
 from segtool.eval.benchmarks import questions
-from segtool.inputs.readers import read_records
-from segtool.inputs.rows import RowError, _messages, parse_pair
+from segtool.inputs.rows import RowError, _messages, parse_pair, read_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 BUILTIN = {"hh": DATA / "prefs" / "hh-helpful-tiny.jsonl.gz",
@@ -76,19 +75,9 @@ def read_source(source: str, *, skip_invalid: bool = False) -> SourceRows:
         return SourceRows(rows, [])
     path = source_file(source)
     name = SOURCE_NAMES.get(source, path.name)
-    rows, invalid = [], []
-    for rec in read_records(str(path)):
-        try:
-            if rec.error is not None:
-                raise rec.error
-            rows.append(_clean(rec.data, rec.row_id, rec.where, name))
-        except InputError as err:
-            if not skip_invalid:
-                raise
-            invalid.append(err)
-    if not rows:
-        raise InputError(f"{path}: no usable responses", "give preference rows, or rows with 'prompt' and 'response'")
-    return SourceRows(rows, invalid)
+    report = read_pairs(str(path), skip_invalid=skip_invalid, parse=lambda row_id, data, where, _: _clean(data, row_id, where, name),
+                        rows="responses", hint="give preference rows, or rows with 'prompt' and 'response'")
+    return SourceRows(report.pairs, report.invalid)
 
 
 def _clean(data: dict, row_id: int, where: str, name: str) -> Clean:

@@ -148,11 +148,12 @@ class ReadReport:
 
 
 def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "auto", max_rows: int = 0, skip_invalid: bool = False,
-               parse=parse_pair) -> ReadReport:
+               parse=parse_pair, rows: str = "preference rows",
+               hint: str = "check the file's format (see README: Inputs)") -> ReadReport:
     """Read and validate every row; fail on the first bad one unless ``skip_invalid``.
 
     parse(row_id, data, where, fmt): turns one record into a row (``parse_pair``, or a parser that
-    also reads extra fields).
+    also reads extra fields); ``rows`` and ``hint`` word the error when no row is valid.
     """
     from segtool.inputs.readers import read_records
 
@@ -170,5 +171,5 @@ def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "a
             invalid.append(err)
     if not pairs:
         skipped = f" ({len(invalid)} invalid rows skipped, the first: {invalid[0].message})" if invalid else ""
-        raise InputError(f"{path}: no valid preference rows{skipped}", "check the file's format (see README: Inputs)")
+        raise InputError(f"{path}: no valid {rows}{skipped}", hint)
     return ReadReport(pairs, invalid)
