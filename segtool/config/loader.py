@@ -4,17 +4,24 @@ Unknown sections and keys are errors (a typo must never be silently ignored). Re
 data paths in a config file are resolved against that file's directory, so a preset works from any
 working directory; paths given on the command line, and run directories, are resolved against the
 working directory.
+
+Sections may hold tables (``[train_rm.optim]``, or dotted keys ``optim.lr = 1e-5`` inside
+``[train_rm]``); a ``--set`` key is the same dotted path (``train_rm.optim.lr=1e-5``). The flat keys
+of config version 1 (``train_rm.lr``, ``ppo.actor_lr``) still set their new keys (config.legacy).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from segtool.config.schema import Config, limits_error
+from segtool.config import legacy
+from segtool.config.knobs import build, knob_error, section_knobs, value_at
+from segtool.config.schema import CONFIG_VERSION, Config
 from segtool.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +49,19 @@ def _suggest(word: str, options) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def _section_fields(section_cls) -> dict[str, tuple[type, dataclasses.Field]]:
-    hints = get_type_hints(section_cls)
-    return {f.name: (hints[f.name], f) for f in dataclasses.fields(section_cls)}
+def _suggest_key(word: str, keys) -> str:
+    """A close knob key, also when only the last part is close (``lrr`` -> ``optim.lr``)."""
+    by_leaf = {}
+    for key in keys:
+        by_leaf.setdefault(key.rsplit(".", 1)[-1], key)
+    close = difflib.get_close_matches(word, list(keys), n=1) or [
+        by_leaf[m] for m in difflib.get_close_matches(word.rsplit(".", 1)[-1], list(by_leaf), n=1)]
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _section_classes() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
 
 
 def _coerce(value: Any, typ: type, where: str) -> Any:
@@ -81,9 +98,23 @@ def _resolve_path(value: str, base: Path) -> str:
     return value
 
 
-def _merge(raw: dict, source: str, into: dict, base: Path) -> None:
-    sections = {f.name: f.type for f in dataclasses.fields(Config)}
-    hints = get_type_hints(Config)
+def _flatten(table: dict, prefix: str = ""):
+    """(dotted key, value) of every value in a section's table and its nested tables."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _merge(raw: dict, source: str, into: dict, base: Path | None, given: dict, notes: list | None) -> None:
+    """Check the sections in ``raw`` and set their values into ``into`` (section -> dotted key -> value).
+
+    ``base`` resolves relative paths (None: kept as they are); ``given`` maps each key set by the
+    sources read together (one file, or all --set) to the key written, so an old key and its new
+    one written together are refused; ``notes`` collects the old keys used (None: read silently).
+    """
+    sections = _section_classes()
     for section, table in raw.items():
         if section not in sections:
             raise ConfigError(
@@ -92,21 +123,66 @@ def _merge(raw: dict, source: str, into: dict, base: Path) -> None:
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{section}] must be a table", f"write [{section}] then key = value lines")
-        fields = _section_fields(hints[section])
-        for key, value in table.items():
-            if key not in fields:
-                raise ConfigError(
-                    f"{source}: unknown key {section}.{key}",
-                    f"{_suggest(key, fields)}valid keys in [{section}]: {', '.join(fields)}",
-                )
-            typ, knob_field = fields[key]
-            value = _coerce(value, typ, f"{source}: {section}.{key}")
-            err = limits_error(section, knob_field, value)
+        knobs = section_knobs(sections[section])
+        for written, value in _flatten(table):
+            targets = legacy.new_keys(section, written) or (written,)
+            if targets[0] not in knobs:
+                _unknown_key(source, section, written, knobs)
+            for target in targets:
+                first = given.setdefault((section, target), written)
+                if first != written:
+                    old, new = (first, written) if legacy.new_keys(section, first) else (written, first)
+                    raise ConfigError(
+                        f"{source}: {section}.{old} and {section}.{new} are both set",
+                        f"{section}.{old} is the old key for "
+                        f"{' and '.join(f'{section}.{t}' for t in legacy.new_keys(section, old))}: write only the new key")
+            if notes is not None and targets != (written,):
+                notes.append((f"{section}.{written}", [f"{section}.{t}" for t in targets]))
+            where = f"{section}.{written}"
+            value = _coerce(value, knobs[targets[0]].type, f"{source}: {where}")
+            err = knob_error(where, knobs[targets[0]], value)
             if err is not None:
                 raise ConfigError(f"{source}: {err.message}", err.hint)
-            if (section, key) in PATH_KEYS:
+            if (section, written) in PATH_KEYS and base is not None:
                 value = _resolve_path(value, base)
-            into.setdefault(section, {})[key] = value
+            for target in targets:
+                into.setdefault(section, {})[target] = value
+
+
+def _unknown_key(source: str, section: str, written: str, knobs: dict) -> None:
+    inside = [key for key in knobs if key.startswith(f"{written}.")]
+    if inside:
+        raise ConfigError(f"{source}: {section}.{written} must be a table",
+                          f"write [{section}.{written}] then key = value lines (keys: {', '.join(k.split('.', 1)[1] for k in inside)})")
+    raise ConfigError(
+        f"{source}: unknown key {section}.{written}",
+        f"{_suggest_key(written, knobs)}valid keys in [{section}]: {', '.join(knobs)}",
+    )
+
+
+def _saved_sections(data: dict, source: str) -> dict:
+    """A saved config's sections (config_to_dict's output, of any version up to this one)."""
+    sections = dict(data)
+    version = sections.pop("config_version", 1)  # version 1 did not record it
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_VERSION:
+        raise ConfigError(f"{source} has config version {version!r}; this segtool reads versions 1 to {CONFIG_VERSION}",
+                          "use the segtool version that wrote it, or start a new --workdir")
+    return sections
+
+
+def _build(merged: dict) -> Config:
+    return Config(**{name: build(cls, merged.get(name, {})) for name, cls in _section_classes().items()})
+
+
+NOTED: set[str] = set()  # old keys already noted by this process
+
+
+def _note_old_keys(notes: list) -> None:
+    """Tell once per process and key that an old flat key was read (stderr: stdout may carry JSON)."""
+    for old, new in notes:
+        if old not in NOTED:
+            NOTED.add(old)
+            print(f"note: {old} is an old key, read this release only: write {' and '.join(new)}", file=sys.stderr)
 
 
 def _read_toml(path: Path) -> dict:
@@ -133,7 +209,8 @@ def _preset_chain(path: Path) -> list[Path]:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """``section.key=value`` -> (section, key, value); the value is read as TOML, else as a string."""
+    """``section.key=value`` -> (section, key, value), ``key`` dotted inside a table
+    (``train_rm.optim.lr=1e-5``); the value is read as TOML, else as a string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ConfigError(f"--set {text!r} is not of the form section.key=value", "e.g. --set segment.c_ent=2.0")
     dotted, raw_value = text.split("=", 1)
@@ -162,10 +239,12 @@ def load_config(
     if preset and config_file:
         raise ConfigError("give either --preset or --config, not both", "drop one of them")
     merged: dict = {}
+    notes: list = []
     name = "custom"
     cwd = Path.cwd()
     if base and not (preset or config_file):
-        _merge(base, "the run directory's saved config", merged, cwd)
+        source = "the run directory's saved config"
+        _merge(_saved_sections(base, source), source, merged, cwd, {}, None)
     if preset or config_file:
         path = preset_path(preset) if preset else Path(config_file)
         if not path.is_file():
@@ -173,41 +252,44 @@ def load_config(
         for layer in _preset_chain(path):
             raw = _read_toml(layer)
             raw.pop("extends", None)
-            _merge(raw, str(layer), merged, layer.parent.resolve())
+            _merge(raw, str(layer), merged, layer.parent.resolve(), {}, notes)
         name = preset or path.stem
+    on_command_line: dict = {}
     for text in overrides:
         section, key, value = parse_override(text)
-        _merge({section: {key: value}}, f"--set {text}", merged, cwd)
+        _merge({section: {key: value}}, f"--set {text}", merged, cwd, on_command_line, notes)
     if data:
-        _merge({"data": {"path": data}}, "--data", merged, cwd)
+        _merge({"data": {"path": data}}, "--data", merged, cwd, {}, None)
     if workdir:
         merged.setdefault("run", {})["workdir"] = str(Path(workdir).expanduser().resolve())
     if skip_invalid:
         merged.setdefault("data", {})["skip_invalid"] = True
-    hints = get_type_hints(Config)
-    sections = {s: hints[s](**merged.get(s, {})) for s in (f.name for f in dataclasses.fields(Config))}
-    cfg = Config(**sections)
+    cfg = _build(merged)
     # Run directories are relative to the working directory, wherever they were written.
     workdir_path = (cwd / Path(cfg.run.workdir).expanduser()) if cfg.run.workdir else cwd / "runs" / name
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, workdir=str(workdir_path.resolve())))
+    _note_old_keys(notes)
     return cfg, name
 
 
 def config_to_dict(cfg: Config) -> dict:
-    return dataclasses.asdict(cfg)
+    """The config as written to manifest.json: nested tables as nested objects, and its layout version."""
+    return {"config_version": CONFIG_VERSION, **dataclasses.asdict(cfg)}
 
 
 def config_from_dict(data: dict) -> Config:
-    hints = get_type_hints(Config)
-    return Config(**{s: hints[s](**data.get(s, {})) for s in (f.name for f in dataclasses.fields(Config))})
+    """A saved config (config_to_dict's output, of this or an older layout), checked as a config file is."""
+    merged: dict = {}
+    _merge(_saved_sections(data, "a saved config"), "a saved config", merged, None, {}, None)
+    return _build(merged)
 
 
 def identity_view(cfg: Config, sections: tuple[str, ...]) -> dict:
-    """The parts of the config that decide a stage's output (execution knobs dropped)."""
+    """The parts of the config that decide a stage's output (execution knobs dropped), under the key
+    names of config version 1 (config.legacy), so that artifact ids do not depend on the layout."""
     out = {}
     for section in sections:
         obj = getattr(cfg, section)
-        out[section] = {
-            f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.metadata.get("identity", True)
-        }
+        values = {key: value_at(obj, key) for key, spec in section_knobs(type(obj)).items() if spec.identity}
+        out[section] = legacy.identity_names(section, values)
     return out

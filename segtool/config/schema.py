@@ -2,226 +2,194 @@
 
 Fields marked ``identity=False`` are execution knobs (devices, batch sizes, chunking): they change
 how fast a stage runs, not what it produces, so they are left out of an artifact's identity.
-Every numeric field declares its ``limits``; ``check_limits`` enforces them (and finiteness) for
-every section, so a NaN or a negative count never reaches a stage or a manifest.
+Every numeric knob declares its ``limits`` and every knob that takes one of a set of names its
+``choices``; constructing a section checks them all (``segtool.config.knobs``), so a NaN, a negative
+count or an unknown mode never reaches a stage or a manifest.
+
+Two tables are shared by several sections, each with that section's defaults: ``OptimConfig``
+(``train_rm.optim``, ``dpo.optim``, ``rs.optim``, ``ppo.actor``, ``ppo.critic``) and
+``SamplingConfig`` (``ppo.sampling``, ``rs.sampling``, ``dpo.sampling``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import urllib.parse
 from dataclasses import dataclass, field
 
-from segtool.core.boundaries import STRATEGIES
-from segtool.errors import ConfigError
+from segtool.config.knobs import (
+    ADAM_BETA,
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    UNIT_INTERVAL,
+    UPPER_UNIT,
+    Choices,
+    Limits,
+    Rule,
+    Section,
+    knob,
+    table,
+)
+from segtool.config.modes import (
+    ADAPTIVE_SOURCES,
+    AGGREGATIONS,
+    BASELINES,
+    BF16,
+    CALIBRATION_ROWS,
+    CRITIC_INITS,
+    DATA_FORMATS,
+    DTYPES,
+    GOLD_SCORERS,
+    INTERPOLATIONS,
+    JUDGES,
+    MASKS,
+    METRIC_LOGGERS,
+    NORMALISER_KINDS,
+    NORMALISER_METHODS,
+    PACKING,
+    READOUTS,
+    REWARD_MODES,
+    STRATEGIES,
+    TEMPLATES,
+)
+
+# 1: optimiser and sampling knobs flat in their sections (still read: segtool.config.legacy);
+# 2: nested in optim / actor / critic / sampling tables.
+CONFIG_VERSION = 2
 
 
 @dataclass(frozen=True)
-class Limits:
-    """The values a numeric knob admits: low/high bounds (None = unbounded), each closed unless open."""
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay (one per trained model)."""
 
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def admits(self, value) -> bool:
-        if isinstance(value, float) and math.isnan(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
-        if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low}"
-        return f"{'<' if self.high_open else '<='} {self.high}"
-
-
-NON_NEGATIVE = Limits(0)
-AT_LEAST_ONE = Limits(1)
-POSITIVE = Limits(0, low_open=True)
-UNIT_INTERVAL = Limits(0, 1)
-UPPER_UNIT = Limits(0, 1, low_open=True)
-OPEN_UNIT = Limits(0, 1, low_open=True, high_open=True)
-ADAM_BETA = Limits(0, 1, high_open=True)
-
-
-def knob(default, help: str, identity: bool = True, limits: Limits | None = None):
-    return field(default=default, metadata={"help": help, "identity": identity, "limits": limits})
-
-
-def limits_error(section: str, knob_field: dataclasses.Field, value) -> ConfigError | None:
-    """The error for a numeric value outside its knob's limits (or not finite), else None."""
-    limits = knob_field.metadata.get("limits")
-    if limits is None:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        problem = "is not a finite number"
-    elif not limits.admits(value):
-        problem = "is out of range"
-    else:
-        return None
-    return ConfigError(f"{section}.{knob_field.name} = {value!r} {problem}: it must be {limits}",
-                       f"use a number {limits} (default {knob_field.default!r})")
-
-
-def check_limits(obj, section: str) -> None:
-    """Raise the first limits_error of a section object's fields."""
-    for knob_field in dataclasses.fields(obj):
-        err = limits_error(section, knob_field, getattr(obj, knob_field.name))
-        if err is not None:
-            raise err
+    lr: float = knob(1e-6, "peak learning rate", limits=POSITIVE)
+    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr", limits=UNIT_INTERVAL)
+    warmup_ratio: float = knob(0.03, "share of optimiser steps with linear warm-up", limits=UNIT_INTERVAL)
+    adam_beta1: float = knob(0.9, "AdamW beta1", limits=ADAM_BETA)
+    adam_beta2: float = knob(0.95, "AdamW beta2", limits=ADAM_BETA)
+    weight_decay: float = knob(0.0, "AdamW weight decay", limits=NON_NEGATIVE)
+    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)", limits=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class SamplingConfig:
+    """How responses are sampled from a policy (min_new_tokens is always 2: a segment needs a token before EOS)."""
+
+    max_new_tokens: int = knob(1024, "generation length limit (paper 1024)", limits=Limits(2))
+    temperature: float = knob(1.0, "sampling temperature (paper 1.0)", limits=POSITIVE)
+    top_p: float = knob(1.0, "nucleus sampling (paper 1.0)", limits=UPPER_UNIT)
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    section = "model"
+
     path: str = knob("", "local model directory, Hugging Face hub id, or .gguf file (pi_SFT)")
     revision: str = knob("main", "hub revision (branch, tag or commit); ignored for local paths")
     gguf_file: str = knob("", "GGUF file name inside `path` (or give the .gguf file as `path`)")
-    dtype: str = knob("float32", "weights/compute dtype: float32, bfloat16 or float16")
+    dtype: str = knob("float32", "weights/compute dtype: float32, bfloat16 or float16",
+                      choices=Choices(DTYPES, "is not supported"))
     device: str = knob("auto", "cpu, cuda, cuda:N, or auto (cuda when available)", identity=False)
     trust_remote_code: bool = knob(False, "allow custom modelling code from the hub")
 
-    def __post_init__(self):
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(
-                f"model.dtype = {self.dtype!r} is not supported",
-                "use float32, bfloat16 or float16",
-            )
-
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
+    section = "data"
+
     path: str = knob("", "preference data: .jsonl, .jsonl.gz, .parquet, or a Hugging Face dataset name")
     name: str = knob("", "Hugging Face dataset config name (hub datasets only)")
     split: str = knob("train", "dataset split (hub datasets only)")
-    format: str = knob("auto", "row format: auto, pairs (prompt/chosen/rejected) or hh (HH-RLHF transcripts)")
+    format: str = knob("auto", "row format: auto, pairs (prompt/chosen/rejected) or hh (HH-RLHF transcripts)",
+                       choices=DATA_FORMATS)
     max_rows: int = knob(0, "use only the first N rows (0 = all)", limits=NON_NEGATIVE)
     skip_invalid: bool = knob(False, "skip and count invalid rows instead of failing on the first one")
 
-    def __post_init__(self):
-        check_limits(self, "data")
-        if self.format not in ("auto", "pairs", "hh"):
-            raise ConfigError(f"data.format = {self.format!r} is not known", "use auto, pairs or hh")
-
 
 @dataclass(frozen=True)
-class TokenizeConfig:
+class TokenizeConfig(Section):
+    section = "tokenize"
+
     max_len: int = knob(2048, "max prompt + response tokens (METHOD §1)", limits=Limits(3))
     max_prompt_len: int = knob(1728, "max prompt tokens; longer prompts keep their right end", limits=AT_LEAST_ONE)
-    template: str = knob("auto", "auto (chat template when the tokenizer has one, else plain) or plain")
+    template: str = knob("auto", "auto (chat template when the tokenizer has one, else plain) or plain", choices=TEMPLATES)
 
-    def __post_init__(self):
-        check_limits(self, "tokenize")
-        if self.template not in ("auto", "plain"):
-            raise ConfigError(f"tokenize.template = {self.template!r} is not known", "use auto or plain")
-        if self.max_len - self.max_prompt_len < 2:
-            raise ConfigError(
-                f"tokenize.max_len ({self.max_len}) must exceed max_prompt_len ({self.max_prompt_len}) by >= 2",
-                "every response keeps at least one token plus its EOS; raise max_len or lower max_prompt_len",
-            )
+    def rules(self) -> list[Rule]:
+        return [(self.max_len - self.max_prompt_len >= 2,
+                 f"tokenize.max_len ({self.max_len}) must exceed max_prompt_len ({self.max_prompt_len}) by >= 2",
+                 "every response keeps at least one token plus its EOS; raise max_len or lower max_prompt_len")]
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
-    strategy: str = knob("entropy", "entropy, token, bandit, ngram, punct or adaptive (METHOD §2, §7)")
+class SegmentConfig(Section):
+    section = "segment"
+
+    strategy: str = knob("entropy", f"{', '.join(STRATEGIES)} (METHOD §2, §7)", choices=STRATEGIES)
     c_ent: float = knob(1.75, "entropy cutoff: position j ends a segment iff H_j > c_ent (paper: 1.75 Phi-3, 2.0 Llama-3)", limits=NON_NEGATIVE)
     n: int = knob(5, "segment length in tokens for the ngram strategy", limits=AT_LEAST_ONE)
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
     chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False, limits=AT_LEAST_ONE)
     batch_tokens: int = knob(16384, "padded tokens per forward batch (length-sorted batches)", identity=False, limits=AT_LEAST_ONE)
     shard_rows: int = knob(1024, "input rows per output shard (the unit of --resume)", identity=False, limits=AT_LEAST_ONE)
-    adaptive_source: str = knob("rm", "adaptive: per-token rewards from rm (value differences v_i - v_(i-1) of a segment RM) or dpo (implicit reward beta log pi/pi_ref of a DPO policy)")
+    adaptive_source: str = knob("rm", "adaptive: per-token rewards from rm (value differences v_i - v_(i-1) of a segment RM) or dpo (implicit reward beta log pi/pi_ref of a DPO policy)",
+                                choices=ADAPTIVE_SOURCES)
     adaptive_model: str = knob("", "adaptive: the RM / DPO policy folder, or a run directory (its train-rm / dpo head); empty = this run directory's")
-    baseline: str = knob("sequence", "adaptive: baseline b = sequence (mean token reward of the response), running (mean of the rewards before t) or td (TD(0) estimate)")
+    baseline: str = knob("sequence", "adaptive: baseline b = sequence (mean token reward of the response), running (mean of the rewards before t) or td (TD(0) estimate)",
+                         choices=BASELINES)
     delta: float = knob(0.0, "adaptive: Schmitt-trigger offset; r > b + delta is good, r < b - delta bad, otherwise the state is kept", limits=NON_NEGATIVE)
     td_alpha: float = knob(0.1, "adaptive: step size of the td baseline", limits=UPPER_UNIT)
 
-    def __post_init__(self):
-        check_limits(self, "segment")
-        if self.adaptive_source not in ("rm", "dpo") or self.baseline not in ("sequence", "running", "td"):
-            raise ConfigError(
-                f"segment.adaptive_source = {self.adaptive_source!r} / baseline = {self.baseline!r} is not known",
-                "adaptive_source: rm or dpo; baseline: sequence, running or td",
-            )
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"segment.strategy = {self.strategy!r} is not known", f"use one of: {', '.join(STRATEGIES)}"
-            )
-
 
 @dataclass(frozen=True)
-class TrainRMConfig:
-    readout: str = knob("end", "segment reward read-out: end (paper) or differential (sentence-level RM)")
-    aggregation: str = knob("avg", "e(x, y) from segment rewards: avg (paper), sum, min, last (bandit: value at EOS), attention")
+class TrainRMConfig(Section):
+    section = "train_rm"
+
+    readout: str = knob("end", "segment reward read-out: end (paper) or differential (sentence-level RM)", choices=READOUTS)
+    aggregation: str = knob("avg", "e(x, y) from segment rewards: avg (paper), sum, min, last (bandit: value at EOS), attention",
+                            choices=AGGREGATIONS)
     margin: float = knob(0.0, "Bradley-Terry margin: -log sigma(e_w - e_l - margin)", limits=NON_NEGATIVE)
-    lr: float = knob(1e-6, "peak learning rate (paper 1e-6)", limits=POSITIVE)
-    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr", limits=UNIT_INTERVAL)
-    warmup_ratio: float = knob(0.03, "share of steps with linear warm-up", limits=UNIT_INTERVAL)
-    adam_beta1: float = knob(0.9, "AdamW beta1", limits=ADAM_BETA)
-    adam_beta2: float = knob(0.95, "AdamW beta2", limits=ADAM_BETA)
-    weight_decay: float = knob(0.0, "AdamW weight decay", limits=NON_NEGATIVE)
-    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)", limits=NON_NEGATIVE)
+    optim: OptimConfig = table(OptimConfig, "the reward model's optimiser (paper: lr 1e-6)", lr=1e-6)
     global_batch: int = knob(128, "pairs per optimiser step", limits=AT_LEAST_ONE)
     micro_batch: int = knob(8, "pairs per forward pass (gradient accumulation up to global_batch)", identity=False, limits=AT_LEAST_ONE)
     epochs: int = knob(1, "passes over the training pairs", limits=AT_LEAST_ONE)
     max_steps: int = knob(0, "stop after this many optimiser steps (0 = all epochs)", limits=NON_NEGATIVE)
     eval_fraction: float = knob(0.05, "share of pairs held out for evaluation (never trained on)", limits=OPEN_UNIT)
-    bf16: str = knob("auto", "bf16 autocast: auto (on when the device supports it), true or false")
+    bf16: str = knob("auto", "bf16 autocast: auto (on when the device supports it), true or false", choices=BF16)
     gradient_checkpointing: bool = knob(True, "recompute activations in the backward pass to save memory", identity=False)
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
     zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False, limits=Limits(0, 3))
 
-    def __post_init__(self):
-        check_limits(self, "train_rm")
-        if self.readout not in ("end", "differential"):
-            raise ConfigError(f"train_rm.readout = {self.readout!r} is not known", "use end or differential")
-        if self.aggregation not in ("avg", "sum", "min", "last", "attention"):
-            raise ConfigError(f"train_rm.aggregation = {self.aggregation!r} is not known", "use avg, sum, min, last or attention")
-        if self.bf16 not in ("auto", "true", "false"):
-            raise ConfigError(f"train_rm.bf16 = {self.bf16!r} is not known", 'use "auto", "true" or "false"')
-        if self.global_batch % self.micro_batch:
-            raise ConfigError(
-                f"train_rm.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                "pick micro_batch dividing global_batch",
-            )
+    def rules(self) -> list[Rule]:
+        return [(self.global_batch % self.micro_batch == 0,
+                 f"train_rm.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
+                 "pick micro_batch dividing global_batch")]
 
 
 @dataclass(frozen=True)
-class NormalizerConfig:
-    kind: str = knob("location", "location (paper), global, last (bandit normaliser) or none (METHOD §4)")
-    method: str = knob("huber", "fit of Mean(p), Std(p) against log p: huber (released code), ols, or raw (every point)")
+class NormalizerConfig(Section):
+    section = "normalizer"
+
+    kind: str = knob("location", "location (paper), global, last (bandit normaliser) or none (METHOD §4)", choices=NORMALISER_KINDS)
+    method: str = knob("huber", "fit of Mean(p), Std(p) against log p: huber (released code), ols, or raw (every point)",
+                       choices=NORMALISER_METHODS)
     huber_epsilon: float = knob(1.35, "HuberRegressor epsilon", limits=Limits(1))
     std_floor_ratio: float = knob(0.1, "Std(p) floor as a share of the global reward std (fitted Std can go <= 0)", limits=POSITIVE)
-    rows: str = knob("heldout", "calibration rows: heldout (never used to train the RM) or all")
+    rows: str = knob("heldout", "calibration rows: heldout (never used to train the RM) or all", choices=CALIBRATION_ROWS)
     max_pairs: int = knob(60000, "at most this many calibration pairs (paper: 60,000)", limits=AT_LEAST_ONE)
     decimals: int = knob(3, "p is binned by rounding to this many decimals", limits=Limits(1, 12))
 
-    def __post_init__(self):
-        check_limits(self, "normalizer")
-        if self.kind not in ("location", "global", "last", "none"):
-            raise ConfigError(f"normalizer.kind = {self.kind!r} is not known", "use location, global, last or none")
-        if self.method not in ("huber", "ols", "raw"):
-            raise ConfigError(f"normalizer.method = {self.method!r} is not known", "use huber, ols or raw")
-        if self.rows not in ("heldout", "all"):
-            raise ConfigError(f"normalizer.rows = {self.rows!r} is not known", "use heldout or all")
-
-
-REWARD_MODES = ("segment", "token", "bandit", "bandit-as-segment", "segment-as-bandit")
-INTERPOLATIONS = ("even", "repeat", "end")  # core.ppo.INTERPOLATIONS (not imported: config must not load torch)
-
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(Section):
+    section = "ppo"
+
     prompts: str = knob("", "prompt file (.jsonl, .jsonl.gz, .parquet) or HF dataset name [default: data.path]")
     eval_prompts: int = knob(32, "prompts held out from training (the last ones of a seeded shuffle): before/after reward", limits=NON_NEGATIVE)
-    reward_mode: str = knob("segment", "segment (paper), token, bandit, bandit-as-segment or segment-as-bandit (METHOD §5)")
+    reward_mode: str = knob("segment", f"{', '.join(REWARD_MODES)} (METHOD §5; segment is the paper's)", choices=tuple(REWARD_MODES))
     c_ent: float = knob(0.0, "entropy cut-off for PPO-time segments in bandit-as-segment mode (0 = the reward model's c_ent)", limits=NON_NEGATIVE)
-    interpolation: str = knob("even", "segment reward -> tokens: even (paper: r_t / |a_t| on every token), repeat or end")
+    interpolation: str = knob("even", "segment reward -> tokens: even (paper: r_t / |a_t| on every token), repeat or end",
+                              choices=INTERPOLATIONS)
     reward_clamp: float = knob(10.0, "per-token rewards are clamped to [-reward_clamp, reward_clamp]", limits=POSITIVE)
     missing_eos_penalty: float = knob(0.0, "subtracted from the reward of responses cut at max_new_tokens (0 = off)", limits=NON_NEGATIVE)
     kl_coef: float = knob(0.01, "beta of the per-token k1 KL penalty -beta (log pi - log pi_SFT)", limits=NON_NEGATIVE)
@@ -233,70 +201,52 @@ class PPOConfig:
     whiten_advantages: bool = knob(True, "whiten advantages over the rollout batch")
     clip: float = knob(0.2, "PPO ratio clip epsilon", limits=POSITIVE)
     value_clip: float = knob(0.0, "value clip (0 = paper: 0.25 for dense rewards, 0.2 for bandit)", limits=NON_NEGATIVE)
-    actor_lr: float = knob(5e-7, "policy learning rate (paper 5e-7)", limits=POSITIVE)
-    critic_lr: float = knob(9e-6, "critic learning rate (paper 9e-6)", limits=POSITIVE)
-    warmup_ratio: float = knob(0.03, "share of optimiser steps with linear warm-up", limits=UNIT_INTERVAL)
-    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr", limits=UNIT_INTERVAL)
-    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)", limits=NON_NEGATIVE)
-    critic_init: str = knob("sft", "critic backbone: sft (pi_SFT + fresh value head, paper) or rm (the reward model)")
+    actor: OptimConfig = table(OptimConfig, "the policy's optimiser (paper: lr 5e-7)", lr=5e-7)
+    critic: OptimConfig = table(OptimConfig, "the critic's optimiser (paper: lr 9e-6)", lr=9e-6)
+    critic_init: str = knob("sft", "critic backbone: sft (pi_SFT + fresh value head, paper) or rm (the reward model)", choices=CRITIC_INITS)
     rollout_batch: int = knob(1024, "prompts sampled per iteration (paper 1024)", limits=AT_LEAST_ONE)
     train_batch: int = knob(128, "samples per optimiser step (paper 128)", limits=AT_LEAST_ONE)
     ppo_epochs: int = knob(1, "passes over each rollout batch", limits=AT_LEAST_ONE)
     episodes: int = knob(1, "passes over the training prompts (paper 1-2)", limits=AT_LEAST_ONE)
     iterations: int = knob(0, "stop after this many rollout batches (0 = all episodes)", limits=NON_NEGATIVE)
     max_prompt_len: int = knob(1024, "prompt tokens kept (the right end), at most the RM's max_prompt_len (paper 1024)", limits=AT_LEAST_ONE)
-    max_new_tokens: int = knob(1024, "generation length limit (paper 1024)", limits=Limits(2))
-    temperature: float = knob(1.0, "sampling temperature (paper 1.0)", limits=POSITIVE)
-    top_p: float = knob(1.0, "nucleus sampling (paper 1.0)", limits=UPPER_UNIT)
-    mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)")
+    sampling: SamplingConfig = table(SamplingConfig, "rollouts and the held-out evaluation")
+    mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)", choices=MASKS)
     gold: str = knob("none", "also score rollouts and held-out answers with a programmatic gold scorer: none, or defects "
                      "(segtool.credit.gold: repeated sentences, unfinished endings, listed insults, wrong arithmetic; "
-                     "gold reward = -count)")
+                     "gold reward = -count)", choices=GOLD_SCORERS)
     adaptive_delta: float = knob(0.0, "APPO: Schmitt-trigger offset delta around the baseline", limits=NON_NEGATIVE)
-    adaptive_baseline: str = knob("sequence", "APPO: baseline b of the token rewards v_i - v_(i-1): sequence, running or td")
-    bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false")
+    adaptive_baseline: str = knob("sequence", "APPO: baseline b of the token rewards v_i - v_(i-1): sequence, running or td", choices=BASELINES)
+    bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false", choices=BF16)
     micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False, limits=AT_LEAST_ONE)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
     packing: str = knob("auto", "backbone passes on sequences packed into rows instead of padded: auto (on when a probe "
                         "shows the architecture honours position-id packing, else off with a note), on (error if not), off",
-                        identity=False)
+                        identity=False, choices=PACKING)
     pack_width: int = knob(1024, "tokens per packed row (a longer sequence gets a row of its own)", identity=False, limits=AT_LEAST_ONE)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
-    log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False)
+    log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False, choices=METRIC_LOGGERS)
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False, limits=Limits(0, 2))
 
-    def __post_init__(self):
-        check_limits(self, "ppo")
-        checks = [
-            (self.reward_mode in REWARD_MODES, "ppo.reward_mode", f"use one of: {', '.join(REWARD_MODES)}"),
-            (self.interpolation in INTERPOLATIONS, "ppo.interpolation", f"use one of: {', '.join(INTERPOLATIONS)}"),
-            (self.critic_init in ("sft", "rm"), "ppo.critic_init", "use sft or rm"),
-            (self.mask in ("none", "adaptive"), "ppo.mask", "use none or adaptive"),
-            (self.gold in ("none", "defects"), "ppo.gold", "use none or defects"),
-            (self.adaptive_baseline in ("sequence", "running", "td"), "ppo.adaptive_baseline", "use sequence, running or td"),
-            (self.bf16 in ("auto", "true", "false"), "ppo.bf16", 'use "auto", "true" or "false"'),
-            (self.log_to in ("none", "tensorboard", "wandb"), "ppo.log_to", "use none, tensorboard or wandb"),
-            (self.packing in ("auto", "on", "off"), "ppo.packing", 'use "auto", "on" or "off"'),
-        ]
-        for ok, key, fix in checks:
-            if not ok:
-                raise ConfigError(f"{key} has an invalid value", fix)
-        if self.rollout_batch % self.train_batch or self.train_batch % self.micro_batch:
-            raise ConfigError(
-                f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
-                f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")
-
-
-JUDGES = ("http", "hf", "proxy")
+    def rules(self) -> list[Rule]:
+        return [(self.rollout_batch % self.train_batch == 0 and self.train_batch % self.micro_batch == 0,
+                 f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
+                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")]
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Section):
     """`segtool eval alpaca|arena|mtbench|gsm8k` (METHOD §8). The judge's API key is deliberately not a
-    config key (configs are written to manifests): pass --api-key or set $SEGTOOL_JUDGE_API_KEY."""
+    config key (configs are written to manifests): pass --api-key or set $SEGTOOL_JUDGE_API_KEY.
 
-    judge: str = knob("http", "http (any OpenAI-compatible chat endpoint), hf (a local Hugging Face model) or proxy (the run directory's reward model, offline; always labelled a proxy)")
+    Its answer-sampling knobs stay flat rather than a SamplingConfig table: 0 means "the benchmark's
+    own setting" (length) and "greedy" (temperature), values a policy's sampling table refuses."""
+
+    section = "eval"
+
+    judge: str = knob("http", "http (any OpenAI-compatible chat endpoint), hf (a local Hugging Face model) or proxy (the run directory's reward model, offline; always labelled a proxy)",
+                      choices=JUDGES)
     judge_model: str = knob("", "the endpoint's model name (http) or a local folder / hub id (hf) [default for http: the benchmark's official judge]")
     base_url: str = knob("", "OpenAI-compatible base URL [default: $SEGTOOL_JUDGE_BASE_URL, $OPENAI_BASE_URL, else https://api.openai.com/v1]")
     judge_max_tokens: int = knob(0, "cap on the judge's completion tokens (0 = the benchmark's official setting)", limits=NON_NEGATIVE)
@@ -316,16 +266,15 @@ class EvalConfig:
     batch_size: int = knob(8, "prompts per generate() call (answers and the local judge)", identity=False, limits=AT_LEAST_ONE)
     shard_prompts: int = knob(64, "prompts per answer shard (the unit of --resume)", identity=False, limits=AT_LEAST_ONE)
 
-    def __post_init__(self):
-        check_limits(self, "eval")
-        if self.judge not in JUDGES:
-            raise ConfigError(f"eval.judge = {self.judge!r} is not known", f"use one of: {', '.join(JUDGES)}")
-        if not self.baseline:
-            raise ConfigError("eval.baseline is empty", "use official, sft, or a model folder / hub id")
-        if url_has_credentials(self.base_url):  # the message must not repeat the URL: it holds the secret
-            raise ConfigError("eval.base_url carries a credential (user:password@ or a key/token query parameter), "
-                              "and configs are written to manifest.json",
-                              "give the URL without it, and the key in $SEGTOOL_JUDGE_API_KEY or --api-key")
+    def rules(self) -> list[Rule]:
+        return [
+            (bool(self.baseline), "eval.baseline is empty", "use official, sft, or a model folder / hub id"),
+            # the message must not repeat the URL: it holds the secret
+            (not url_has_credentials(self.base_url),
+             "eval.base_url carries a credential (user:password@ or a key/token query parameter), "
+             "and configs are written to manifest.json",
+             "give the URL without it, and the key in $SEGTOOL_JUDGE_API_KEY or --api-key"),
+        ]
 
 
 def url_has_credentials(url: str) -> bool:
@@ -335,97 +284,79 @@ def url_has_credentials(url: str) -> bool:
         word in name for name in names for word in ("key", "token", "secret", "auth", "password"))
 
 
-def _check(section, checks) -> None:
-    """Raise on the first failed (ok, keys, fix) check, naming the keys and their values."""
-    for ok, keys, fix in checks:
-        if not ok:
-            shown = ", ".join(f"{section.__class__.__name__.removesuffix('Config').lower()}.{k} = {getattr(section, k)!r}"
-                              for k in keys.split("/"))
-            raise ConfigError(f"invalid {shown}", fix)
-
-
 @dataclass(frozen=True)
-class DPOConfig:
+class DPOConfig(Section):
+    section = "dpo"
+
     beta: float = knob(0.1, "DPO temperature beta (METHOD §6)", limits=POSITIVE)
     label_smoothing: float = knob(0.0, "conservative DPO: probability that a preference label is flipped (0 = plain DPO)", limits=Limits(0, 0.5, high_open=True))
-    mask: str = knob("none", "none (DPO) or adaptive (ADPO: log-prob sums over chosen tokens in good and rejected tokens in bad adaptive segments, METHOD §7)")
-    lr: float = knob(5e-7, "peak learning rate", limits=POSITIVE)
-    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr", limits=UNIT_INTERVAL)
-    warmup_ratio: float = knob(0.03, "share of steps with linear warm-up", limits=UNIT_INTERVAL)
-    weight_decay: float = knob(0.0, "AdamW weight decay (betas 0.9, 0.95)", limits=NON_NEGATIVE)
-    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)", limits=NON_NEGATIVE)
+    mask: str = knob("none", "none (DPO) or adaptive (ADPO: log-prob sums over chosen tokens in good and rejected tokens in bad adaptive segments, METHOD §7)",
+                     choices=MASKS)
+    optim: OptimConfig = table(OptimConfig, "the policy's optimiser", lr=5e-7)
     global_batch: int = knob(64, "pairs per optimiser step", limits=AT_LEAST_ONE)
     micro_batch: int = knob(8, "pairs per forward pass (accumulated up to global_batch)", identity=False, limits=AT_LEAST_ONE)
     epochs: int = knob(1, "passes over the training pairs", limits=AT_LEAST_ONE)
     max_steps: int = knob(0, "stop after this many optimiser steps (0 = all epochs)", limits=NON_NEGATIVE)
     eval_prompts: int = knob(32, "pairs whose prompts are held out (never trained on), chosen as ppo.eval_prompts: held-out reward before/after", limits=NON_NEGATIVE)
-    max_new_tokens: int = knob(1024, "held-out evaluation: generation length", limits=Limits(2))
-    temperature: float = knob(1.0, "held-out evaluation: sampling temperature", limits=POSITIVE)
-    top_p: float = knob(1.0, "held-out evaluation: nucleus sampling", limits=UPPER_UNIT)
-    bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false")
+    sampling: SamplingConfig = table(SamplingConfig, "the held-out evaluation")
+    bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false", choices=BF16)
     gradient_checkpointing: bool = knob(False, "recompute activations in the backward pass to save memory", identity=False)
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
     generate_batch: int = knob(32, "prompts per generate() call (evaluation)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (evaluation)", identity=False, limits=AT_LEAST_ONE)
 
-    def __post_init__(self):
-        check_limits(self, "dpo")
-        _check(self, [
-            (self.mask in ("none", "adaptive"), "mask", "use none or adaptive"),
-            (self.bf16 in ("auto", "true", "false"), "bf16", 'use "auto", "true" or "false"'),
-            (self.global_batch % self.micro_batch == 0, "global_batch/micro_batch", "pick micro_batch dividing global_batch"),
-        ])
+    def rules(self) -> list[Rule]:
+        return [(self.global_batch % self.micro_batch == 0,
+                 f"dpo.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
+                 "pick micro_batch dividing global_batch")]
 
 
 @dataclass(frozen=True)
-class RSConfig:
+class RSConfig(Section):
+    section = "rs"
+
     prompts: str = knob("", "prompt file (.jsonl, .jsonl.gz, .parquet) or HF dataset name [default: data.path]")
     eval_prompts: int = knob(32, "prompts held out from training, chosen as ppo.eval_prompts: held-out reward before/after", limits=NON_NEGATIVE)
     k: int = knob(4, "samples per prompt; the reward model's best one is kept (METHOD §6)", limits=AT_LEAST_ONE)
     beta: float = knob(0.05, "weight of the KL(pi || pi_SFT) term added to the NLL", limits=NON_NEGATIVE)
-    mask: str = knob("none", "none (RS) or adaptive (ARS: NLL and KL over the kept sample's good-segment tokens, METHOD §7)")
+    mask: str = knob("none", "none (RS) or adaptive (ARS: NLL and KL over the kept sample's good-segment tokens, METHOD §7)",
+                     choices=MASKS)
     rollout_batch: int = knob(64, "prompts sampled per iteration", limits=AT_LEAST_ONE)
     train_batch: int = knob(64, "kept samples per optimiser step (divides rollout_batch)", limits=AT_LEAST_ONE)
     updates: int = knob(1, "passes over each iteration's kept samples", limits=AT_LEAST_ONE)
     episodes: int = knob(1, "passes over the training prompts", limits=AT_LEAST_ONE)
     iterations: int = knob(0, "stop after this many iterations (0 = all episodes)", limits=NON_NEGATIVE)
-    lr: float = knob(1e-6, "peak learning rate", limits=POSITIVE)
-    min_lr_ratio: float = knob(0.1, "cosine decay ends at min_lr_ratio * lr", limits=UNIT_INTERVAL)
-    warmup_ratio: float = knob(0.03, "share of optimiser steps with linear warm-up", limits=UNIT_INTERVAL)
-    weight_decay: float = knob(0.0, "AdamW weight decay (betas 0.9, 0.95)", limits=NON_NEGATIVE)
-    grad_clip: float = knob(1.0, "gradient norm clipping (0 = off)", limits=NON_NEGATIVE)
-    max_new_tokens: int = knob(1024, "generation length (sampling and held-out evaluation)", limits=Limits(2))
-    temperature: float = knob(1.0, "sampling temperature", limits=POSITIVE)
-    top_p: float = knob(1.0, "nucleus sampling", limits=UPPER_UNIT)
-    bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false")
+    optim: OptimConfig = table(OptimConfig, "the policy's optimiser", lr=1e-6)
+    sampling: SamplingConfig = table(SamplingConfig, "the k samples per prompt and the held-out evaluation")
+    bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false", choices=BF16)
     micro_batch: int = knob(8, "samples per training forward pass", identity=False, limits=AT_LEAST_ONE)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass", identity=False, limits=AT_LEAST_ONE)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
 
-    def __post_init__(self):
-        check_limits(self, "rs")
-        _check(self, [
-            (self.mask in ("none", "adaptive"), "mask", "use none or adaptive"),
-            (self.bf16 in ("auto", "true", "false"), "bf16", 'use "auto", "true" or "false"'),
-            (self.rollout_batch % self.train_batch == 0, "rollout_batch/train_batch", "pick train_batch dividing rollout_batch"),
-        ])
+    def rules(self) -> list[Rule]:
+        return [(self.rollout_batch % self.train_batch == 0,
+                 f"rs.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch})",
+                 "pick train_batch dividing rollout_batch")]
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Section):
+    section = "run"
+
     workdir: str = knob("", "run directory (default: runs/<preset name>)", identity=False)
     seed: int = knob(0, "random seed for every stage", limits=Limits(0, 2**32 - 1))
     stages: tuple = knob((), "stages `segtool run` runs, in order (empty = segment, train-rm, fit-normalizer, ppo)", identity=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "stages", tuple(self.stages))  # frozen: a TOML list becomes a tuple
+        super().__post_init__()
+
+    def rules(self) -> list[Rule]:
         from segtool.pipeline.registry import KNOWN_STAGES
 
-        check_limits(self, "run")
-        object.__setattr__(self, "stages", tuple(self.stages))
         unknown = [s for s in self.stages if s not in KNOWN_STAGES]
-        if unknown:
-            raise ConfigError(f"run.stages names unknown stage(s) {unknown}", f"use some of: {', '.join(KNOWN_STAGES)}")
+        return [(not unknown, f"run.stages names unknown stage(s) {unknown}", f"use some of: {', '.join(KNOWN_STAGES)}")]
 
 
 @dataclass(frozen=True)

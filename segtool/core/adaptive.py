@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .modes import BASELINES
+
 
 def schmitt_states(rewards: torch.Tensor, baseline: torch.Tensor, delta: float) -> torch.Tensor:
     """Good (True) / bad (False) state of every token. rewards [B, T]; baseline [B] or [B, T]."""
@@ -46,8 +48,6 @@ def loss_mask(states: torch.Tensor, positive: torch.Tensor, mask: torch.Tensor) 
 
 
 # -- per-token rewards and baselines (METHOD §7) -------------------------------------------------
-
-BASELINES = ("sequence", "running", "td")
 
 
 def value_token_rewards(values: torch.Tensor, prompt_values: torch.Tensor) -> torch.Tensor:

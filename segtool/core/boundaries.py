@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("entropy", "token", "bandit", "ngram", "punct", "adaptive")
+from .modes import STRATEGIES
 
 # Characters after which the rule-based sentence splitter (`punct`) cuts: the paper's sentence
 # baseline splits after . ! ? \n ; ... , : } and their full-width equivalents.

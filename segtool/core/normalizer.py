@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-KINDS = ("location", "global", "last", "none")
+from .modes import NORMALISER_KINDS
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class Normaliser:
     std: float = 1.0  # global / last
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown normaliser kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if self.kind not in NORMALISER_KINDS:
+            raise ValueError(f"unknown normaliser kind {self.kind!r}; choose one of {', '.join(NORMALISER_KINDS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

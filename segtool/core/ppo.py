@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-INTERPOLATIONS = ("even", "repeat", "end")
+from .modes import INTERPOLATIONS
 
 
 def segment_starts(ends: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-READOUTS = ("end", "differential")
-AGGREGATIONS = ("avg", "sum", "min", "last", "attention")
+from .modes import AGGREGATIONS, READOUTS
 
 
 def previous_positions(ends: torch.Tensor, rows: torch.Tensor, prompt_last: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ def deepspeed_config(c, world_size: int, bf16: bool) -> dict:
         "train_batch_size": c.global_batch,
         "train_micro_batch_size_per_gpu": c.micro_batch,
         "gradient_accumulation_steps": c.global_batch // (c.micro_batch * world_size),
-        "gradient_clipping": c.grad_clip,
+        "gradient_clipping": c.optim.grad_clip,
         "zero_optimization": {"stage": c.zero_stage},
         "bf16": {"enabled": bf16},
         "steps_per_print": 1 << 30,

@@ -210,7 +210,7 @@ def identity(cfg: Config, opts: MakeOptions, model_source) -> dict:
         model = {**identity_view(cfg, ("model",))["model"], "path": model_source.fingerprint()}
         ident["source"] = {"kind": "sft", "prompts": fingerprint_path(sft_prompt_path(opts.prompts)),
                            "samples": opts.samples or opts.pairs, "max_new_tokens": opts.max_new_tokens,
-                           "temperature": cfg.ppo.temperature, "top_p": cfg.ppo.top_p, "model": model}
+                           "temperature": cfg.ppo.sampling.temperature, "top_p": cfg.ppo.sampling.top_p, "model": model}
     else:
         path = sources.source_file(opts.source)
         ident["source"] = {"kind": "file", "name": sources.SOURCE_NAMES.get(opts.source, path.name),

@@ -1,7 +1,7 @@
 """Samples of the run's pi_SFT for the credit benchmark (`credit make --source sft`) and for
 measuring the gold scorer's spread (benchmarks/gold_spread.py).
 
-Sampled as PPO samples (``ppo.temperature``, ``ppo.top_p``), seeded per batch by
+Sampled as PPO samples (``ppo.sampling.temperature``, ``ppo.sampling.top_p``), seeded per batch by
 ``models.generation.generate``, from prompts formatted by the Encoder every stage uses.
 """
 
@@ -46,7 +46,7 @@ def sft_prompts(prompts: str = "", skip_invalid: bool = False) -> list[tuple[dic
 def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...]], count: int, max_new_tokens: int,
                seed: int, quiet: bool = True, temperature: float | None = None) -> list[Sample]:
     """``count`` samples, sample k answering prompt k mod len(prompts); ``temperature`` overrides
-    ppo.temperature (0 = greedy)."""
+    ppo.sampling.temperature (0 = greedy)."""
     asked = [prompts[k % len(prompts)] for k in range(count)]
     ids = [encoder.encode_prompt(p) for p in asked]
     model = load_causal_lm(model_source, cfg.model, pick_device(cfg.model.device))
@@ -59,8 +59,8 @@ def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...
     pad = tok.pad_token_id if tok.pad_token_id is not None else encoder.eos_id
     with progress(quiet, count, "pi_SFT samples", unit="samples") as advance:
         out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
-                       temperature=cfg.ppo.temperature if temperature is None else temperature,
-                       top_p=cfg.ppo.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
+                       temperature=cfg.ppo.sampling.temperature if temperature is None else temperature,
+                       top_p=cfg.ppo.sampling.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
                        force_eos=False, advance=advance)
     samples = []
     for prompt, response, cut in zip(asked, out.responses, out.truncated):

@@ -174,8 +174,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     if c.gradient_checkpointing:
         train_rm._enable_checkpointing(policy)
     rm_id = train_rm.plan(cfg).art_id
-    scorer, _ = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
-                               "dpo.max_new_tokens")
+    scorer, _ = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.sampling.max_new_tokens,
+                               "dpo.sampling.max_new_tokens")
     autocast = pt.make_autocast(c, device)
     torch.manual_seed(cfg.run.seed)
     opt, sched = pt.optimiser(policy, c, total)
@@ -244,7 +244,7 @@ def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sche
                 for key in sums:
                     sums[key] += float(out[key].detach().sum())
                 tokens += out["tokens"]
-            grad_norm = pt.step(policy, opt, sched, c.grad_clip)
+            grad_norm = pt.step(policy, opt, sched, c.optim.grad_clip)
             seconds = time.perf_counter() - t0
             row = {"step": step_no + 1, **{key: v / len(batch_idx) for key, v in sums.items()}}
             row.update(margin=row["chosen_reward"] - row["rejected_reward"], lr=float(lr), grad_norm=grad_norm,
@@ -261,8 +261,8 @@ def _evaluate(policy, ref, scorer, prompts, c, seed, device, autocast) -> dict:
     from segtool.pipeline.policy_eval import heldout_reward
 
     def of(model):
-        return heldout_reward(model, scorer, prompts, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                              top_p=c.top_p, seed=seed, device=device, autocast=autocast,
+        return heldout_reward(model, scorer, prompts, max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
+                              top_p=c.sampling.top_p, seed=seed, device=device, autocast=autocast,
                               generate_batch=c.generate_batch, forward_batch=c.forward_batch)
 
     return {"before": of(ref), "after": of(policy)}

@@ -30,8 +30,8 @@ import numpy as np
 
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.modes import INTERPOLATIONS
 from segtool.config.schema import Config
-from segtool.core.ppo import INTERPOLATIONS
 from segtool.credit import metrics
 from segtool.errors import ArtifactError, ConfigError
 from segtool.inputs.rows import Pair, RowError, parse_pair, read_pairs

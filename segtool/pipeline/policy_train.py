@@ -39,13 +39,13 @@ def pad_id_of(tokenizer) -> int:
 
 
 def optimiser(model, c, total_steps: int):
-    """AdamW (0.9, 0.95) and a LambdaLR warm-up + cosine to min_lr_ratio * lr over ``total_steps``."""
+    """AdamW and a LambdaLR warm-up + cosine to min_lr_ratio * lr over ``total_steps`` (``c.optim``)."""
     import torch
 
     from segtool.core.schedule import warmup_cosine
 
-    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, betas=(0.9, 0.95), weight_decay=c.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, c.warmup_ratio, c.min_lr_ratio))
+    opt = torch.optim.AdamW(model.parameters(), lr=c.optim.lr, betas=(c.optim.adam_beta1, c.optim.adam_beta2), weight_decay=c.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, c.optim.warmup_ratio, c.optim.min_lr_ratio))
     return opt, sched
 
 
@@ -194,6 +194,7 @@ def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tok
     aggregation, no normaliser) and the reference log-probs: what ``policy_eval.heldout_reward`` needs."""
     import torch
 
+    from segtool.config.modes import sequence_reward_mode
     from segtool.core.normalizer import Normaliser
     from segtool.models.loading import DTYPES, resolve_model_source
     from segtool.models.reward import METADATA, load_reward_model
@@ -207,8 +208,7 @@ def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tok
     if meta["max_prompt_len"] + max_new_tokens > meta["max_len"]:
         raise ConfigError(f"max_prompt_len ({meta['max_prompt_len']}) + {key} ({max_new_tokens}) exceeds the reward "
                           f"model's max_len ({meta['max_len']})", f"lower {key} or raise tokenize.max_len")
-    mode = "bandit" if meta["strategy"] == "bandit" else "segment-as-bandit"  # sequence reward only
-    spec = reward_spec(mode, 0.0, meta)
+    spec = reward_spec(sequence_reward_mode(meta["strategy"]), 0.0, meta)  # e(x, y) only
     rm, _ = load_reward_model(rm_folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
     table = punct_table(tokenizer) if meta["strategy"] == "punct" else None
     return Scorer(ref, rm, Normaliser("none"), spec, table, pad_id_of(tokenizer), tokenizer.eos_token_id,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from segtool.config.modes import REWARD_MODES
 from segtool.core.adaptive import baselines, loss_mask, schmitt_states, value_token_rewards
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.core.normalizer import Normaliser, normalize
@@ -22,8 +23,6 @@ from segtool.errors import ConfigError
 from segtool.models.entropy import reference_pass
 from segtool.models.generation import generate, hash_seed
 from segtool.models.policy import Packed, logprobs_entropy, pack, state_values, to_aligned
-
-DENSE = ("segment", "token", "bandit-as-segment")
 
 
 @dataclass(frozen=True)
@@ -42,24 +41,20 @@ class RewardSpec:
 
     @property
     def dense(self) -> bool:
-        return self.mode in DENSE
+        return REWARD_MODES[self.mode].dense
 
 
 def reward_spec(mode: str, ppo_c_ent: float, meta: dict) -> RewardSpec:
     """Check the reward mode against the reward model it reads, and say how to segment."""
     rm = meta["strategy"]
-    need = {"segment": rm not in ("bandit", "token"), "token": rm == "token", "bandit": rm == "bandit",
-            "bandit-as-segment": rm == "bandit", "segment-as-bandit": rm != "bandit"}
-    if not need[mode]:
-        wants = {"segment": "a segment-level RM (entropy, ngram or punct)", "token": "a token-level RM (segment.strategy=token)",
-                 "bandit": "a bandit RM (segment.strategy=bandit)", "bandit-as-segment": "a bandit RM (segment.strategy=bandit)",
-                 "segment-as-bandit": "a segment- or token-level RM"}[mode]
-        raise ConfigError(f"ppo.reward_mode = {mode!r} needs {wants}, but the reward model was trained with strategy {rm!r}",
+    reads = REWARD_MODES[mode]
+    if rm not in reads.rm_strategies:
+        raise ConfigError(f"ppo.reward_mode = {mode!r} needs {reads.needs}, but the reward model was trained with strategy {rm!r}",
                           "train the matching reward model (e.g. --preset tiny-bandit) or change ppo.reward_mode")
     ppo_strategy, c_ent = rm, meta["c_ent"]
-    if mode == "bandit-as-segment":
+    if reads.placement == "entropy-segments":
         if ppo_c_ent <= 0:
-            raise ConfigError("ppo.reward_mode = 'bandit-as-segment' needs ppo.c_ent > 0",
+            raise ConfigError(f"ppo.reward_mode = {mode!r} needs ppo.c_ent > 0",
                               "a bandit RM has no entropy cut-off of its own: set e.g. --set ppo.c_ent=1.75")
         ppo_strategy, c_ent = "entropy", ppo_c_ent
     elif ppo_c_ent > 0 and mode != "bandit":
@@ -200,8 +195,8 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()
     with autocast():
-        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.max_new_tokens,
-                       temperature=c.temperature, top_p=c.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.sampling.max_new_tokens,
+                       temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                        seed=hash_seed(seed, iteration * 1000 + rank), force_eos=True)
     t1 = time.perf_counter()
     B = len(prompts)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from segtool import distributed
+from segtool.config.modes import REWARD_MODES
 from segtool.core.ppo import policy_loss, value_loss
 from segtool.errors import ConfigError
 from segtool.models.policy import logprobs, pack, state_values, to_aligned
@@ -21,7 +22,7 @@ def value_clip(c) -> float:
     """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set)."""
     if c.value_clip:
         return c.value_clip
-    return 0.2 if c.reward_mode in ("bandit", "segment-as-bandit") else 0.25
+    return REWARD_MODES[c.reward_mode].value_clip
 
 
 def micro_batches(lengths: np.ndarray, idx: np.ndarray, size: int) -> list[np.ndarray]:
@@ -63,12 +64,12 @@ class DeepSpeedOptimiser:
     """One model under a DeepSpeed engine: it averages gradients over accumulation steps and ranks
     and steps at the accumulation boundary, so the loss is pre-scaled by gas x world."""
 
-    def __init__(self, model, opt, sched, c, world: int):
+    def __init__(self, model, opt, sched, c, world: int, grad_clip: float):
         import deepspeed
 
         gas = c.train_batch // (c.micro_batch * world)
         config = {"train_batch_size": c.train_batch, "train_micro_batch_size_per_gpu": c.micro_batch,
-                  "gradient_accumulation_steps": gas, "gradient_clipping": c.grad_clip,
+                  "gradient_accumulation_steps": gas, "gradient_clipping": grad_clip,
                   "zero_optimization": {"stage": c.zero_stage}, "steps_per_print": 1 << 30, "wall_clock_breakdown": False}
         self.scale = gas * world
         self.engine, self.opt, _, self.sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=config)
@@ -97,21 +98,23 @@ def make_optimisers(setup, c, steps_total: int, parallel: bool):
     from segtool.core.schedule import warmup_cosine
 
     pairs = []
-    for model, lr in ((setup.policy, c.actor_lr), (setup.critic, c.critic_lr)):
+    for model, optim in ((setup.policy, c.actor), (setup.critic, c.critic)):
         # fused: one kernel over all parameters instead of ~10 ops per tensor (CPU and CUDA)
         fused = torch.device(setup.device).type in ("cpu", "cuda")
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0, fused=fused)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps_total, c.warmup_ratio, c.min_lr_ratio))
-        pairs.append((model, opt, sched))
+        opt = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=(optim.adam_beta1, optim.adam_beta2),
+                                weight_decay=optim.weight_decay, fused=fused)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s, optim=optim: warmup_cosine(s, steps_total, optim.warmup_ratio, optim.min_lr_ratio))
+        pairs.append((model, opt, sched, optim.grad_clip))
     if not parallel:
-        return [LocalOptimiser(m, o, s, c.grad_clip) for m, o, s in pairs]
+        return [LocalOptimiser(m, o, s, clip) for m, o, s, clip in pairs]
     world = distributed.world()
     if c.rollout_batch % world or c.train_batch % (c.micro_batch * world):
         raise ConfigError(
             f"under {world} processes ppo.rollout_batch ({c.rollout_batch}) must divide by {world} and train_batch "
             f"({c.train_batch}) by micro_batch x processes ({c.micro_batch * world})",
             "pick batch sizes that split evenly over the processes")
-    optimisers = [DeepSpeedOptimiser(m, o, s, c, world) for m, o, s in pairs]
+    optimisers = [DeepSpeedOptimiser(m, o, s, c, world, clip) for m, o, s, clip in pairs]
     setup.policy, setup.critic = optimisers[0].model, optimisers[1].model
     return optimisers
 

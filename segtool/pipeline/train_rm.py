@@ -175,7 +175,7 @@ class LocalBackend:
     """Single process: accumulate weighted micro-batch gradients, clip, step."""
 
     def __init__(self, rm, opt, sched, c):
-        self.model, self.opt, self.sched, self.clip = rm, opt, sched, c.grad_clip
+        self.model, self.opt, self.sched, self.clip = rm, opt, sched, c.optim.grad_clip
         self.rank, self.world = 0, 1
 
     def backward(self, loss, weight: float) -> None:
@@ -366,8 +366,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     if c.gradient_checkpointing:
         _enable_checkpointing(rm.hf)
     autocast = make_autocast(c, device)
-    opt = torch.optim.AdamW(rm.parameters(), lr=c.lr, betas=(c.adam_beta1, c.adam_beta2), weight_decay=c.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, c.warmup_ratio, c.min_lr_ratio))
+    opt = torch.optim.AdamW(rm.parameters(), lr=c.optim.lr, betas=(c.optim.adam_beta1, c.optim.adam_beta2), weight_decay=c.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, c.optim.warmup_ratio, c.optim.min_lr_ratio))
     if parallel:  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
         backend = DeepSpeedBackend(rm, opt, sched, c, bf16=autocast is not _no_autocast)
         autocast = _no_autocast
