@@ -24,3 +24,9 @@ def test_core_imports_only_torch_numpy_and_stdlib_math():
     for path in files:
         bad = imported_roots(path) - ALLOWED
         assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_core_relative_imports_stay_inside_core():
+    for path in sorted(CORE.glob("*.py")):
+        levels = {node.level for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)}
+        assert levels <= {0, 1}, f"{path.name} imports from above core"

@@ -3,8 +3,8 @@
 A knob is a dataclass field declared with ``knob`` (help, identity, and what values it admits:
 numeric ``limits`` or string ``choices``); a nested table of knobs (``train_rm.optim``) is declared
 with ``table``. A section derives from ``Section``: constructing it checks every knob, nested ones
-included, naming each by its dotted key, then the section's cross-knob ``rules``. The loader checks
-each value as it reads it with the same ``knob_error``, so a bad value is named where it was written.
+included, naming each by its dotted key, then the section's cross-knob ``rules``. The loader also
+checks each number's limits as it reads it, so that error names the file or --set it came from.
 """
 
 from __future__ import annotations
@@ -112,11 +112,17 @@ def value_at(obj, key: str):
 
 
 def knob_error(name: str, knob: Knob, value) -> ConfigError | None:
-    """The error for a value its knob does not admit (not a choice, not finite, out of limits), else None.
-    ``name`` is the key as the user knows it, e.g. ``ppo.sampling.top_p``."""
-    choices, limits = knob.field.metadata.get("choices"), knob.field.metadata.get("limits")
+    """The error for a value its knob does not admit (not one of its choices, or out of its limits),
+    else None. ``name`` is the key as the user knows it, e.g. ``ppo.sampling.top_p``."""
+    choices = knob.field.metadata.get("choices")
     if choices is not None and value not in choices.names:
         return ConfigError(f"{name} = {value!r} {choices.problem}", f"use one of: {choices}")
+    return limits_error(name, knob, value)
+
+
+def limits_error(name: str, knob: Knob, value) -> ConfigError | None:
+    """The error for a number outside its knob's limits (or not finite), else None."""
+    limits = knob.field.metadata.get("limits")
     if limits is None:
         return None
     if isinstance(value, float) and not math.isfinite(value):

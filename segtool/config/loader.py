@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from segtool.config import legacy
-from segtool.config.knobs import build, knob_error, section_knobs, value_at
+from segtool.config.knobs import build, limits_error, section_knobs, value_at
 from segtool.config.schema import CONFIG_VERSION, Config
 from segtool.errors import ConfigError
 
@@ -140,7 +140,7 @@ def _merge(raw: dict, source: str, into: dict, base: Path | None, given: dict, n
                 notes.append((f"{section}.{written}", [f"{section}.{t}" for t in targets]))
             where = f"{section}.{written}"
             value = _coerce(value, knobs[targets[0]].type, f"{source}: {where}")
-            err = knob_error(where, knobs[targets[0]], value)
+            err = limits_error(where, knobs[targets[0]], value)
             if err is not None:
                 raise ConfigError(f"{source}: {err.message}", err.hint)
             if (section, written) in PATH_KEYS and base is not None:

@@ -299,6 +299,27 @@ def run_stages_unknown_name(t):
     return ["run", "--preset", "tiny", "--set", 'run.stages=["segmnt"]'], ["run.stages names unknown stage(s) ['segmnt']"]
 
 
+@case("config")
+def nested_knob_out_of_range(t):
+    return tiny("ppo.sampling.top_p=0"), ["ppo.sampling.top_p = 0.0 is out of range: it must be in (0, 1]"]
+
+
+@case("config")
+def old_key_beside_its_new_key(t):
+    f = t.file("mine.toml", "[train_rm]\nlr = 1e-5\noptim.lr = 2e-5\n")
+    return ["segment", "--config", str(f)], [f"{f}: train_rm.lr and train_rm.optim.lr are both set"]
+
+
+@case("config")
+def table_given_a_value(t):
+    return tiny("ppo.actor=1e-6"), ["--set ppo.actor=1e-6: ppo.actor must be a table"]
+
+
+@case("config")
+def unknown_reward_mode(t):
+    return tiny("ppo.reward_mode=dense"), ["ppo.reward_mode = 'dense' is not known"]
+
+
 # -- run-directory artifacts ----------------------------------------------------------------------
 def write_manifest(t, text: str) -> list[str]:
     t.workdir.mkdir()

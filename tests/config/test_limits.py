@@ -9,19 +9,20 @@ from typing import get_type_hints
 
 import pytest
 
+from segtool.config.knobs import build, section_knobs
 from segtool.config.loader import load_config
 from segtool.config.schema import Config, Limits
 from segtool.errors import ConfigError
 
 
 def numeric_knobs():
+    """Every numeric knob, those of nested tables (train_rm.optim.lr) by their dotted key."""
     hints = get_type_hints(Config)
     for section in dataclasses.fields(Config):
         cls = hints[section.name]
-        types = get_type_hints(cls)
-        for knob in dataclasses.fields(cls):
-            if types[knob.name] in (int, float):
-                yield pytest.param(section.name, cls, knob, types[knob.name], id=f"{section.name}.{knob.name}")
+        for knob in section_knobs(cls).values():
+            if knob.type in (int, float):
+                yield pytest.param(section.name, cls, knob, knob.type, id=f"{section.name}.{knob.key}")
 
 
 KNOBS = list(numeric_knobs())
@@ -46,16 +47,16 @@ def test_the_schema_has_numeric_knobs_in_every_section_that_takes_numbers():
 
 @pytest.mark.parametrize("section, cls, knob, typ", KNOBS)
 def test_every_numeric_knob_has_limits_that_hold_its_default(section, cls, knob, typ):
-    limits = knob.metadata.get("limits")
-    assert isinstance(limits, Limits), f"{section}.{knob.name} declares no limits"
+    limits = knob.field.metadata.get("limits")
+    assert isinstance(limits, Limits), f"{section}.{knob.key} declares no limits"
     assert limits.admits(knob.default)
-    assert outside(limits, typ), f"{section}.{knob.name}: limits without a finite bound"
+    assert outside(limits, typ), f"{section}.{knob.key}: limits without a finite bound"
 
 
 @pytest.mark.parametrize("section, cls, knob, typ", KNOBS)
 def test_nan_and_out_of_range_values_are_refused(section, cls, knob, typ):
-    key = f"{section}.{knob.name}"
-    limits = knob.metadata["limits"]
+    key = f"{section}.{knob.key}"
+    limits = knob.field.metadata["limits"]
     for text in ("nan", "inf", "-inf"):
         with pytest.raises(ConfigError) as exc:
             load_config(overrides=[f"{key}={text}"])
@@ -69,10 +70,10 @@ def test_nan_and_out_of_range_values_are_refused(section, cls, knob, typ):
         assert str(limits) in exc.value.hint
         # a saved config (manifest) goes straight into the dataclass: refused there too
         with pytest.raises(ConfigError, match=f"^{key} = "):
-            cls(**{knob.name: value})
+            build(cls, {knob.key: value})
     if typ is float:
         with pytest.raises(ConfigError, match=f"^{key} = nan is not a finite number"):
-            cls(**{knob.name: float("nan")})
+            build(cls, {knob.key: float("nan")})
 
 
 def test_limits_read_as_intervals():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from segtool.config.knobs import value_at
 from segtool.config.loader import (
     PRESET_DIR,
     available_presets,
@@ -25,6 +26,15 @@ def write_toml(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def dotted(table: dict, prefix: str = ""):
+    """(dotted key, value) of a TOML table, nested tables (train_rm.optim) included."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def config_error(**kwargs) -> ConfigError:
@@ -49,10 +59,10 @@ def test_tiny_preset_resolves_paths_relative_to_the_preset(tmp_path, monkeypatch
     # every other value is the file's own (or the schema default)
     raw = tomllib.loads((PRESET_DIR / "tiny.toml").read_text())
     for section, table in raw.items():
-        for key, value in table.items():
+        for key, value in dotted(table):
             if key != "path":
                 expected = tuple(value) if isinstance(value, list) else value  # lists are kept as tuples (frozen)
-                assert getattr(getattr(cfg, section), key) == expected, f"{section}.{key}"
+                assert value_at(getattr(cfg, section), key) == expected, f"{section}.{key}"
     assert (cfg.tokenize.max_len, cfg.tokenize.max_prompt_len) == (512, 384)
     assert cfg.model.device == "cpu"
     assert cfg.model.revision == "main"  # not in the preset: schema default
