@@ -83,15 +83,15 @@ def one_seed(seed: int, samples: int, root: Path) -> list[dict]:
     rundir = RunDir(workdir)
     policy, ref, tokenizer, _ = policy_train.load_models(cfg, "cpu")
     scorer, meta = policy_train.eval_scorer(cfg, policy_train.rm_folder_of(rundir, train_rm.plan(cfg).art_id), ref,
-                                            tokenizer, "cpu", cfg.dpo.max_new_tokens, "dpo.max_new_tokens")
+                                            tokenizer, "cpu", cfg.dpo.sampling.max_new_tokens, "dpo.sampling.max_new_tokens")
     prompts = heldout_prompts(cfg, meta, tokenizer)
     rows = []
-    sft = evaluate(ref, scorer, prompts, samples, seed, cfg.dpo.max_new_tokens)
+    sft = evaluate(ref, scorer, prompts, samples, seed, cfg.dpo.sampling.max_new_tokens)
     rows.append({"seed": seed, "method": "pi_SFT", "masked": 0.0, "stage_after": results["DPO"][0].record["metrics"]["before_reward"],
                  **stats(sft), "kl": 0.0, "seconds": 0.0})
     for name, (result, seconds) in results.items():
         model = AutoModelForCausalLM.from_pretrained(rundir.path_of(result.record, "policy")).eval()
-        r = evaluate(model, scorer, prompts, samples, seed, cfg.dpo.max_new_tokens)
+        r = evaluate(model, scorer, prompts, samples, seed, cfg.dpo.sampling.max_new_tokens)
         m = result.record["metrics"]
         rows.append({"seed": seed, "method": name, "masked": m["masked_fraction"], "stage_after": m["after_reward"],
                      **stats(r), "kl": m["after_kl"], "seconds": seconds})

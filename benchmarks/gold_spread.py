@@ -2,7 +2,7 @@
 
 For each (temperature, max_new_tokens) setting: ``--samples`` samples of the preset's model from
 the shipped story prompts (data/credit/story_prompts.txt, seeded), decoded as `credit make --source
-sft` decodes them (temperature 0 = greedy; top-p is ppo.top_p), then per gold family the mean,
+sft` decodes them (temperature 0 = greedy; top-p is ppo.sampling.top_p), then per gold family the mean,
 standard deviation and share of samples with a count > 0, and the same for the gold reward
 -(weighted count).
 

@@ -25,11 +25,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
-    "tiny": ("tiny", ["ppo.rollout_batch=32", "ppo.train_batch=16", "ppo.max_new_tokens=48"]),
+    "tiny": ("tiny", ["ppo.rollout_batch=32", "ppo.train_batch=16", "ppo.sampling.max_new_tokens=48"]),
     "smollm2": ("smollm2", ["data.max_rows=48", "train_rm.max_steps=2", "train_rm.global_batch=8", "train_rm.micro_batch=4",
                             "normalizer.rows=\"all\"", "tokenize.max_len=1024", "tokenize.max_prompt_len=512",
                             "ppo.rollout_batch=8", "ppo.train_batch=8", "ppo.micro_batch=4", "ppo.forward_batch=8",
-                            "ppo.max_new_tokens=32", "ppo.eval_prompts=8", "ppo.actor_lr=1e-6", "ppo.critic_lr=1e-5"]),
+                            "ppo.sampling.max_new_tokens=32", "ppo.eval_prompts=8", "ppo.actor.lr=1e-6", "ppo.critic.lr=1e-5"]),
 }
 
 
@@ -137,7 +137,7 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
     counter.close()
     gen = generation_vs_plain(setup, prompts[: c.rollout_batch], c, autocast)
     return {"model": name, "splits": splits, "generation": gen, "rollout_batch": c.rollout_batch,
-            "max_new_tokens": c.max_new_tokens, "pack_width": setup.scorer.pack_width}
+            "max_new_tokens": c.sampling.max_new_tokens, "pack_width": setup.scorer.pack_width}
 
 
 def generation_vs_plain(setup, prompts, c, autocast) -> dict:
@@ -145,7 +145,7 @@ def generation_vs_plain(setup, prompts, c, autocast) -> dict:
     from segtool.models.generation import generate, generation_config
 
     policy, eos, pad = setup.policy, setup.scorer.eos_id, setup.scorer.pad_id
-    config = generation_config(eos, pad, c.max_new_tokens, c.temperature, c.top_p, 2)
+    config = generation_config(eos, pad, c.sampling.max_new_tokens, c.sampling.temperature, c.sampling.top_p, 2)
 
     def plain():
         new = 0
@@ -163,8 +163,8 @@ def generation_vs_plain(setup, prompts, c, autocast) -> dict:
 
     def ours():
         with autocast():
-            return generate(policy, prompts, eos_id=eos, pad_id=pad, max_new_tokens=c.max_new_tokens,
-                            temperature=c.temperature, top_p=c.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+            return generate(policy, prompts, eos_id=eos, pad_id=pad, max_new_tokens=c.sampling.max_new_tokens,
+                            temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                             seed=0).new_tokens
 
     result = {}

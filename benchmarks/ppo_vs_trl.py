@@ -222,7 +222,7 @@ def run_segtool(workdir: Path, preset: str, sets, *, B: int, M: int, L: int, K: 
     cmd = [segtool_exe(), "ppo", "--workdir", str(workdir), "--preset", preset, *set_args(sets),
            "--set", 'ppo.reward_mode="bandit"',
            "--set", f"ppo.rollout_batch={B}", "--set", f"ppo.train_batch={M}",
-           "--set", f"ppo.max_new_tokens={L}", "--set", f"ppo.iterations={K}",
+           "--set", f"ppo.sampling.max_new_tokens={L}", "--set", f"ppo.iterations={K}",
            "--set", f"ppo.micro_batch={M}", "--set", f"ppo.generate_batch={B}", "--set", f"ppo.forward_batch={B}",
            "--set", "ppo.ppo_epochs=1", "--set", "ppo.missing_eos_penalty=0.0",
            "--set", f"ppo.eval_prompts={eval_prompts}", "--set", f'ppo.bf16="{bf16}"',

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HH = [ROOT / "data" / "hh_rlhf" / "helpful-base" / "test.jsonl.gz", ROOT / "data" / "hh_rlhf" / "harmless-base" / "test.jsonl.gz"]
-TRAIN = ["train_rm.lr=1e-5", "train_rm.global_batch=16", "train_rm.micro_batch=4", "train_rm.epochs=1",
+TRAIN = ["train_rm.optim.lr=1e-5", "train_rm.global_batch=16", "train_rm.micro_batch=4", "train_rm.epochs=1",
          "train_rm.eval_fraction=0.2", "train_rm.bf16='true'", "train_rm.gradient_checkpointing=false"]
 KINDS = {
     "segment": [],
