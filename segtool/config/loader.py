@@ -128,14 +128,7 @@ def _merge(raw: dict, source: str, into: dict, base: Path | None, given: dict, n
             targets = legacy.new_keys(section, written) or (written,)
             if targets[0] not in knobs:
                 _unknown_key(source, section, written, knobs)
-            for target in targets:
-                first = given.setdefault((section, target), written)
-                if first != written:
-                    old, new = (first, written) if legacy.new_keys(section, first) else (written, first)
-                    raise ConfigError(
-                        f"{source}: {section}.{old} and {section}.{new} are both set",
-                        f"{section}.{old} is the old key for "
-                        f"{' and '.join(f'{section}.{t}' for t in legacy.new_keys(section, old))}: write only the new key")
+            _claim(given, source, section, written, targets)
             if notes is not None and targets != (written,):
                 notes.append((f"{section}.{written}", [f"{section}.{t}" for t in targets]))
             where = f"{section}.{written}"
@@ -147,6 +140,18 @@ def _merge(raw: dict, source: str, into: dict, base: Path | None, given: dict, n
                 value = _resolve_path(value, base)
             for target in targets:
                 into.setdefault(section, {})[target] = value
+
+
+def _claim(given: dict, source: str, section: str, written: str, targets: tuple[str, ...]) -> None:
+    """Record that ``written`` sets ``targets``; refuse an old key and its new key written together."""
+    for target in targets:
+        first = given.setdefault((section, target), written)
+        if first != written:
+            old, new = (first, written) if legacy.new_keys(section, first) else (written, first)
+            raise ConfigError(
+                f"{source}: {section}.{old} and {section}.{new} are both set",
+                f"{section}.{old} is the old key for "
+                f"{' and '.join(f'{section}.{t}' for t in legacy.new_keys(section, old))}: write only the new key")
 
 
 def _unknown_key(source: str, section: str, written: str, knobs: dict) -> None:
