@@ -83,7 +83,8 @@ def one_seed(seed: int, samples: int, root: Path) -> list[dict]:
     rundir = RunDir(workdir)
     policy, ref, tokenizer, _ = policy_train.load_models(cfg, "cpu")
     scorer, meta = policy_train.eval_scorer(cfg, policy_train.rm_folder_of(rundir, train_rm.plan(cfg).art_id), ref,
-                                            tokenizer, "cpu", cfg.dpo.sampling.max_new_tokens, "dpo.sampling.max_new_tokens")
+                                            tokenizer, "cpu", cfg.dpo.sampling.max_new_tokens,
+                                            "dpo.sampling.max_new_tokens")
     prompts = heldout_prompts(cfg, meta, tokenizer)
     rows = []
     sft = evaluate(ref, scorer, prompts, samples, seed, cfg.dpo.sampling.max_new_tokens)

@@ -29,7 +29,8 @@ PRESETS = {
     "smollm2": ("smollm2", ["data.max_rows=48", "train_rm.max_steps=2", "train_rm.global_batch=8", "train_rm.micro_batch=4",
                             "normalizer.rows=\"all\"", "tokenize.max_len=1024", "tokenize.max_prompt_len=512",
                             "ppo.rollout_batch=8", "ppo.train_batch=8", "ppo.micro_batch=4", "ppo.forward_batch=8",
-                            "ppo.sampling.max_new_tokens=32", "ppo.eval_prompts=8", "ppo.actor.lr=1e-6", "ppo.critic.lr=1e-5"]),
+                            "ppo.sampling.max_new_tokens=32", "ppo.eval_prompts=8", "ppo.actor.lr=1e-6",
+                            "ppo.critic.lr=1e-5"]),
 }
 
 
@@ -164,7 +165,8 @@ def generation_vs_plain(setup, prompts, c, autocast) -> dict:
     def ours():
         with autocast():
             return generate(policy, prompts, eos_id=eos, pad_id=pad, max_new_tokens=c.sampling.max_new_tokens,
-                            temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+                            temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2,
+                            batch_size=c.generate_batch,
                             seed=0).new_tokens
 
     result = {}

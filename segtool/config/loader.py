@@ -157,8 +157,9 @@ def _claim(given: dict, source: str, section: str, written: str, targets: tuple[
 def _unknown_key(source: str, section: str, written: str, knobs: dict) -> None:
     inside = [key for key in knobs if key.startswith(f"{written}.")]
     if inside:
+        names = ", ".join(key.split(".", 1)[1] for key in inside)
         raise ConfigError(f"{source}: {section}.{written} must be a table",
-                          f"write [{section}.{written}] then key = value lines (keys: {', '.join(k.split('.', 1)[1] for k in inside)})")
+                          f"write [{section}.{written}] then key = value lines (keys: {names})")
     raise ConfigError(
         f"{source}: unknown key {section}.{written}",
         f"{_suggest_key(written, knobs)}valid keys in [{section}]: {', '.join(knobs)}",

@@ -113,7 +113,8 @@ class TokenizeConfig(Section):
 
     max_len: int = knob(2048, "max prompt + response tokens (METHOD §1)", limits=Limits(3))
     max_prompt_len: int = knob(1728, "max prompt tokens; longer prompts keep their right end", limits=AT_LEAST_ONE)
-    template: str = knob("auto", "auto (chat template when the tokenizer has one, else plain) or plain", choices=TEMPLATES)
+    template: str = knob("auto", "auto (chat template when the tokenizer has one, else plain) or plain",
+                         choices=TEMPLATES)
 
     def rules(self) -> list[Rule]:
         return [(self.max_len - self.max_prompt_len >= 2,
@@ -145,7 +146,8 @@ class SegmentConfig(Section):
 class TrainRMConfig(Section):
     section = "train_rm"
 
-    readout: str = knob("end", "segment reward read-out: end (paper) or differential (sentence-level RM)", choices=READOUTS)
+    readout: str = knob("end", "segment reward read-out: end (paper) or differential (sentence-level RM)",
+                        choices=READOUTS)
     aggregation: str = knob("avg", "e(x, y) from segment rewards: avg (paper), sum, min, last (bandit: value at EOS), attention",
                             choices=AGGREGATIONS)
     margin: float = knob(0.0, "Bradley-Terry margin: -log sigma(e_w - e_l - margin)", limits=NON_NEGATIVE)
@@ -170,12 +172,14 @@ class TrainRMConfig(Section):
 class NormalizerConfig(Section):
     section = "normalizer"
 
-    kind: str = knob("location", "location (paper), global, last (bandit normaliser) or none (METHOD §4)", choices=NORMALISER_KINDS)
+    kind: str = knob("location", "location (paper), global, last (bandit normaliser) or none (METHOD §4)",
+                     choices=NORMALISER_KINDS)
     method: str = knob("huber", "fit of Mean(p), Std(p) against log p: huber (released code), ols, or raw (every point)",
                        choices=NORMALISER_METHODS)
     huber_epsilon: float = knob(1.35, "HuberRegressor epsilon", limits=Limits(1))
     std_floor_ratio: float = knob(0.1, "Std(p) floor as a share of the global reward std (fitted Std can go <= 0)", limits=POSITIVE)
-    rows: str = knob("heldout", "calibration rows: heldout (never used to train the RM) or all", choices=CALIBRATION_ROWS)
+    rows: str = knob("heldout", "calibration rows: heldout (never used to train the RM) or all",
+                     choices=CALIBRATION_ROWS)
     max_pairs: int = knob(60000, "at most this many calibration pairs (paper: 60,000)", limits=AT_LEAST_ONE)
     decimals: int = knob(3, "p is binned by rounding to this many decimals", limits=Limits(1, 12))
 
@@ -186,7 +190,8 @@ class PPOConfig(Section):
 
     prompts: str = knob("", "prompt file (.jsonl, .jsonl.gz, .parquet) or HF dataset name [default: data.path]")
     eval_prompts: int = knob(32, "prompts held out from training (the last ones of a seeded shuffle): before/after reward", limits=NON_NEGATIVE)
-    reward_mode: str = knob("segment", f"{', '.join(REWARD_MODES)} (METHOD §5; segment is the paper's)", choices=tuple(REWARD_MODES))
+    reward_mode: str = knob("segment", f"{', '.join(REWARD_MODES)} (METHOD §5; segment is the paper's)",
+                            choices=tuple(REWARD_MODES))
     c_ent: float = knob(0.0, "entropy cut-off for PPO-time segments in bandit-as-segment mode (0 = the reward model's c_ent)", limits=NON_NEGATIVE)
     interpolation: str = knob("even", "segment reward -> tokens: even (paper: r_t / |a_t| on every token), repeat or end",
                               choices=INTERPOLATIONS)
@@ -203,7 +208,8 @@ class PPOConfig(Section):
     value_clip: float = knob(0.0, "value clip (0 = paper: 0.25 for dense rewards, 0.2 for bandit)", limits=NON_NEGATIVE)
     actor: OptimConfig = table(OptimConfig, "the policy's optimiser (paper: lr 5e-7)", lr=5e-7)
     critic: OptimConfig = table(OptimConfig, "the critic's optimiser (paper: lr 9e-6)", lr=9e-6)
-    critic_init: str = knob("sft", "critic backbone: sft (pi_SFT + fresh value head, paper) or rm (the reward model)", choices=CRITIC_INITS)
+    critic_init: str = knob("sft", "critic backbone: sft (pi_SFT + fresh value head, paper) or rm (the reward model)",
+                            choices=CRITIC_INITS)
     rollout_batch: int = knob(1024, "prompts sampled per iteration (paper 1024)", limits=AT_LEAST_ONE)
     train_batch: int = knob(128, "samples per optimiser step (paper 128)", limits=AT_LEAST_ONE)
     ppo_epochs: int = knob(1, "passes over each rollout batch", limits=AT_LEAST_ONE)
@@ -216,7 +222,8 @@ class PPOConfig(Section):
                      "(segtool.credit.gold: repeated sentences, unfinished endings, listed insults, wrong arithmetic; "
                      "gold reward = -count)", choices=GOLD_SCORERS)
     adaptive_delta: float = knob(0.0, "APPO: Schmitt-trigger offset delta around the baseline", limits=NON_NEGATIVE)
-    adaptive_baseline: str = knob("sequence", "APPO: baseline b of the token rewards v_i - v_(i-1): sequence, running or td", choices=BASELINES)
+    adaptive_baseline: str = knob("sequence", "APPO: baseline b of the token rewards v_i - v_(i-1): sequence, running or td",
+                                  choices=BASELINES)
     bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false", choices=BF16)
     micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False, limits=AT_LEAST_ONE)
@@ -226,7 +233,8 @@ class PPOConfig(Section):
                         identity=False, choices=PACKING)
     pack_width: int = knob(1024, "tokens per packed row (a longer sequence gets a row of its own)", identity=False, limits=AT_LEAST_ONE)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
-    log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False, choices=METRIC_LOGGERS)
+    log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False,
+                       choices=METRIC_LOGGERS)
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False, limits=Limits(0, 2))
 
     def rules(self) -> list[Rule]:
@@ -356,7 +364,8 @@ class RunConfig(Section):
         from segtool.pipeline.registry import KNOWN_STAGES
 
         unknown = [s for s in self.stages if s not in KNOWN_STAGES]
-        return [(not unknown, f"run.stages names unknown stage(s) {unknown}", f"use some of: {', '.join(KNOWN_STAGES)}")]
+        return [(not unknown, f"run.stages names unknown stage(s) {unknown}",
+                 f"use some of: {', '.join(KNOWN_STAGES)}")]
 
 
 @dataclass(frozen=True)

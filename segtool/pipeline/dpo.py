@@ -261,8 +261,8 @@ def _evaluate(policy, ref, scorer, prompts, c, seed, device, autocast) -> dict:
     from segtool.pipeline.policy_eval import heldout_reward
 
     def of(model):
-        return heldout_reward(model, scorer, prompts, max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
-                              top_p=c.sampling.top_p, seed=seed, device=device, autocast=autocast,
+        return heldout_reward(model, scorer, prompts, max_new_tokens=c.sampling.max_new_tokens,
+                              temperature=c.sampling.temperature, top_p=c.sampling.top_p, seed=seed, device=device, autocast=autocast,
                               generate_batch=c.generate_batch, forward_batch=c.forward_batch)
 
     return {"before": of(ref), "after": of(policy)}

@@ -44,8 +44,9 @@ def optimiser(model, c, total_steps: int):
 
     from segtool.core.schedule import warmup_cosine
 
-    opt = torch.optim.AdamW(model.parameters(), lr=c.optim.lr, betas=(c.optim.adam_beta1, c.optim.adam_beta2), weight_decay=c.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, c.optim.warmup_ratio, c.optim.min_lr_ratio))
+    o = c.optim
+    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, o.warmup_ratio, o.min_lr_ratio))
     return opt, sched
 
 

@@ -118,8 +118,8 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     prompt_len = min(meta["max_prompt_len"], c.max_prompt_len)
     if prompt_len + c.sampling.max_new_tokens > meta["max_len"]:
         raise ConfigError(
-            f"prompts of up to {prompt_len} tokens + ppo.sampling.max_new_tokens ({c.sampling.max_new_tokens}) exceed the reward "
-            f"model's max_len ({meta['max_len']})", "lower ppo.sampling.max_new_tokens or ppo.max_prompt_len")
+            f"prompts of up to {prompt_len} tokens + ppo.sampling.max_new_tokens ({c.sampling.max_new_tokens}) exceed "
+            f"the reward model's max_len ({meta['max_len']})", "lower ppo.sampling.max_new_tokens or ppo.max_prompt_len")
     spec = reward_spec(c.reward_mode, c.c_ent, meta)
     normaliser = load_normaliser(rundir, rm_record["id"], segmentation_of(meta))
     device = device or pick_device(cfg.model.device)
@@ -404,7 +404,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         from segtool.pipeline.policy_eval import heldout_reward
 
         return heldout_reward(setup.policy, setup.scorer, eval_prompts, max_new_tokens=c.sampling.max_new_tokens,
-                              temperature=c.sampling.temperature, top_p=c.sampling.top_p, seed=cfg.run.seed, device=setup.device,
+                              temperature=c.sampling.temperature, top_p=c.sampling.top_p, seed=cfg.run.seed,
+                              device=setup.device,
                               autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch,
                               gold=gold)
 

@@ -49,7 +49,8 @@ def reward_spec(mode: str, ppo_c_ent: float, meta: dict) -> RewardSpec:
     rm = meta["strategy"]
     reads = REWARD_MODES[mode]
     if rm not in reads.rm_strategies:
-        raise ConfigError(f"ppo.reward_mode = {mode!r} needs {reads.needs}, but the reward model was trained with strategy {rm!r}",
+        raise ConfigError(f"ppo.reward_mode = {mode!r} needs {reads.needs}, "
+                          f"but the reward model was trained with strategy {rm!r}",
                           "train the matching reward model (e.g. --preset tiny-bandit) or change ppo.reward_mode")
     ppo_strategy, c_ent = rm, meta["c_ent"]
     if reads.placement == "entropy-segments":
@@ -195,8 +196,9 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()
     with autocast():
-        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.sampling.max_new_tokens,
-                       temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id,
+                       max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
+                       top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                        seed=hash_seed(seed, iteration * 1000 + rank), force_eos=True)
     t1 = time.perf_counter()
     B = len(prompts)

@@ -86,8 +86,9 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
 
     repeated = [p for p in prompts for _ in range(c.k)]  # prompt-major: sample j of prompt i at i * k + j
     with autocast():
-        gen = generate(policy, repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.sampling.max_new_tokens,
-                       temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+        gen = generate(policy, repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id,
+                       max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
+                       top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                        seed=hash_seed(seed, iteration), force_eos=True)
     rewards = torch.zeros(len(repeated))
     for start in range(0, len(repeated), c.forward_batch):
@@ -171,8 +172,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     device = pick_device(cfg.model.device)
     policy, ref, tokenizer, _ = pt.load_models(cfg, device)
     rm_id = the_plan.parents[0]
-    scorer, meta = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.sampling.max_new_tokens,
-                                  "rs.sampling.max_new_tokens")
+    scorer, meta = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device,
+                                  c.sampling.max_new_tokens, "rs.sampling.max_new_tokens")
     token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if c.mask == "adaptive" else None
     encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
@@ -222,8 +223,9 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
                 pt.save_checkpoint(rundir, the_plan.art_id, it + 1, policy, opt, sched, {"metrics": metrics})
 
     def evaluate(model) -> dict:
-        return heldout_reward(model, scorer, [prompt_ids[i] for i in eval_idx], max_new_tokens=c.sampling.max_new_tokens,
-                              temperature=c.sampling.temperature, top_p=c.sampling.top_p, seed=cfg.run.seed, device=device,
+        return heldout_reward(model, scorer, [prompt_ids[i] for i in eval_idx],
+                              max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
+                              top_p=c.sampling.top_p, seed=cfg.run.seed, device=device,
                               autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
 
     evaluation = {"before": evaluate(ref), "after": evaluate(policy)}

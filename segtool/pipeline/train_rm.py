@@ -366,8 +366,9 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     if c.gradient_checkpointing:
         _enable_checkpointing(rm.hf)
     autocast = make_autocast(c, device)
-    opt = torch.optim.AdamW(rm.parameters(), lr=c.optim.lr, betas=(c.optim.adam_beta1, c.optim.adam_beta2), weight_decay=c.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, c.optim.warmup_ratio, c.optim.min_lr_ratio))
+    o = c.optim
+    opt = torch.optim.AdamW(rm.parameters(), lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, o.warmup_ratio, o.min_lr_ratio))
     if parallel:  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
         backend = DeepSpeedBackend(rm, opt, sched, c, bf16=autocast is not _no_autocast)
         autocast = _no_autocast
