@@ -25,10 +25,13 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.core.batching import pair_micro_batches
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
 from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.training import checkpoints
+from segtool.training.optim import OptimSettings, build_optimiser, flat_optim_settings
+from segtool.training.steppers import LocalStepper
 
 STAGE = "dpo"
 SCHEMA_VERSION = 1
@@ -55,11 +58,13 @@ def plain(cfg: Config) -> Config:
 
 def adaptive_config(cfg: Config) -> Config:
     """The config of ADPO's mask segmentation: strategy adaptive, its source model made explicit."""
+    from segtool.pipeline.policy_eval import rm_folder_of
+
     rundir = RunDir(cfg.run.workdir)
     folder = cfg.segment.adaptive_model
     if not folder:
         if cfg.segment.adaptive_source == "rm":
-            folder = str(pt.rm_folder_of(rundir, train_rm.plan(cfg).art_id))
+            folder = str(rm_folder_of(rundir, train_rm.plan(cfg).art_id))
         else:
             record = rundir.get(plan(plain(cfg)).art_id)
             if record is None or record["status"] != "complete":
@@ -87,6 +92,10 @@ class Side:
     response: list[int]
     keep: np.ndarray  # [n] float32 loss mask over response tokens (all ones for plain DPO)
 
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.response)
+
 
 def pairs_from_table(table, adaptive: bool) -> tuple[np.ndarray, list[tuple[Side, Side]]]:
     """(row ids, [(chosen, rejected)]) sorted by row id; ADPO keeps chosen tokens in good segments
@@ -105,13 +114,6 @@ def pairs_from_table(table, adaptive: bool) -> tuple[np.ndarray, list[tuple[Side
         by_row.setdefault(row, {})[side] = Side(data["prompt_token_ids"][i], data["response_token_ids"][i], keep)
     rows = np.array(sorted(by_row))
     return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
-
-
-def micro_batches(pairs, indices: np.ndarray, size: int) -> list[np.ndarray]:
-    lengths = np.array([max(len(p[0].prompt) + len(p[0].response), len(p[1].prompt) + len(p[1].response)) for p in
-                        (pairs[i] for i in indices)])
-    ordered = indices[np.argsort(-lengths, kind="stable")]
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
 
 
 def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, chunk: int) -> dict:
@@ -144,7 +146,10 @@ def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, ch
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
     import torch
 
-    from segtool.models.loading import pick_device
+    from segtool.models.loading import pad_id_of, pick_device
+    from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, split_heldout, summary_of
+    from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
+    from segtool.training.precision import make_autocast
 
     started = time.perf_counter()
     _check(cfg)
@@ -164,21 +169,22 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
 
     _, table = segment.load_segments(rundir, art_id=seg_id)
     row_ids, pairs = pairs_from_table(table, c.mask == "adaptive")
-    train_idx, eval_idx = pt.split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
+    train_idx, eval_idx = split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
     train_idx = np.sort(train_idx)
     steps_per_epoch = math.ceil(len(train_idx) / c.global_batch)
     total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
 
     device = pick_device(cfg.model.device)
-    policy, ref, tokenizer, _ = pt.load_models(cfg, device)
+    policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     if c.gradient_checkpointing:
-        train_rm._enable_checkpointing(policy)
+        enable_gradient_checkpointing(policy)
     rm_id = train_rm.plan(cfg).art_id
-    scorer, _ = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
-                               "dpo.max_new_tokens")
-    autocast = pt.make_autocast(c, device)
+    scorer, _ = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
+                            "dpo.max_new_tokens")
+    autocast = make_autocast(c.bf16, device, "dpo.bf16")
     torch.manual_seed(cfg.run.seed)
-    opt, sched = pt.optimiser(policy, c, total)
+    settings = optim_settings(c)
+    stepper = LocalStepper(policy, *build_optimiser(policy, settings, total), settings.grad_clip)
 
     prior = rundir.get(the_plan.art_id)
     resuming = resume and prior is not None and prior["status"] == "partial"
@@ -188,17 +194,18 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         inputs={"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "pairs_from": seg_id,
                 "train_pairs": int(len(train_idx)), "eval_prompts": int(len(eval_idx))},
     )
-    pt.clean_unrecorded(rundir, record)
+    checkpoints.clean_unrecorded(rundir, record, staged=("policy",))
     start, metrics = 0, []
-    state = pt.load_checkpoint(rundir, record, policy, opt, sched) if resuming else None
+    state = checkpoints.load_checkpoint(rundir, record, policy, stepper, checkpoints.POLICY_WEIGHTS) if resuming else None
     if state is not None:
         start, metrics = state["step"], state["metrics"]
         STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    pad_id = pt.pad_id_of(tokenizer)
-    _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch,
+    pad_id = pad_id_of(tokenizer)
+    _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, stepper, start, total, steps_per_epoch,
            cfg, metrics, rundir, the_plan.art_id, quiet)
-    evaluation = _evaluate(policy, ref, scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, device, autocast)
+    held_out = HeldOut(scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, device, autocast)
+    evaluation = held_out.before_after(ref, policy)
     mask_stats = kept_fractions(pairs, train_idx)
     meta = {"stage": STAGE, "beta": c.beta, "label_smoothing": c.label_smoothing, "mask": c.mask,
             "reference_model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "pairs_from": seg_id,
@@ -208,7 +215,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
              "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
              "accuracy_last": round(metrics[-1]["accuracy"], 4) if metrics else None,
              **mask_stats, "eval_prompts": int(len(eval_idx)),
-             **pt.summary_of(evaluation["before"], "before"), **pt.summary_of(evaluation["after"], "after")}
+             **summary_of(evaluation["before"], "before"), **summary_of(evaluation["after"], "after")}
     rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
                     seconds=time.perf_counter() - started)
     record = rundir.get(the_plan.art_id)
@@ -225,7 +232,12 @@ def kept_fractions(pairs, train_idx) -> dict:
             "rejected_kept_fraction": round(kept["rejected"] / tokens["rejected"], 4)}
 
 
-def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch,
+def optim_settings(c) -> OptimSettings:
+    """The dpo section's optimiser knobs (AdamW betas 0.9, 0.95)."""
+    return flat_optim_settings(c, betas=(0.9, 0.95))
+
+
+def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, stepper, start, total, steps_per_epoch,
            cfg, metrics, rundir, art_id, quiet) -> None:
     chunk = cfg.segment.chunk_size
     policy.train()
@@ -235,16 +247,16 @@ def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sche
             order = train_idx[np.random.default_rng([cfg.run.seed, epoch]).permutation(len(train_idx))]
             batch_idx = order[k * c.global_batch : (k + 1) * c.global_batch]
             t0 = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]
+            lr = stepper.lr()
             sums = dict.fromkeys(("loss", "accuracy", "chosen_reward", "rejected_reward"), 0.0)
             tokens = 0
-            for idx in micro_batches(pairs, batch_idx, c.micro_batch):
+            for idx in pair_micro_batches(pairs, batch_idx, c.micro_batch):
                 out = pair_loss(policy, ref, pairs, idx, c, pad_id, device, autocast, chunk)
-                (out["loss"].mean() * (len(idx) / len(batch_idx))).backward()
+                stepper.backward(out["loss"].mean(), len(idx) / len(batch_idx))
                 for key in sums:
                     sums[key] += float(out[key].detach().sum())
                 tokens += out["tokens"]
-            grad_norm = pt.step(policy, opt, sched, c.grad_clip)
+            grad_norm = stepper.step()
             seconds = time.perf_counter() - t0
             row = {"step": step_no + 1, **{key: v / len(batch_idx) for key, v in sums.items()}}
             row.update(margin=row["chosen_reward"] - row["rejected_reward"], lr=float(lr), grad_norm=grad_norm,
@@ -252,20 +264,9 @@ def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sche
             metrics.append(row)
             advance(1)
             if c.checkpoint_every and (step_no + 1) % c.checkpoint_every == 0 and step_no + 1 < total:
-                pt.save_checkpoint(rundir, art_id, step_no + 1, policy, opt, sched, {"metrics": metrics})
+                checkpoints.save_checkpoint(rundir, art_id, step_no + 1, policy, stepper, {"metrics": metrics},
+                                            checkpoints.POLICY_WEIGHTS)
     policy.eval()
-
-
-def _evaluate(policy, ref, scorer, prompts, c, seed, device, autocast) -> dict:
-    """Held-out reward of pi_SFT (the reference) and of the trained policy, same prompts and seeds."""
-    from segtool.pipeline.policy_eval import heldout_reward
-
-    def of(model):
-        return heldout_reward(model, scorer, prompts, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                              top_p=c.top_p, seed=seed, device=device, autocast=autocast,
-                              generate_batch=c.generate_batch, forward_batch=c.forward_batch)
-
-    return {"before": of(ref), "after": of(policy)}
 
 
 def _write_outputs(rundir, art_id, policy, tokenizer, meta, metrics, evaluation) -> None:
@@ -274,11 +275,11 @@ def _write_outputs(rundir, art_id, policy, tokenizer, meta, metrics, evaluation)
 
     from segtool.artifacts.files import atomic_path, atomic_write_json
 
-    pt.write_policy(rundir, art_id, policy, tokenizer, meta)
+    checkpoints.write_policy(rundir, art_id, policy, tokenizer, meta)
     record = rundir.get(art_id)
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
         pq.write_table(pa.Table.from_pylist(metrics), tmp)
     atomic_write_json(rundir.path_of(record, "eval.json"), evaluation)
     for name in ("metrics.parquet", "eval.json"):
         rundir.add_file(art_id, name)
-    pt.drop_checkpoints(rundir, art_id)  # the final policy supersedes them
+    checkpoints.drop_checkpoints(rundir, art_id)  # the final policy supersedes them

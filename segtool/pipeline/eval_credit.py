@@ -218,7 +218,7 @@ def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, in
         folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
         meta = read_json(folder / METADATA)
         return Source("rm", folder, parents, meta, resolve_credit(meta, credit), rm_label(meta))
-    from segtool.pipeline.adaptive_rewards import POLICY_METADATA
+    from segtool.training.checkpoints import POLICY_METADATA
 
     if credit != "auto":
         raise ConfigError(f"--credit {credit} applies to reward models", "leave --credit out with --dpo: a DPO policy's "

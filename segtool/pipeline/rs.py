@@ -25,9 +25,10 @@ from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.errors import ConfigError
-from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
 from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.training import checkpoints
+from segtool.training.optim import OptimSettings, flat_optim_settings
 
 STAGE = "rs"
 SCHEMA_VERSION = 1
@@ -107,12 +108,12 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
             "best_rewards": rewards[best].numpy(), "truncated": float(np.mean(gen.truncated))}
 
 
-def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, opt, sched, rng_seed, chunk: int) -> dict:
+def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, stepper, rng_seed, chunk: int) -> dict:
     """``updates`` passes of masked NLL + beta KL over the kept samples, train_batch per step."""
     import torch
 
     from segtool.core.rs import rs_loss
-    from segtool.models.policy import pack
+    from segtool.models.policy import logprobs_and_kl, pack
 
     policy.train()
     n = len(sel["responses"])
@@ -128,17 +129,23 @@ def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, opt, sche
                 batch = pack([sel["prompts"][i] for i in mb], [sel["responses"][i] for i in mb], pad_id).to(device)
                 m = torch.from_numpy(np.concatenate([sel["masks"][i] for i in mb])).to(device)
                 with autocast():
-                    logp, kl = pt.logprobs_and_kl(policy, ref, batch, chunk)
+                    logp, kl = logprobs_and_kl(policy, ref, batch, chunk)
                 loss = rs_loss(logp, kl, m, c.beta, normaliser=denom)
-                loss.backward()
+                stepper.backward(loss)
                 with torch.no_grad():
                     sums["loss"] += float(loss) * max(denom, 1.0)
                     sums["nll"] += float((-logp.float() * m).sum())
                     sums["kl"] += float((kl.float() * m).sum())
                 kept_tokens += float(m.sum())
-            grad_norms.append(pt.step(policy, opt, sched, c.grad_clip))
+            grad_norms.append(stepper.step())
     policy.eval()
-    return {k: v / max(kept_tokens, 1.0) for k, v in sums.items()} | {"grad_norm": pt.mean(grad_norms)}
+    grad_norm = float(np.mean(grad_norms)) if grad_norms else float("nan")
+    return {k: v / max(kept_tokens, 1.0) for k, v in sums.items()} | {"grad_norm": grad_norm}
+
+
+def optim_settings(c) -> OptimSettings:
+    """The rs section's optimiser knobs (AdamW betas 0.9, 0.95)."""
+    return flat_optim_settings(c, betas=(0.9, 0.95))
 
 
 # -- the stage ----------------------------------------------------------------------------------
@@ -153,10 +160,14 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     from segtool.artifacts.files import atomic_path, atomic_write_json
     from segtool.inputs.formatting import Encoder
     from segtool.inputs.prompts import read_prompts
-    from segtool.models.loading import pick_device
+    from segtool.models.loading import pad_id_of, pick_device
     from segtool.pipeline.adaptive_rewards import TokenScorer
-    from segtool.pipeline.policy_eval import heldout_reward
+    from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, split_heldout, summary_of
     from segtool.pipeline.ppo import iteration_prompts
+    from segtool.training.loading import load_policy_and_reference
+    from segtool.training.optim import build_optimiser
+    from segtool.training.precision import make_autocast
+    from segtool.training.steppers import LocalStepper
 
     started = time.perf_counter()
     c = cfg.rs
@@ -169,21 +180,22 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         return done
 
     device = pick_device(cfg.model.device)
-    policy, ref, tokenizer, _ = pt.load_models(cfg, device)
+    policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     rm_id = the_plan.parents[0]
-    scorer, meta = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
-                                  "rs.max_new_tokens")
+    scorer, meta = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
+                               "rs.max_new_tokens")
     token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if c.mask == "adaptive" else None
     encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     prompt_ids = [encoder.encode_prompt(r.messages) for r in rows]
-    train_idx, eval_idx = pt.split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
+    train_idx, eval_idx = split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
     total = total_iterations(c, len(train_idx))
     steps_total = total * c.updates * (c.rollout_batch // c.train_batch)
-    autocast = pt.make_autocast(c, device)
+    autocast = make_autocast(c.bf16, device, "rs.bf16")
     torch.manual_seed(cfg.run.seed)
-    opt, sched = pt.optimiser(policy, c, steps_total)
+    settings = optim_settings(c)
+    stepper = LocalStepper(policy, *build_optimiser(policy, settings, steps_total), settings.grad_clip)
 
     prior = rundir.get(the_plan.art_id)
     resuming = resume and prior is not None and prior["status"] == "partial"
@@ -193,23 +205,23 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         inputs={"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "prompts": the_plan.identity_config["prompts"],
                 "train_prompts": int(len(train_idx)), "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped},
     )
-    pt.clean_unrecorded(rundir, record)
+    checkpoints.clean_unrecorded(rundir, record, staged=("policy",))
     start, metrics = 0, []
-    state = pt.load_checkpoint(rundir, record, policy, opt, sched) if resuming else None
+    state = checkpoints.load_checkpoint(rundir, record, policy, stepper, checkpoints.POLICY_WEIGHTS) if resuming else None
     if state is not None:
         start, metrics = state["step"], state["metrics"]
         STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
 
-    pad_id = pt.pad_id_of(tokenizer)
+    pad_id = pad_id_of(tokenizer)
     with progress(quiet, total, f"rs ({c.mask})", unit="iterations", done=start) as advance:
         for it in range(start, total):
             t0 = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]
+            lr = stepper.lr()
             picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
             sel = sample_and_select(policy, scorer, [prompt_ids[i] for i in picked], c, cfg.run.seed, it, device,
                                     autocast, token_scorer)
             t1 = time.perf_counter()
-            losses = train_on(policy, ref, sel, c, pad_id, device, autocast, opt, sched, (cfg.run.seed, it),
+            losses = train_on(policy, ref, sel, c, pad_id, device, autocast, stepper, (cfg.run.seed, it),
                               cfg.segment.chunk_size)
             tokens = sum(len(r) for r in sel["responses"])
             kept = float(sum(m.sum() for m in sel["masks"]))
@@ -219,15 +231,12 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
                             "seconds_sample": t1 - t0, "seconds": time.perf_counter() - t0})
             advance(1)
             if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
-                pt.save_checkpoint(rundir, the_plan.art_id, it + 1, policy, opt, sched, {"metrics": metrics})
+                checkpoints.save_checkpoint(rundir, the_plan.art_id, it + 1, policy, stepper, {"metrics": metrics},
+                                            checkpoints.POLICY_WEIGHTS)
 
-    def evaluate(model) -> dict:
-        return heldout_reward(model, scorer, [prompt_ids[i] for i in eval_idx], max_new_tokens=c.max_new_tokens,
-                              temperature=c.temperature, top_p=c.top_p, seed=cfg.run.seed, device=device,
-                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
-
-    evaluation = {"before": evaluate(ref), "after": evaluate(policy)}
-    pt.write_policy(rundir, the_plan.art_id, policy, tokenizer,
+    held_out = HeldOut(scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, device, autocast)
+    evaluation = held_out.before_after(ref, policy)
+    checkpoints.write_policy(rundir, the_plan.art_id, policy, tokenizer,
                     {"stage": STAGE, "beta": c.beta, "mask": c.mask, "k": c.k, "iterations": total,
                      "reference_model": segment.plan(cfg).inputs["model"], "reward_model": rm_id})
     rec = rundir.get(the_plan.art_id)
@@ -236,7 +245,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     atomic_write_json(rundir.path_of(rec, "eval.json"), evaluation)
     for name in ("metrics.parquet", "eval.json"):
         rundir.add_file(the_plan.art_id, name)
-    pt.drop_checkpoints(rundir, the_plan.art_id)
+    checkpoints.drop_checkpoints(rundir, the_plan.art_id)
     kept_all = sum(m["tokens"] * (1 - m["masked_fraction"]) for m in metrics)
     final = {"iterations": total, "train_prompts": int(len(train_idx)), "k": c.k,
              "reward_mean_first": round(metrics[0]["reward_mean"], 4) if metrics else None,
@@ -245,7 +254,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
              "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
              "masked_fraction": round(1 - kept_all / max(sum(m["tokens"] for m in metrics), 1), 4),
              "eval_prompts": int(len(eval_idx)),
-             **pt.summary_of(evaluation["before"], "before"), **pt.summary_of(evaluation["after"], "after")}
+             **summary_of(evaluation["before"], "before"), **summary_of(evaluation["after"], "after")}
     rundir.complete(the_plan.art_id, rows={"prompts": len(rows), "iterations": total}, metrics=final,
                     seconds=time.perf_counter() - started)
     record = rundir.get(the_plan.art_id)

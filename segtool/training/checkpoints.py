@@ -22,6 +22,7 @@ from segtool.training.steppers import DeepSpeedStepper
 PREFIX = "checkpoint-"
 STATE = "state.pt"
 POLICY_METADATA = "segtool_policy.json"  # written beside a trained policy (dpo, rs)
+POLICY_WEIGHTS = "policy.safetensors"  # the trained policy's tensors in a dpo or rs checkpoint
 
 
 def checkpoint_names(record: dict) -> list[str]:
