@@ -14,6 +14,11 @@ def stage_module(name: str):
     return importlib.import_module(f"segtool.pipeline.{name.replace('-', '_')}")
 
 
+def definition(name: str):
+    """The stage protocol (``pipeline.stage.Stage``) of a stage run before others."""
+    return stage_module(name).DEFINITION
+
+
 def run_stage(name: str, cfg, *, resume: bool, force: bool, quiet: bool):
     module = stage_module(name)
     runner = module.run_proxy if name == "eval" else module.run
