@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.core.batching import pair_micro_batches
 from segtool.errors import ConfigError
 from segtool.pipeline import segment
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
 from segtool.training.optim import OptimSettings, flat_optim_settings
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
@@ -32,17 +33,10 @@ SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"  # the reward model's tensors in a checkpoint
 
 
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parent: str
-
-
 def plan(cfg: Config) -> Plan:
     parent = segment.plan(cfg).art_id
     ident = {**identity_view(cfg, ("train_rm",)), "seed": cfg.run.seed}
-    return Plan(artifact_id(STAGE, ident, [parent], SCHEMA_VERSION), ident, parent)
+    return Plan.of(STAGE, ident, [parent], SCHEMA_VERSION)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -154,90 +148,33 @@ def evaluate(rm, pairs, indices, cfg_rm, pad_id, device, autocast, micro: int) -
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
-    import torch
-
+def compute(ctx: Context) -> Outcome:
     from segtool import distributed
-    from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, pick_device, resolve_model_source
-    from segtool.models.reward import build_from_causal_lm
-    from segtool.training.loading import enable_gradient_checkpointing
-    from segtool.training.optim import build_optimiser
-    from segtool.training.precision import make_autocast, no_autocast
 
-    started = time.perf_counter()
-    parallel = distributed.launched()
-    device = distributed.local_device(pick_device(cfg.model.device))
-    if parallel:
-        distributed.init(device)
-    main = distributed.is_main()
-    quiet = quiet or not main
-    # Segments on the fly when missing (a no-op otherwise); only rank 0 writes the run directory.
-    seg = segment.run(cfg, resume=True, quiet=quiet) if main else None
-    distributed.barrier()
-    seg = seg or segment.run(cfg, resume=True, quiet=True)  # other ranks: now an up-to-date no-op
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force, main)
-    if done:
-        return done
-
-    _, table = segment.load_segments(rundir)
+    cfg, c = ctx.cfg, ctx.cfg.train_rm
+    _, table = segment.load_segments(ctx.rundir)
     row_ids, pairs = pairs_from_segments(table)
-    train_idx, eval_idx = split_rows(len(pairs), cfg.train_rm.eval_fraction, cfg.run.seed)
-    c = cfg.train_rm
-    # DeepSpeed needs full global batches: there the last partial one of an epoch is dropped.
-    steps_per_epoch = len(train_idx) // c.global_batch if parallel else math.ceil(len(train_idx) / c.global_batch)
-    if steps_per_epoch == 0:
-        raise ConfigError(f"{len(train_idx)} training pairs do not fill one global batch of {c.global_batch}",
-                          "lower train_rm.global_batch or give more data")
-    total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
-
-    source = resolve_model_source(cfg.model)
-    tokenizer = load_tokenizer(source, cfg.model)
-    pad_id = pad_id_of(tokenizer)
-    torch.manual_seed(cfg.run.seed)
-    rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
-                              attention=c.aggregation == "attention", seed=cfg.run.seed)
-    if c.gradient_checkpointing:
-        enable_gradient_checkpointing(rm.hf)
-    autocast = make_autocast(c.bf16, device, "train_rm.bf16")
-    settings = optim_settings(c)
-    opt, sched = build_optimiser(rm, settings, total)
-    if parallel:  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
-        stepper = deepspeed_stepper(rm, opt, sched, c, settings, bf16=autocast is not no_autocast)
-        autocast = no_autocast
-    else:
-        stepper = LocalStepper(rm, opt, sched, settings.grad_clip)
-
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    if main:
-        record = rundir.begin(
-            STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[seg.artifact_id],
-            schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total, "world_size": distributed.world()},
-            inputs={"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))},
-        )
-        checkpoints.clean_unrecorded(rundir, record, staged=("model",))
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
+    train_idx, eval_idx = split_rows(len(pairs), c.eval_fraction, cfg.run.seed)
+    steps_per_epoch, total = schedule(c, len(train_idx), distributed.launched())
+    stepper, autocast, tokenizer, pad_id = build_trainer(cfg, total, ctx.device)
+    inputs = {"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))}
+    record = ctx.begin(inputs, layout={"steps": total, "world_size": distributed.world()}, staged=("model",))
     start, metrics = 0, []
-    if resuming:
-        rundir.verify(record)
-        state = checkpoints.load_checkpoint(rundir, record, stepper.model, stepper, WEIGHTS)
+    if ctx.resuming:
+        state = checkpoints.load_checkpoint(ctx.rundir, record, stepper.model, stepper, WEIGHTS)
         if state is not None:
             start, metrics = state["step"], state["metrics"]
-        if main:
+        if ctx.main:
             STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    _train(stepper, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch,
-           cfg.run.seed, metrics, rundir, the_plan.art_id, quiet)
-    evaluation = evaluate(stepper.model, pairs, eval_idx, c, pad_id, device, autocast, c.micro_batch)
+    _train(stepper, pairs, train_idx, c, pad_id, ctx.device, autocast, start, total, steps_per_epoch,
+           cfg.run.seed, metrics, ctx.rundir, ctx.plan.art_id, ctx.quiet)
+    evaluation = evaluate(stepper.model, pairs, eval_idx, c, pad_id, ctx.device, autocast, c.micro_batch)
     with stepper.full_weights():
-        if main:
-            _write_outputs(rundir, the_plan.art_id, stepper.model, tokenizer, cfg, seg, metrics, row_ids, train_idx)
-    distributed.barrier()
+        if ctx.main:
+            _write_outputs(ctx.rundir, ctx.plan.art_id, stepper.model, tokenizer, cfg, ctx.parents["segment"], metrics,
+                           row_ids, train_idx)
+    ctx.sync()
     final = {
         "steps": total,
         "train_pairs": int(len(train_idx)),
@@ -249,12 +186,54 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         "tokens_per_s": round(sum(m["tokens"] for m in metrics) / max(sum(m["seconds"] for m in metrics), 1e-9), 1),
         "world_size": distributed.world(),
     }
-    if main:
-        rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
-                        seconds=time.perf_counter() - started)
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+    return Outcome({"pairs": len(pairs), "steps": total}, final)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents=("segment",), data_parallel=True)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
+
+
+def schedule(c, n_train: int, parallel: bool) -> tuple[int, int]:
+    """(steps per epoch, total steps) over ``n_train`` training pairs."""
+    # DeepSpeed needs full global batches: there the last partial one of an epoch is dropped.
+    steps_per_epoch = n_train // c.global_batch if parallel else math.ceil(n_train / c.global_batch)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{n_train} training pairs do not fill one global batch of {c.global_batch}",
+                          "lower train_rm.global_batch or give more data")
+    total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
+    return steps_per_epoch, total
+
+
+def build_trainer(cfg: Config, total: int, device: str):
+    """(stepper, autocast, tokenizer, pad id): pi_SFT's backbone with a value head and its optimiser, on one
+    process or data-parallel under a launcher."""
+    import torch
+
+    from segtool import distributed
+    from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, resolve_model_source
+    from segtool.models.reward import build_from_causal_lm
+    from segtool.training.loading import enable_gradient_checkpointing
+    from segtool.training.optim import build_optimiser
+    from segtool.training.precision import make_autocast, no_autocast
+
+    c = cfg.train_rm
+    source = resolve_model_source(cfg.model)
+    tokenizer = load_tokenizer(source, cfg.model)
+    pad_id = pad_id_of(tokenizer)
+    torch.manual_seed(cfg.run.seed)
+    rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
+                              attention=c.aggregation == "attention", seed=cfg.run.seed)
+    if c.gradient_checkpointing:
+        enable_gradient_checkpointing(rm.hf)
+    autocast = make_autocast(c.bf16, device, "train_rm.bf16")
+    settings = optim_settings(c)
+    opt, sched = build_optimiser(rm, settings, total)
+    if distributed.launched():  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
+        return deepspeed_stepper(rm, opt, sched, c, settings, bf16=autocast is not no_autocast), no_autocast, tokenizer, pad_id
+    return LocalStepper(rm, opt, sched, settings.grad_clip), autocast, tokenizer, pad_id
 
 
 def optim_settings(c) -> OptimSettings:
