@@ -20,23 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
 
 STAGE = "ppo"
 SCHEMA_VERSION = 1
 DEEPSPEED_FOLDERS = ("policy_ds", "critic_ds")  # the actor's and the critic's engine checkpoints
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parents: list[str]
 
 
 def prompts_path(cfg: Config) -> str:
@@ -53,7 +48,7 @@ def plan(cfg: Config) -> Plan:
              "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
              "prompt_rows": {"max_rows": cfg.data.max_rows, "name": cfg.data.name, "split": cfg.data.split}}
     ident["ppo"].pop("prompts", None)  # enters by content hash above, not by path
-    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+    return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
 
 
 def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +58,25 @@ def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarra
                           "lower ppo.eval_prompts or give more prompts")
     perm = np.random.default_rng([seed, 7]).permutation(n)
     return perm[: n - n_eval], np.sort(perm[n - n_eval :])
+
+
+@dataclass(frozen=True)
+class Prompts:
+    rows: list  # as read
+    ids: list[list[int]]  # each row's prompt token ids
+    train_idx: np.ndarray
+    eval_idx: np.ndarray  # held out: never trained on
+    skipped: int  # invalid rows skipped
+
+
+def load_prompts(cfg: Config, encoder) -> Prompts:
+    from segtool.inputs.prompts import read_prompts
+
+    rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
+                                 max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
+    ids = [encoder.encode_prompt(r.messages) for r in rows]
+    train_idx, eval_idx = split_prompts(len(rows), cfg.ppo.eval_prompts, cfg.run.seed)
+    return Prompts(rows, ids, train_idx, eval_idx, skipped)
 
 
 def iteration_prompts(train_idx: np.ndarray, iteration: int, rollout_batch: int, seed: int) -> np.ndarray:
@@ -278,108 +292,97 @@ def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, steppers) -> dic
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+def compute(ctx: Context) -> Outcome:
     import torch
 
     from segtool import distributed
     from segtool.core.ppo import AdaptiveKL
-    from segtool.inputs.prompts import read_prompts
-    from segtool.models.loading import pick_device
-    from segtool.pipeline import fit_normalizer, train_rm
     from segtool.pipeline.policy_eval import HeldOut
-    from segtool.pipeline.ppo_rollout import collect
-    from segtool.pipeline.ppo_train import make_optimisers, sum_over_ranks, train_on
-    from segtool.pipeline.ppo_view import LiveView, MetricLogger
+    from segtool.pipeline.ppo_train import make_optimisers
     from segtool.training.precision import make_autocast
 
-    started = time.perf_counter()
-    parallel = distributed.launched()
-    device = distributed.local_device(pick_device(cfg.model.device))
-    if parallel:
-        distributed.init(device)
-    main = distributed.is_main()
-    quiet = quiet or not main
-    # The earlier stages first when missing: train-rm (data-parallel under a launcher), then the
-    # normaliser on rank 0.
-    trained = train_rm.run(cfg, resume=True, quiet=quiet)
-    if main:
-        fit_normalizer.run(cfg, resume=True, quiet=quiet, trained=trained)
-    distributed.barrier()
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force, main)
-    if done:
-        return done
-    c = cfg.ppo
+    cfg, c, rundir = ctx.cfg, ctx.cfg.ppo, ctx.rundir
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
-    setup = load_setup(cfg, rundir, rm_record, device)
-    if setup.packing_note and main and not quiet:
+    setup = load_setup(cfg, rundir, rm_record, ctx.device)
+    if setup.packing_note and ctx.main and not ctx.quiet:
         STDERR.print(f"[yellow]{setup.packing_note}[/]")
-    rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
-                                 max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
-    prompt_ids = [setup.encoder.encode_prompt(r.messages) for r in rows]
-    train_idx, eval_idx = split_prompts(len(rows), c.eval_prompts, cfg.run.seed)
-    total = total_iterations(c, len(train_idx))
-    steps_total = total * c.ppo_epochs * (c.rollout_batch // c.train_batch)
+    prompts = load_prompts(cfg, setup.encoder)
+    total = total_iterations(c, len(prompts.train_idx))
     autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     torch.manual_seed(cfg.run.seed)
-    steppers = make_optimisers(setup, c, steps_total, parallel)
+    steppers = make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
     kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
-
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    if main:
-        record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
-                              parents=the_plan.parents, schema_version=SCHEMA_VERSION, resume=resume,
-                              layout={"iterations": total, "world_size": distributed.world()},
-                              inputs={"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
-                                      "prompts": the_plan.identity_config["prompts"], "train_prompts": int(len(train_idx)),
-                                      "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped})
-        checkpoints.clean_unrecorded(rundir, record, staged=("policy",), folders=("rollouts",))
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
-
-    gold = None
-    if c.gold == "defects":
-        from segtool.credit.sources import gold_scorer
-        from segtool.pipeline.policy_eval import gold_rewards
-
-        scorer = gold_scorer()
-
-        def gold(responses):
-            return gold_rewards(scorer, setup.tokenizer, responses)
-
+    inputs = {"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
+              "prompts": ctx.plan.identity_config["prompts"], "train_prompts": int(len(prompts.train_idx)),
+              "eval_prompts": int(len(prompts.eval_idx)), "skipped_prompt_rows": prompts.skipped}
+    record = ctx.begin(inputs, layout={"iterations": total, "world_size": distributed.world()}, staged=("policy",),
+                       folders=("rollouts",))
+    gold = gold_reward(c, setup.tokenizer)
     # rank 0 only: no collectives inside
-    held_out = HeldOut(setup.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, setup.device, autocast, gold)
+    held_out = HeldOut(setup.scorer, [prompts.ids[i] for i in prompts.eval_idx], c, cfg.run.seed, setup.device, autocast,
+                       gold)
 
     start, metrics, before = 0, [], None
-    state = load_checkpoint(rundir, record, setup, steppers) if resuming else None
+    state = load_checkpoint(rundir, record, setup, steppers) if ctx.resuming else None
     if state is not None:
         start, metrics, before = state["iteration"], state["metrics"], state["eval_before"]
         if kl_ctl is not None:
             kl_ctl.beta = state["beta"]
-        if main:
+        if ctx.main:
             STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
-    if main:
-        _drop_rollouts_after(rundir, the_plan.art_id, start)
+    if ctx.main:
+        _drop_rollouts_after(rundir, ctx.plan.art_id, start)
         if before is None:
             before = held_out(setup.policy)  # the policy is still pi_SFT here
-    distributed.barrier()
+    ctx.sync()
 
-    logger = MetricLogger(c.log_to if main else "none", rundir.path_of(record, "logs"), the_plan.art_id[:12], full_config)
-    reduce = sum_over_ranks if parallel else None
-    with LiveView(quiet, total, f"ppo ({c.reward_mode}) {the_plan.art_id[:12]}") as view:
+    _iterate(ctx, setup, steppers, prompts, autocast, kl_ctl, gold, range(start, total), metrics, before)
+    final = _finish(ctx, setup, metrics, before, held_out(setup.policy), prompts, total) if ctx.main else None
+    return Outcome({"iterations": total, "episodes": total * c.rollout_batch}, final)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents=("train-rm", "fit-normalizer"), data_parallel=True)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    """PPO, running the earlier stages first when missing: train-rm (data-parallel under a launcher),
+    then the normaliser on rank 0."""
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
+
+
+def gold_reward(c, tokenizer):
+    """responses -> their programmatic gold reward (ppo.gold = defects), or None."""
+    if c.gold != "defects":
+        return None
+    from segtool.credit.sources import gold_scorer
+    from segtool.pipeline.policy_eval import gold_rewards
+
+    scorer = gold_scorer()
+    return lambda responses: gold_rewards(scorer, tokenizer, responses)
+
+
+def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, kl_ctl, gold, iterations: range,
+             metrics: list, before) -> None:
+    """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every."""
+    from segtool import distributed
+    from segtool.pipeline.ppo_rollout import collect
+    from segtool.pipeline.ppo_train import sum_over_ranks, train_on
+    from segtool.pipeline.ppo_view import LiveView, MetricLogger
+
+    cfg, c, art_id, total = ctx.cfg, ctx.cfg.ppo, ctx.plan.art_id, iterations.stop
+    logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
+    reduce = sum_over_ranks if distributed.launched() else None
+    with LiveView(ctx.quiet, total, f"ppo ({c.reward_mode}) {art_id[:12]}") as view:
         view.update(metrics)
-        for it in range(start, total):
+        for it in iterations:
             t0 = time.perf_counter()
-            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
+            picked = iteration_prompts(prompts.train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
             beta = kl_ctl.beta if kl_ctl is not None else c.kl_coef
-            rollout = collect(setup.policy, setup.critic, setup.scorer, [prompt_ids[i] for i in picked], cfg,
+            rollout = collect(setup.policy, setup.critic, setup.scorer, [prompts.ids[i] for i in picked], cfg,
                               cfg.run.seed, it, setup.device, autocast, beta, reduce)
-            _write_rollouts(rundir, the_plan.art_id, record, rollout, setup.tokenizer, it + 1, [rows[i].row_id for i in picked])
+            _write_rollouts(ctx.rundir, art_id, ctx.record, rollout, setup.tokenizer, it + 1,
+                            [prompts.rows[i].row_id for i in picked])
             t1 = time.perf_counter()
             trained = train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
             t2 = time.perf_counter()
@@ -398,17 +401,9 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
             logger.log(m)
             view.update(metrics)
             if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
-                save_checkpoint(rundir, the_plan.art_id, it + 1, setup, steppers,
+                save_checkpoint(ctx.rundir, art_id, it + 1, setup, steppers,
                                 {"metrics": metrics, "eval_before": before, "beta": beta if kl_ctl is None else kl_ctl.beta})
     logger.close()
-    final = None
-    if main:
-        final = _finish(rundir, the_plan, record, setup, metrics, before, held_out(setup.policy), rows, eval_idx, c, total,
-                        started)
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record,
-                       final or record["metrics"])
 
 
 def _drop_rollouts_after(rundir: RunDir, art_id: str, iteration: int) -> None:
@@ -455,32 +450,30 @@ def _before_after(before: dict, after: dict) -> dict:
             **({"gold_before": round(before["gold"], 4), "gold_after": round(after["gold"], 4)} if "gold" in before else {})}
 
 
-def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_idx, c, total, started) -> dict:
-    """Write the final policy, critic, metrics and evaluation; complete the record (rank 0)."""
+def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict, prompts: Prompts, total: int) -> dict:
+    """Write the final policy, critic, metrics and evaluation (rank 0); the run's final figures."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from segtool.artifacts.files import atomic_path, atomic_write_json
 
-    checkpoints.write_policy(rundir, the_plan.art_id, setup.policy, setup.tokenizer)
+    rundir, art_id, record, c = ctx.rundir, ctx.plan.art_id, ctx.record, ctx.cfg.ppo
+    checkpoints.write_policy(rundir, art_id, setup.policy, setup.tokenizer)
     checkpoints.save_weights(setup.critic, rundir.path_of(record, "critic.safetensors"))
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
         pq.write_table(pa.Table.from_pylist(metrics), tmp)
     atomic_write_json(rundir.path_of(record, "eval.json"),
-                      {"before": before, "after": after, "prompts": [int(rows[i].row_id) for i in eval_idx]})
+                      {"before": before, "after": after, "prompts": [int(prompts.rows[i].row_id) for i in prompts.eval_idx]})
     for name in ("critic.safetensors", "metrics.parquet", "eval.json"):
-        rundir.add_file(the_plan.art_id, name)
-    checkpoints.drop_checkpoints(rundir, the_plan.art_id)  # the final policy supersedes them
+        rundir.add_file(art_id, name)
+    checkpoints.drop_checkpoints(rundir, art_id)  # the final policy supersedes them
     train_seconds = sum(m["seconds"] for m in metrics)
-    final = {
+    return {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
-        **_before_after(before, after), "eval_prompts": len(eval_idx), "mask": c.mask,
+        **_before_after(before, after), "eval_prompts": len(prompts.eval_idx), "mask": c.mask,
         "masked_fraction": round(sum(m["masked_fraction"] for m in metrics) / max(len(metrics), 1), 4),
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
         "time_split_s": {k: round(sum(m[f"t_{k}"] for m in metrics), 2)
                          for k in ("generate", "policy", "reference", "reward", "critic", "train")},
     }
-    rundir.complete(the_plan.art_id, rows={"iterations": total, "episodes": total * c.rollout_batch}, metrics=final,
-                    seconds=time.perf_counter() - started)
-    return final
