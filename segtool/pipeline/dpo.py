@@ -22,26 +22,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.core.batching import pair_micro_batches
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
 from segtool.training.optim import OptimSettings, build_optimiser, flat_optim_settings
 from segtool.training.steppers import LocalStepper
 
 STAGE = "dpo"
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parents: list[str]
 
 
 def _check(cfg: Config) -> None:
@@ -80,7 +75,18 @@ def plan(cfg: Config) -> Plan:
     if cfg.dpo.mask == "adaptive":
         parents.append(segment.plan(adaptive_config(cfg)).art_id)
     ident = {**identity_view(cfg, ("dpo",)), "seed": cfg.run.seed}
-    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+    return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
+
+
+def parents_for(cfg: Config):
+    """train-rm (segmenting first); for ADPO then its adaptive segments, after the plain DPO policy they
+    may take their token rewards from."""
+    _check(cfg)  # before anything is trained for nothing
+    yield "train-rm", cfg
+    if cfg.dpo.mask == "adaptive":
+        if cfg.segment.adaptive_source == "dpo" and not cfg.segment.adaptive_model:
+            yield "dpo", plain(cfg)  # the implicit-reward source: plain DPO, same settings
+        yield "segment", adaptive_config(cfg)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -142,84 +148,72 @@ def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, ch
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
-    import torch
+def compute(ctx: Context) -> Outcome:
+    from segtool.models.loading import pad_id_of
+    from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
 
-    from segtool.models.loading import pad_id_of, pick_device
-    from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, split_heldout, summary_of
-    from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
-    from segtool.training.precision import make_autocast
-
-    started = time.perf_counter()
-    _check(cfg)
-    c = cfg.dpo
-    train_rm.run(cfg, resume=True, quiet=quiet)  # segments and trains the reward model first when missing
-    seg_id = segment.plan(cfg).art_id
-    if c.mask == "adaptive":
-        if cfg.segment.adaptive_source == "dpo" and not cfg.segment.adaptive_model:
-            run(plain(cfg), resume=True, quiet=quiet)  # the implicit-reward source: plain DPO, same settings
-        seg_id = segment.run(adaptive_config(cfg), resume=True, quiet=quiet).artifact_id
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
-    if done:
-        return done
-
+    cfg, c, rundir = ctx.cfg, ctx.cfg.dpo, ctx.rundir
+    seg_id = ctx.parents["segment"].artifact_id if c.mask == "adaptive" else segment.plan(cfg).art_id
     _, table = segment.load_segments(rundir, art_id=seg_id)
     row_ids, pairs = pairs_from_table(table, c.mask == "adaptive")
     train_idx, eval_idx = split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
     train_idx = np.sort(train_idx)
     steps_per_epoch = math.ceil(len(train_idx) / c.global_batch)
     total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
+    rm_id, reference = ctx.parents["train-rm"].artifact_id, segment.plan(cfg).inputs["model"]
+    policy, ref, tokenizer, scorer, autocast, stepper = build_trainer(cfg, rundir, rm_id, total, ctx.device)
 
-    device = pick_device(cfg.model.device)
+    record = ctx.begin({"model": reference, "reward_model": rm_id, "pairs_from": seg_id,
+                        "train_pairs": int(len(train_idx)), "eval_prompts": int(len(eval_idx))},
+                       layout={"steps": total}, staged=("policy",))
+    start, metrics = 0, []
+    state = checkpoints.load_checkpoint(rundir, record, policy, stepper, checkpoints.POLICY_WEIGHTS) if ctx.resuming else None
+    if state is not None:
+        start, metrics = state["step"], state["metrics"]
+        STDERR.print(f"resuming {STAGE} at step {start} of {total}")
+
+    _train(policy, ref, pairs, train_idx, c, pad_id_of(tokenizer), ctx.device, autocast, stepper, start, total,
+           steps_per_epoch, cfg, metrics, rundir, ctx.plan.art_id, ctx.quiet)
+    held_out = HeldOut(scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, ctx.device, autocast)
+    evaluation = held_out.before_after(ref, policy)
+    meta = {"stage": STAGE, "beta": c.beta, "label_smoothing": c.label_smoothing, "mask": c.mask,
+            "reference_model": reference, "reward_model": rm_id, "pairs_from": seg_id, "steps": total}
+    _write_outputs(rundir, ctx.plan.art_id, policy, tokenizer, meta, metrics, evaluation)
+    final = {"steps": total, "train_pairs": int(len(train_idx)),
+             "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
+             "accuracy_last": round(metrics[-1]["accuracy"], 4) if metrics else None,
+             **kept_fractions(pairs, train_idx), "eval_prompts": int(len(eval_idx)),
+             **summary_of(evaluation["before"], "before"), **summary_of(evaluation["after"], "after")}
+    return Outcome({"pairs": len(pairs), "steps": total}, final)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents_for=parents_for)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
+
+
+def build_trainer(cfg: Config, rundir: RunDir, rm_id: str, total: int, device: str):
+    """(policy, reference, tokenizer, held-out scorer, autocast, stepper): pi_SFT twice, the reward
+    model that judges the held-out prompts, and the policy's optimiser."""
+    import torch
+
+    from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
+    from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
+    from segtool.training.precision import make_autocast
+
+    c = cfg.dpo
     policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     if c.gradient_checkpointing:
         enable_gradient_checkpointing(policy)
-    rm_id = train_rm.plan(cfg).art_id
     scorer, _ = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.max_new_tokens,
                             "dpo.max_new_tokens")
     autocast = make_autocast(c.bf16, device, "dpo.bf16")
     torch.manual_seed(cfg.run.seed)
     settings = optim_settings(c)
     stepper = LocalStepper(policy, *build_optimiser(policy, settings, total), settings.grad_clip)
-
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    record = rundir.begin(
-        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=the_plan.parents,
-        schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total},
-        inputs={"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "pairs_from": seg_id,
-                "train_pairs": int(len(train_idx)), "eval_prompts": int(len(eval_idx))},
-    )
-    checkpoints.clean_unrecorded(rundir, record, staged=("policy",))
-    start, metrics = 0, []
-    state = checkpoints.load_checkpoint(rundir, record, policy, stepper, checkpoints.POLICY_WEIGHTS) if resuming else None
-    if state is not None:
-        start, metrics = state["step"], state["metrics"]
-        STDERR.print(f"resuming {STAGE} at step {start} of {total}")
-
-    pad_id = pad_id_of(tokenizer)
-    _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, stepper, start, total, steps_per_epoch,
-           cfg, metrics, rundir, the_plan.art_id, quiet)
-    held_out = HeldOut(scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, device, autocast)
-    evaluation = held_out.before_after(ref, policy)
-    mask_stats = kept_fractions(pairs, train_idx)
-    meta = {"stage": STAGE, "beta": c.beta, "label_smoothing": c.label_smoothing, "mask": c.mask,
-            "reference_model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "pairs_from": seg_id,
-            "steps": total}
-    _write_outputs(rundir, the_plan.art_id, policy, tokenizer, meta, metrics, evaluation)
-    final = {"steps": total, "train_pairs": int(len(train_idx)),
-             "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
-             "accuracy_last": round(metrics[-1]["accuracy"], 4) if metrics else None,
-             **mask_stats, "eval_prompts": int(len(eval_idx)),
-             **summary_of(evaluation["before"], "before"), **summary_of(evaluation["after"], "after")}
-    rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
-                    seconds=time.perf_counter() - started)
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+    return policy, ref, tokenizer, scorer, autocast, stepper
 
 
 def kept_fractions(pairs, train_idx) -> dict:
