@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 
 STAGE_ORDER = ("segment", "train-rm", "fit-normalizer", "ppo")  # what `segtool run` runs by default
-KNOWN_STAGES = (*STAGE_ORDER, "dpo", "rs", "eval")  # a preset may list any of these in run.stages
+OTHER_POLICY_STAGES = ("dpo", "rs")  # policy training without PPO
+KNOWN_STAGES = (*STAGE_ORDER, *OTHER_POLICY_STAGES, "eval")  # a preset may list any of these in run.stages
 
 
 def stage_module(name: str):
