@@ -27,7 +27,7 @@ METHODS = (("DPO", "dpo", "tiny-dpo"), ("ADPO", "dpo", "tiny-adpo"), ("RS", "rs"
 def heldout_prompts(cfg, meta, tokenizer):
     from segtool.inputs.formatting import Encoder
     from segtool.inputs.prompts import read_prompts
-    from segtool.pipeline.policy_train import split_heldout
+    from segtool.pipeline.policy_eval import split_heldout
 
     encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
     rows, _ = read_prompts(cfg.data.path, max_rows=cfg.data.max_rows)
@@ -66,7 +66,9 @@ def one_seed(seed: int, samples: int, root: Path) -> list[dict]:
 
     from segtool.artifacts.manifest import RunDir
     from segtool.config.loader import load_config
-    from segtool.pipeline import dpo, policy_train, rs, train_rm
+    from segtool.pipeline import dpo, rs, train_rm
+    from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
+    from segtool.training.loading import load_policy_and_reference
 
     workdir = root / f"seed-{seed}"
 
@@ -81,10 +83,9 @@ def one_seed(seed: int, samples: int, root: Path) -> list[dict]:
         results[name] = (module.run(cfg_of(preset), resume=True, quiet=True), time.perf_counter() - t0)
     cfg = cfg_of("tiny-dpo")
     rundir = RunDir(workdir)
-    policy, ref, tokenizer, _ = policy_train.load_models(cfg, "cpu")
-    scorer, meta = policy_train.eval_scorer(cfg, policy_train.rm_folder_of(rundir, train_rm.plan(cfg).art_id), ref,
-                                            tokenizer, "cpu", cfg.dpo.sampling.max_new_tokens,
-                                            "dpo.sampling.max_new_tokens")
+    policy, ref, tokenizer, _ = load_policy_and_reference(cfg, "cpu")
+    scorer, meta = eval_scorer(cfg, rm_folder_of(rundir, train_rm.plan(cfg).art_id), ref, tokenizer, "cpu",
+                               cfg.dpo.sampling.max_new_tokens, "dpo.sampling.max_new_tokens")
     prompts = heldout_prompts(cfg, meta, tokenizer)
     rows = []
     sft = evaluate(ref, scorer, prompts, samples, seed, cfg.dpo.sampling.max_new_tokens)

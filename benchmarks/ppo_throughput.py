@@ -94,7 +94,8 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
     from segtool.config.loader import load_config
     from segtool.inputs.prompts import read_prompts
     from segtool.pipeline import ppo, ppo_rollout, ppo_train
-    from segtool.pipeline.ppo import load_setup, make_autocast
+    from segtool.pipeline.ppo import load_setup
+    from segtool.training.precision import make_autocast
 
     cfg, _ = load_config(preset=preset, overrides=sets, workdir=str(workdir))
     rd = RunDir(workdir)
@@ -102,7 +103,7 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
     c = cfg.ppo
     rows, _ = read_prompts(ppo.prompts_path(cfg), max_rows=cfg.data.max_rows)
     prompts = [setup.encoder.encode_prompt(r.messages) for r in rows]
-    autocast = make_autocast(c, setup.device)
+    autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     backbone = lambda m: getattr(m, m.base_model_prefix)  # noqa: E731
     counter = PassCounter({"policy": backbone(setup.policy), "reference": backbone(setup.scorer.ref),
                            "reward": setup.scorer.rm.backbone, "critic": setup.critic.backbone}, setup.scorer.pad_id)

@@ -1,5 +1,5 @@
 """Dependency direction (DESIGN): core/ is pure math; it imports no other segtool package and no
-heavy library but torch and numpy."""
+heavy library but torch and numpy. training/ sits below eval/ and pipeline/."""
 
 import ast
 from pathlib import Path
@@ -24,6 +24,25 @@ def test_core_imports_only_torch_numpy_and_stdlib_math():
     for path in files:
         bad = imported_roots(path) - ALLOWED
         assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            modules |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+    return modules
+
+
+def test_training_imports_nothing_above_it():
+    above = {"segtool.eval", "segtool.viz", "segtool.pipeline", "segtool.cli"}
+    files = sorted((CORE.parent / "training").glob("*.py"))
+    assert files, "segtool/training has no modules?"
+    for path in files:
+        bad = {m for m in imported_modules(path) if ".".join(m.split(".")[:2]) in above}
+        assert not bad, f"training/{path.name} imports {sorted(bad)}"
 
 
 def test_core_relative_imports_stay_inside_core():

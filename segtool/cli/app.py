@@ -13,10 +13,11 @@ from typing import Annotated
 import typer
 
 from segtool import __version__
-from segtool.cli import align_commands, credit_commands, eval_commands
+from segtool.cli import credit_commands, eval_commands, stage_commands
 from segtool.cli.options import StageOptions, stage_command
 from segtool.cli.output import STDOUT, emit_json, report_stage
 from segtool.errors import SegtoolError
+from segtool.pipeline.registry import OTHER_POLICY_STAGES, STAGE_ORDER
 
 app = typer.Typer(
     name="segtool",
@@ -48,66 +49,7 @@ def _root(
     """segtool: every stage reads and writes versioned artifacts in a run directory (--workdir)."""
 
 
-@app.command()
-@stage_command
-def segment(opts: StageOptions):
-    """Compute pi_SFT next-token entropies and segment every chosen/rejected response (METHOD §2).
-
-    Writes a Parquet artifact (row_id, side, prompt_token_ids, response_token_ids, entropy,
-    segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct.
-    """
-    from segtool.pipeline import segment as stage
-
-    cfg = opts.load()
-    report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
-
-
-@app.command("train-rm")
-@stage_command
-def train_rm(opts: StageOptions):
-    """Train the segment-level reward model (METHOD §3) on the run directory's segments.
-
-    Backbone from pi_SFT + a bias-free value head; read-out end/differential; aggregation
-    avg/sum/min/last/attention; Bradley-Terry loss. Runs `segment` first when it is missing.
-    Baselines are configurations: bandit (segment.strategy=bandit), token (token), sentence (punct).
-    """
-    from segtool.pipeline import train_rm as stage
-
-    cfg = opts.load()
-    report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
-
-
-@app.command("fit-normalizer")
-@stage_command
-def fit_normalizer(opts: StageOptions):
-    """Fit the location-aware reward normaliser (METHOD §4) for the run directory's reward model.
-
-    Mean(p), Std(p) against log p (Huber by default) from segment rewards of held-out pairs;
-    writes coefficients, bin table, diagnostics, a PNG plot and an HTML report. Ablations:
-    normalizer.kind = global, last or none.
-    """
-    from segtool.pipeline import fit_normalizer as stage
-
-    cfg = opts.load()
-    report_stage(stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_), opts.json_)
-
-
-@app.command()
-@stage_command
-def ppo(opts: StageOptions):
-    """PPO with dense segment rewards (METHOD §5) from the run directory's reward model and normaliser.
-
-    Per iteration: sample, one pi_SFT pass for KL log-probs and segmenting entropies, RM segment
-    rewards, location-aware normalisation, interpolation, KL penalty, GAE, clipped policy/value
-    updates. Modes (ppo.reward_mode): segment, token, bandit, bandit-as-segment, segment-as-bandit.
-    Writes per-iteration rollouts, checkpoints (--resume), the policy in Hugging Face layout,
-    metrics and held-out reward before/after. Runs the earlier stages first when missing.
-    """
-    from segtool.pipeline import ppo as stage
-
-    cfg = opts.load()
-    result = stage.run(cfg, resume=opts.resume, force=opts.force, quiet=opts.json_)
-    report_stage(result, opts.json_)
+stage_commands.register(app, STAGE_ORDER)
 
 
 @app.command()
@@ -268,7 +210,7 @@ def show_rewards(
 
 # Registered last so `segtool --help` lists the pipeline stages first and DPO / RS after them.
 eval_commands.register(eval_app)
-align_commands.register(app)
+stage_commands.register(app, OTHER_POLICY_STAGES)
 credit_commands.register(credit_app)
 
 

@@ -1,4 +1,5 @@
-"""Length-sorted batching under a padded-token budget (little padding, no per-row forward)."""
+"""Length-sorted batching (little padding, no per-row forward): under a padded-token budget, or in
+micro-batches of a fixed number of rows."""
 
 from __future__ import annotations
 
@@ -19,3 +20,16 @@ def length_sorted_batches(lengths, batch_tokens: int) -> list[np.ndarray]:
         batches.append(order[start : start + size])
         start += size
     return batches
+
+
+def micro_batches(indices, lengths, size: int) -> list[np.ndarray]:
+    """``indices`` longest first (``lengths`` are theirs, in the same order; ties keep their order),
+    in groups of ``size``."""
+    ordered = np.asarray(indices)[np.argsort(-np.asarray(lengths), kind="stable")]
+    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+
+
+def pair_micro_batches(pairs, indices, size: int) -> list[np.ndarray]:
+    """``micro_batches`` of preference pairs ``pairs[i]`` = (chosen, rejected), each side with a
+    ``length``, by their longer side."""
+    return micro_batches(indices, [max(pairs[i][0].length, pairs[i][1].length) for i in indices], size)

@@ -1,15 +1,13 @@
 """Data-parallel training when launched by `deepspeed` or `torchrun` (DeepSpeed ZeRO 0-3).
 
 The same command trains single-process by default; under a launcher (RANK/WORLD_SIZE/LOCAL_RANK in
-the environment) it initialises torch.distributed through DeepSpeed (NCCL on GPUs, gloo on CPU)
-and builds the DeepSpeed config from the stage config. Only rank 0 writes the run directory.
+the environment) it initialises torch.distributed through DeepSpeed (NCCL on GPUs, gloo on CPU);
+segtool.training.steppers builds the DeepSpeed config. Only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
 
 import os
-
-from segtool.errors import ConfigError
 
 
 def launched() -> bool:
@@ -65,22 +63,3 @@ def shutdown() -> None:
 
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-
-
-def deepspeed_config(c, world_size: int, bf16: bool) -> dict:
-    """DeepSpeed config from the train_rm section: global batch = micro x accumulation x world."""
-    if c.global_batch % (c.micro_batch * world_size):
-        raise ConfigError(
-            f"train_rm.global_batch ({c.global_batch}) is not a multiple of micro_batch ({c.micro_batch}) x world size ({world_size})",
-            "choose micro_batch and the number of processes so that they divide global_batch",
-        )
-    return {
-        "train_batch_size": c.global_batch,
-        "train_micro_batch_size_per_gpu": c.micro_batch,
-        "gradient_accumulation_steps": c.global_batch // (c.micro_batch * world_size),
-        "gradient_clipping": c.optim.grad_clip,
-        "zero_optimization": {"stage": c.zero_stage},
-        "bf16": {"enabled": bf16},
-        "steps_per_print": 1 << 30,
-        "wall_clock_breakdown": False,
-    }

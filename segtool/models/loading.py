@@ -90,6 +90,11 @@ def load_tokenizer(source: ModelSource, cfg: ModelConfig):
         raise ConfigError(f"cannot load the tokenizer from {source.location}: {err}", "check model.path") from None
 
 
+def pad_id_of(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its EOS (padding is masked)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def check_weight_files(folder: str | Path) -> None:
     """Raise an InputError naming the first truncated or damaged .safetensors file in ``folder``."""
     from safetensors import SafetensorError, safe_open

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from segtool.core.entropy import chunked_logp_entropy
+from segtool.core.kl import token_logprobs_and_kl
 from segtool.core.logprobs import token_logprobs
 from segtool.models.entropy import split_causal_lm
 from segtool.models.packing import PackPlan, backbone_hidden, plan_packing
@@ -74,6 +75,17 @@ def logprobs(lm, batch: Packed, chunk_size: int = 512) -> torch.Tensor:
     """log pi(y_j | x, y_<j) of every response token, flat [N] float32, differentiable."""
     weight, bias, softcap = _head(lm)
     return token_logprobs(_hidden(lm, batch)[batch.state_mask], weight, batch.targets, chunk_size, softcap, bias)
+
+
+def logprobs_and_kl(policy, ref, batch: Packed, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log pi(y_j) [N], exact KL(pi || pi_ref) at the state before y_j [N]) for every response token,
+    float32, differentiable in the policy only."""
+    with torch.no_grad():
+        ref_hidden = _hidden(ref, batch)[batch.state_mask]
+    weight, bias, softcap = _head(policy)
+    ref_weight, ref_bias, _ = _head(ref)
+    return token_logprobs_and_kl(_hidden(policy, batch)[batch.state_mask], weight, batch.targets, ref_hidden, ref_weight,
+                                 chunk_size, softcap, bias, ref_bias)
 
 
 @torch.inference_mode()

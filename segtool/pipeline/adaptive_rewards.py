@@ -18,8 +18,8 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
 from segtool.errors import ArtifactError, ConfigError
+from segtool.training.checkpoints import POLICY_METADATA
 
-POLICY_METADATA = "segtool_policy.json"  # written beside a trained policy (dpo, rs)
 SOURCE_STAGE = {"rm": "train-rm", "dpo": "dpo"}
 SOURCE_FOLDER = {"rm": "model", "dpo": "policy"}
 

@@ -20,8 +20,10 @@ from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
 from segtool.eval import benchmarks
 from segtool.pipeline import bench_answers
+from segtool.pipeline import stage as protocol
 from segtool.pipeline.bench_answers import Target
 from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
+from segtool.pipeline.runner import run_stage
 
 SCHEMA_VERSION = 1
 PROXY_NOTE = "PROXY judge (the reward model): not comparable with published leaderboards"
@@ -98,25 +100,37 @@ def run(cfg: Config, bench: str, target: Target, *, resume: bool = False, force:
     if done:
         return done
     started = time.perf_counter()
+    answers_record, rows, files, metrics = _evaluate(cfg, the_plan, resume=resume, force=force, quiet=quiet)
+    record = rundir.begin(the_plan.stage, the_plan.art_id, config=config_to_dict(cfg), identity_config=the_plan.identity,
+                          parents=the_plan.parents, schema_version=SCHEMA_VERSION,
+                          inputs={"model": target.what, "answers": answers_record["id"]}, resume=False)
+    _write_files(rundir, record, files)
+    record = rundir.complete(the_plan.art_id, rows={"questions": len(rows)}, metrics=metrics,
+                             seconds=time.perf_counter() - started)
+    return StageResult(the_plan.stage, the_plan.art_id, "computed", str(rundir.root), record, metrics)
+
+
+def _evaluate(cfg: Config, the_plan: Plan, *, resume, force, quiet) -> tuple[dict, list[dict], dict, dict]:
+    """(answers record, answer rows, files to write, metrics) of the planned evaluation."""
+    bench, target = the_plan.bench, the_plan.target
     answers_record, rows = bench_answers.ensure(cfg, bench, target, resume=resume, force=force, quiet=quiet)
     if bench == "gsm8k":
         files, metrics = _grade_gsm8k(rows, target)
     else:
         files, metrics = _judge(cfg, the_plan, rows, resume=resume, force=force, quiet=quiet)
     metrics = strict_json({"benchmark": bench, "model": target.name, **metrics, "answers": answers_record["id"]})
-    record = rundir.begin(the_plan.stage, the_plan.art_id, config=config_to_dict(cfg), identity_config=the_plan.identity,
-                          parents=the_plan.parents, schema_version=SCHEMA_VERSION,
-                          inputs={"model": target.what, "answers": answers_record["id"]}, resume=False)
     files["report.md"] = _report(cfg, metrics)
+    return answers_record, rows, files, metrics
+
+
+def _write_files(rundir: RunDir, record: dict, files: dict) -> None:
+    """Each file (text, or a function writing it to a path) into the artifact's folder, recorded."""
     for name, write in files.items():
         if callable(write):
             write(rundir.path_of(record, name))
         else:
             _write_text(rundir.path_of(record, name), write)
-        rundir.add_file(the_plan.art_id, name)
-    record = rundir.complete(the_plan.art_id, rows={"questions": len(rows)}, metrics=metrics,
-                             seconds=time.perf_counter() - started)
-    return StageResult(the_plan.stage, the_plan.art_id, "computed", str(rundir.root), record, metrics)
+        rundir.add_file(record["id"], name)
 
 
 # -- judging ------------------------------------------------------------------------------------
@@ -235,10 +249,26 @@ def plan_proxy(cfg: Config) -> Plan:
     return plan(proxy_cfg, "alpaca", bench_answers.policy_target(proxy_cfg), stage=PROXY_STAGE)
 
 
+def _proxy_stage_plan(proxy_cfg: Config) -> protocol.Plan:
+    evaluation = plan_proxy(proxy_cfg)  # proxy_config of a proxy config is itself
+    return protocol.Plan.of(PROXY_STAGE, evaluation.identity, evaluation.parents, SCHEMA_VERSION,
+                            resolved={"evaluation": evaluation})
+
+
+def _compute_proxy(ctx: protocol.Context) -> protocol.Outcome:
+    evaluation = ctx.plan.resolved["evaluation"]
+    answers_record, rows, files, metrics = _evaluate(ctx.cfg, evaluation, resume=ctx.resume, force=ctx.force,
+                                                     quiet=ctx.quiet)
+    record = ctx.begin({"model": evaluation.target.what, "answers": answers_record["id"]})
+    _write_files(ctx.rundir, record, files)
+    return protocol.Outcome({"questions": len(rows)}, metrics)
+
+
+PROXY = protocol.Stage(PROXY_STAGE, _proxy_stage_plan, _compute_proxy, resumable=False, side_artifact=True)
+
+
 def run_proxy(cfg: Config, *, resume: bool, force: bool, quiet: bool) -> StageResult:
     """A small AlpacaEval-style evaluation of the run directory's ppo policy against
     ``eval.baseline`` (the SFT model's answers in the tiny preset) with the reward model as an
     offline proxy judge. Recorded as stage ``eval-proxy``; the metrics say "proxy"."""
-    proxy_cfg = proxy_config(cfg)
-    target = bench_answers.policy_target(proxy_cfg)
-    return run(proxy_cfg, "alpaca", target, resume=resume, force=force, quiet=quiet, stage=PROXY_STAGE)
+    return run_stage(PROXY, proxy_config(cfg), resume=resume, force=force, quiet=quiet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
 
@@ -49,17 +50,26 @@ def already_complete(rundir, stage: str, art_id: str, config: dict | None, force
     return StageResult(stage, art_id, "up-to-date", str(rundir.root), existing, existing["metrics"])
 
 
+@contextlib.contextmanager
+def stage_lock(workdir, stage: str):
+    """Hold the run directory's lock for the block, so a second process on the same run directory is
+    refused instead of resetting this one's artifact. Under a data-parallel launcher only rank 0
+    writes, so only rank 0 locks."""
+    if not distributed.is_main():
+        yield
+        return
+    with runlock.exclusive(workdir, stage):
+        yield
+
+
 def exclusive_stage(stage: str):
-    """Decorate a stage's ``run(cfg, ...)``: hold ``cfg.run.workdir``'s lock for the whole stage, so a
-    second process on the same run directory is refused instead of resetting this one's artifact.
-    Under a data-parallel launcher only rank 0 writes, so only rank 0 locks."""
+    """Decorate a stage's ``run(cfg, ...)``: hold ``cfg.run.workdir``'s lock (``stage_lock``) for the
+    whole stage."""
 
     def wrap(run):
         @functools.wraps(run)
         def locked(cfg, *args, **kwargs):
-            if not distributed.is_main():
-                return run(cfg, *args, **kwargs)
-            with runlock.exclusive(cfg.run.workdir, stage):
+            with stage_lock(cfg.run.workdir, stage):
                 return run(cfg, *args, **kwargs)
 
         return locked

@@ -22,23 +22,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.core.batching import pair_micro_batches
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
+from segtool.training import checkpoints
+from segtool.training.optim import build_optimiser
+from segtool.training.steppers import LocalStepper
 
 STAGE = "dpo"
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parents: list[str]
 
 
 def _check(cfg: Config) -> None:
@@ -55,11 +53,13 @@ def plain(cfg: Config) -> Config:
 
 def adaptive_config(cfg: Config) -> Config:
     """The config of ADPO's mask segmentation: strategy adaptive, its source model made explicit."""
+    from segtool.pipeline.policy_eval import rm_folder_of
+
     rundir = RunDir(cfg.run.workdir)
     folder = cfg.segment.adaptive_model
     if not folder:
         if cfg.segment.adaptive_source == "rm":
-            folder = str(pt.rm_folder_of(rundir, train_rm.plan(cfg).art_id))
+            folder = str(rm_folder_of(rundir, train_rm.plan(cfg).art_id))
         else:
             record = rundir.get(plan(plain(cfg)).art_id)
             if record is None or record["status"] != "complete":
@@ -75,7 +75,18 @@ def plan(cfg: Config) -> Plan:
     if cfg.dpo.mask == "adaptive":
         parents.append(segment.plan(adaptive_config(cfg)).art_id)
     ident = {**identity_view(cfg, ("dpo",)), "seed": cfg.run.seed}
-    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+    return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
+
+
+def parents_for(cfg: Config):
+    """train-rm (segmenting first); for ADPO then its adaptive segments, after the plain DPO policy they
+    may take their token rewards from."""
+    _check(cfg)  # before anything is trained for nothing
+    yield "train-rm", cfg
+    if cfg.dpo.mask == "adaptive":
+        if cfg.segment.adaptive_source == "dpo" and not cfg.segment.adaptive_model:
+            yield "dpo", plain(cfg)  # the implicit-reward source: plain DPO, same settings
+        yield "segment", adaptive_config(cfg)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -86,6 +97,10 @@ class Side:
     prompt: list[int]
     response: list[int]
     keep: np.ndarray  # [n] float32 loss mask over response tokens (all ones for plain DPO)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.response)
 
 
 def pairs_from_table(table, adaptive: bool) -> tuple[np.ndarray, list[tuple[Side, Side]]]:
@@ -105,13 +120,6 @@ def pairs_from_table(table, adaptive: bool) -> tuple[np.ndarray, list[tuple[Side
         by_row.setdefault(row, {})[side] = Side(data["prompt_token_ids"][i], data["response_token_ids"][i], keep)
     rows = np.array(sorted(by_row))
     return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
-
-
-def micro_batches(pairs, indices: np.ndarray, size: int) -> list[np.ndarray]:
-    lengths = np.array([max(len(p[0].prompt) + len(p[0].response), len(p[1].prompt) + len(p[1].response)) for p in
-                        (pairs[i] for i in indices)])
-    ordered = indices[np.argsort(-lengths, kind="stable")]
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
 
 
 def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, chunk: int) -> dict:
@@ -140,79 +148,72 @@ def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, ch
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
-    import torch
+def compute(ctx: Context) -> Outcome:
+    from segtool.models.loading import pad_id_of
+    from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
 
-    from segtool.models.loading import pick_device
-
-    started = time.perf_counter()
-    _check(cfg)
-    c = cfg.dpo
-    train_rm.run(cfg, resume=True, quiet=quiet)  # segments and trains the reward model first when missing
-    seg_id = segment.plan(cfg).art_id
-    if c.mask == "adaptive":
-        if cfg.segment.adaptive_source == "dpo" and not cfg.segment.adaptive_model:
-            run(plain(cfg), resume=True, quiet=quiet)  # the implicit-reward source: plain DPO, same settings
-        seg_id = segment.run(adaptive_config(cfg), resume=True, quiet=quiet).artifact_id
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
-    if done:
-        return done
-
+    cfg, c, rundir = ctx.cfg, ctx.cfg.dpo, ctx.rundir
+    seg_id = ctx.parents["segment"].artifact_id if c.mask == "adaptive" else segment.plan(cfg).art_id
     _, table = segment.load_segments(rundir, art_id=seg_id)
     row_ids, pairs = pairs_from_table(table, c.mask == "adaptive")
-    train_idx, eval_idx = pt.split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
+    train_idx, eval_idx = split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
     train_idx = np.sort(train_idx)
     steps_per_epoch = math.ceil(len(train_idx) / c.global_batch)
     total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
+    rm_id, reference = ctx.parents["train-rm"].artifact_id, segment.plan(cfg).inputs["model"]
+    policy, ref, tokenizer, scorer, autocast, stepper = build_trainer(cfg, rundir, rm_id, total, ctx.device)
 
-    device = pick_device(cfg.model.device)
-    policy, ref, tokenizer, _ = pt.load_models(cfg, device)
-    if c.gradient_checkpointing:
-        train_rm._enable_checkpointing(policy)
-    rm_id = train_rm.plan(cfg).art_id
-    scorer, _ = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.sampling.max_new_tokens,
-                               "dpo.sampling.max_new_tokens")
-    autocast = pt.make_autocast(c, device)
-    torch.manual_seed(cfg.run.seed)
-    opt, sched = pt.optimiser(policy, c, total)
-
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    record = rundir.begin(
-        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=the_plan.parents,
-        schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total},
-        inputs={"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "pairs_from": seg_id,
-                "train_pairs": int(len(train_idx)), "eval_prompts": int(len(eval_idx))},
-    )
-    pt.clean_unrecorded(rundir, record)
+    record = ctx.begin({"model": reference, "reward_model": rm_id, "pairs_from": seg_id,
+                        "train_pairs": int(len(train_idx)), "eval_prompts": int(len(eval_idx))},
+                       layout={"steps": total}, staged=("policy",))
     start, metrics = 0, []
-    state = pt.load_checkpoint(rundir, record, policy, opt, sched) if resuming else None
+    state = checkpoints.load_checkpoint(rundir, record, policy, stepper, checkpoints.POLICY_WEIGHTS) if ctx.resuming else None
     if state is not None:
         start, metrics = state["step"], state["metrics"]
         STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    pad_id = pt.pad_id_of(tokenizer)
-    _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch,
-           cfg, metrics, rundir, the_plan.art_id, quiet)
-    evaluation = _evaluate(policy, ref, scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, device, autocast)
-    mask_stats = kept_fractions(pairs, train_idx)
+    _train(policy, ref, pairs, train_idx, c, pad_id_of(tokenizer), ctx.device, autocast, stepper, start, total,
+           steps_per_epoch, cfg, metrics, rundir, ctx.plan.art_id, ctx.quiet)
+    held_out = HeldOut(scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, ctx.device, autocast)
+    evaluation = held_out.before_after(ref, policy)
     meta = {"stage": STAGE, "beta": c.beta, "label_smoothing": c.label_smoothing, "mask": c.mask,
-            "reference_model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "pairs_from": seg_id,
-            "steps": total}
-    _write_outputs(rundir, the_plan.art_id, policy, tokenizer, meta, metrics, evaluation)
+            "reference_model": reference, "reward_model": rm_id, "pairs_from": seg_id, "steps": total}
+    _write_outputs(rundir, ctx.plan.art_id, policy, tokenizer, meta, metrics, evaluation)
     final = {"steps": total, "train_pairs": int(len(train_idx)),
              "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
              "accuracy_last": round(metrics[-1]["accuracy"], 4) if metrics else None,
-             **mask_stats, "eval_prompts": int(len(eval_idx)),
-             **pt.summary_of(evaluation["before"], "before"), **pt.summary_of(evaluation["after"], "after")}
-    rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
-                    seconds=time.perf_counter() - started)
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+             **kept_fractions(pairs, train_idx), "eval_prompts": int(len(eval_idx)),
+             **summary_of(evaluation["before"], "before"), **summary_of(evaluation["after"], "after")}
+    return Outcome({"pairs": len(pairs), "steps": total}, final)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents_for=parents_for)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
+
+
+def build_trainer(cfg: Config, rundir: RunDir, rm_id: str, total: int, device: str):
+    """(policy, reference, tokenizer, held-out scorer, autocast, stepper): pi_SFT twice, the reward
+    model that judges the held-out prompts, and the policy's optimiser."""
+    import torch
+
+    from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
+    from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
+    from segtool.training.precision import make_autocast
+
+    c = cfg.dpo
+    policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
+    if c.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
+    scorer, _ = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.sampling.max_new_tokens,
+                            "dpo.sampling.max_new_tokens")
+    autocast = make_autocast(c.bf16, device, "dpo.bf16")
+    torch.manual_seed(cfg.run.seed)
+    settings = c.optim
+    stepper = LocalStepper(policy, *build_optimiser(policy, settings, total), settings.grad_clip)
+    return policy, ref, tokenizer, scorer, autocast, stepper
 
 
 def kept_fractions(pairs, train_idx) -> dict:
@@ -225,7 +226,7 @@ def kept_fractions(pairs, train_idx) -> dict:
             "rejected_kept_fraction": round(kept["rejected"] / tokens["rejected"], 4)}
 
 
-def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sched, start, total, steps_per_epoch,
+def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, stepper, start, total, steps_per_epoch,
            cfg, metrics, rundir, art_id, quiet) -> None:
     chunk = cfg.segment.chunk_size
     policy.train()
@@ -235,16 +236,16 @@ def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sche
             order = train_idx[np.random.default_rng([cfg.run.seed, epoch]).permutation(len(train_idx))]
             batch_idx = order[k * c.global_batch : (k + 1) * c.global_batch]
             t0 = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]
+            lr = stepper.lr()
             sums = dict.fromkeys(("loss", "accuracy", "chosen_reward", "rejected_reward"), 0.0)
             tokens = 0
-            for idx in micro_batches(pairs, batch_idx, c.micro_batch):
+            for idx in pair_micro_batches(pairs, batch_idx, c.micro_batch):
                 out = pair_loss(policy, ref, pairs, idx, c, pad_id, device, autocast, chunk)
-                (out["loss"].mean() * (len(idx) / len(batch_idx))).backward()
+                stepper.backward(out["loss"].mean(), len(idx) / len(batch_idx))
                 for key in sums:
                     sums[key] += float(out[key].detach().sum())
                 tokens += out["tokens"]
-            grad_norm = pt.step(policy, opt, sched, c.optim.grad_clip)
+            grad_norm = stepper.step()
             seconds = time.perf_counter() - t0
             row = {"step": step_no + 1, **{key: v / len(batch_idx) for key, v in sums.items()}}
             row.update(margin=row["chosen_reward"] - row["rejected_reward"], lr=float(lr), grad_norm=grad_norm,
@@ -252,20 +253,9 @@ def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, opt, sche
             metrics.append(row)
             advance(1)
             if c.checkpoint_every and (step_no + 1) % c.checkpoint_every == 0 and step_no + 1 < total:
-                pt.save_checkpoint(rundir, art_id, step_no + 1, policy, opt, sched, {"metrics": metrics})
+                checkpoints.save_checkpoint(rundir, art_id, step_no + 1, policy, stepper, {"metrics": metrics},
+                                            checkpoints.POLICY_WEIGHTS)
     policy.eval()
-
-
-def _evaluate(policy, ref, scorer, prompts, c, seed, device, autocast) -> dict:
-    """Held-out reward of pi_SFT (the reference) and of the trained policy, same prompts and seeds."""
-    from segtool.pipeline.policy_eval import heldout_reward
-
-    def of(model):
-        return heldout_reward(model, scorer, prompts, max_new_tokens=c.sampling.max_new_tokens,
-                              temperature=c.sampling.temperature, top_p=c.sampling.top_p, seed=seed, device=device, autocast=autocast,
-                              generate_batch=c.generate_batch, forward_batch=c.forward_batch)
-
-    return {"before": of(ref), "after": of(policy)}
 
 
 def _write_outputs(rundir, art_id, policy, tokenizer, meta, metrics, evaluation) -> None:
@@ -274,11 +264,11 @@ def _write_outputs(rundir, art_id, policy, tokenizer, meta, metrics, evaluation)
 
     from segtool.artifacts.files import atomic_path, atomic_write_json
 
-    pt.write_policy(rundir, art_id, policy, tokenizer, meta)
+    checkpoints.write_policy(rundir, art_id, policy, tokenizer, meta)
     record = rundir.get(art_id)
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
         pq.write_table(pa.Table.from_pylist(metrics), tmp)
     atomic_write_json(rundir.path_of(record, "eval.json"), evaluation)
     for name in ("metrics.parquet", "eval.json"):
         rundir.add_file(art_id, name)
-    pt.drop_checkpoints(rundir, art_id)  # the final policy supersedes them
+    checkpoints.drop_checkpoints(rundir, art_id)  # the final policy supersedes them

@@ -218,7 +218,7 @@ def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, in
         folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
         meta = read_json(folder / METADATA)
         return Source("rm", folder, parents, meta, resolve_credit(meta, credit), rm_label(meta))
-    from segtool.pipeline.adaptive_rewards import POLICY_METADATA
+    from segtool.training.checkpoints import POLICY_METADATA
 
     if credit != "auto":
         raise ConfigError(f"--credit {credit} applies to reward models", "leave --credit out with --dpo: a DPO policy's "
@@ -247,12 +247,13 @@ def read_json(path: Path) -> dict:
 
 def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpolation: str) -> Scored:
     """e(x, y) as `eval rm` computes it, and the credit of every rejected answer, from one pass."""
-    from segtool.pipeline import rm_scoring, train_rm
+    from segtool.pipeline import rm_scoring
+    from segtool.training.precision import make_autocast
 
     setup = rm_scoring.load_setup(cfg, source.folder)
     require_fast(setup.encoder.tokenizer, source.folder)
     pairs = rm_scoring.segment_pairs(setup, [item.pair for item in items])
-    autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
+    autocast = make_autocast(cfg.train_rm.bf16, setup.device, "train_rm.bf16")
     scores, values = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast, keep_values=True)
     credits = [value_credit(v[1]) if source.mode == "values" else
                segment_credit(v[1], rejected.ends, source.meta["readout"], interpolation)

@@ -24,7 +24,8 @@ def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool 
 
     from segtool.artifacts.files import atomic_path
     from segtool.inputs.rows import read_pairs
-    from segtool.pipeline import rm_scoring, segment, train_rm
+    from segtool.pipeline import rm_scoring, segment
+    from segtool.training.precision import make_autocast
 
     started = time.perf_counter()
     folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
@@ -40,7 +41,7 @@ def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool 
                         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     setup = rm_scoring.load_setup(cfg, folder)
     pairs = rm_scoring.segment_pairs(setup, report.pairs)
-    autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
+    autocast = make_autocast(cfg.train_rm.bf16, setup.device, "train_rm.bf16")
     scores, _ = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast)
 
     subsets = np.array([p.subset for p in report.pairs])

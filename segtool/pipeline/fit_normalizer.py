@@ -9,34 +9,28 @@ and an HTML report. ``load_normaliser`` refuses a normaliser fitted for another 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.core.normalizer import Normaliser
 from segtool.errors import ArtifactError
 from segtool.pipeline import train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 
 STAGE = "fit-normalizer"
 SCHEMA_VERSION = 1
 
 
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parent: str
-
-
 def plan(cfg: Config) -> Plan:
     parent = train_rm.plan(cfg).art_id
     ident = {**identity_view(cfg, ("normalizer",)), "seed": cfg.run.seed}
-    return Plan(artifact_id(STAGE, ident, [parent], SCHEMA_VERSION), ident, parent)
+    return Plan.of(STAGE, ident, [parent], SCHEMA_VERSION)
 
 
 def calibration_points(rm, examples, readout: str, pad_id: int, device: str, micro: int) -> dict[str, np.ndarray]:
@@ -68,39 +62,33 @@ def segmentation_of(rm_meta: dict) -> dict:
     return {k: rm_meta[k] for k in ("segment_artifact", "strategy", "c_ent", "n", "eos_in_last_segment", "readout")}
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False, trained: StageResult | None = None) -> StageResult:
-    """Fit the normaliser; ``trained`` is train-rm's result when the caller already ran it (under a
-    data-parallel launcher train-rm is collective, and fit-normalizer runs on rank 0 only)."""
-    import pyarrow as pa
+@dataclass(frozen=True)
+class Calibration:
+    meta: dict  # the reward model's segtool_rm.json
+    row_ids: np.ndarray
+    picked: list[int]  # the calibration pairs' positions in row_ids
+    overlap: int  # how many of them trained the reward model
+    points: dict[str, np.ndarray]  # calibration_points of both responses of each pair
+    last: np.ndarray  # each response's last segment reward
+
+
+def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
+    """The calibration pairs (by default rows held out from RM training) scored by the reward model,
+    segmented exactly as in its training."""
     import pyarrow.parquet as pq
     import torch
 
-    from segtool.artifacts.files import atomic_path, atomic_write_json, strict_json
     from segtool.models.loading import DTYPES, pick_device
     from segtool.models.reward import load_reward_model
     from segtool.pipeline import segment
-    from segtool.pipeline.normalizer_fit import fit_normaliser
-    from segtool.viz.normalizer import write_plot, write_report
-
-    started = time.perf_counter()
-    trained = trained or train_rm.run(cfg, resume=True, quiet=quiet)  # trains (and segments) first when missing
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
-    if done:
-        return done
 
     c = cfg.normalizer
-    rm_rec = rundir.get(trained.artifact_id)
-    folder = rundir.path_of(rm_rec, "model")
+    folder = rundir.path_of(rm_record, "model")
     meta = json.loads((folder / "segtool_rm.json").read_text())
-    seg_rec = rundir.get(rm_rec["parents"][0])
-    rundir.verify(seg_rec)
+    rundir.verify(rundir.get(rm_record["parents"][0]))
     _, table = segment.load_segments(rundir)
     row_ids, pairs = train_rm.pairs_from_segments(table)
-    split = dict(zip(*pq.read_table(rundir.path_of(rm_rec, "split.parquet")).to_pydict().values()))
+    split = dict(zip(*pq.read_table(rundir.path_of(rm_record, "split.parquet")).to_pydict().values()))
     chosen_rows = [i for i, r in enumerate(row_ids) if c.rows == "all" or split[int(r)] == "eval"]
     overlap = sum(split[int(row_ids[i])] == "train" for i in chosen_rows)
     if overlap:
@@ -112,42 +100,69 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     device = pick_device(cfg.model.device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
     pad = rm.hf.config.pad_token_id or 0
-    pts = calibration_points(rm, examples, meta["readout"], pad, device, cfg.train_rm.micro_batch)
-    last = pts["reward"][np.cumsum([len(e.ends) for e in examples]) - 1]
-    norm, bins, diag = fit_normaliser(pts["p"], pts["reward"], last, c.kind, c.method, c.huber_epsilon,
+    points = calibration_points(rm, examples, meta["readout"], pad, device, cfg.train_rm.micro_batch)
+    last = points["reward"][np.cumsum([len(e.ends) for e in examples]) - 1]
+    return Calibration(meta, row_ids, picked, overlap, points, last)
+
+
+def compute(ctx: Context) -> Outcome:
+    from segtool.pipeline.normalizer_fit import fit_normaliser
+
+    c, trained = ctx.cfg.normalizer, ctx.parents["train-rm"]
+    calib = calibrate(ctx.cfg, ctx.rundir, ctx.rundir.get(trained.artifact_id))
+    pts, picked = calib.points, calib.picked
+    norm, bins, diag = fit_normaliser(pts["p"], pts["reward"], calib.last, c.kind, c.method, c.huber_epsilon,
                                       c.std_floor_ratio, c.decimals)
     diag["calibration_pairs"] = len(picked)
-    diag["overlap_with_rm_training"] = overlap
+    diag["overlap_with_rm_training"] = calib.overlap
     if diag.get("std_below_floor"):
         STDERR.print(f"[yellow]warning:[/] fitted Std(p) falls below the floor {norm.floor:.4g} "
                      f"{diag['std_below_floor']}; the floor is used there", highlight=False)
 
-    record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
-                          parents=[trained.artifact_id], schema_version=SCHEMA_VERSION, resume=False,
-                          inputs={"reward_model": trained.artifact_id, "segmentation": segmentation_of(meta)})
-    sides = ["chosen", "rejected"] * len(picked)
-    calib = pa.table({"row_id": pa.array([int(row_ids[picked[e // 2]]) for e in pts["example"]], pa.int64()),
-                      "side": [sides[e] for e in pts["example"]], "k": pts["k"].astype(np.int32),
-                      "K": pts["K"].astype(np.int32), "p": pts["p"], "reward": pts["reward"].astype(np.float32)})
-    outputs = {"calibration.parquet": calib, "bins.parquet": pa.table({k: np.asarray(v) for k, v in bins.items()})}
-    for name, tab in outputs.items():
-        with atomic_path(rundir.path_of(record, name)) as tmp:
-            pq.write_table(tab, tmp)
-    document = {"normaliser": norm.to_dict(), "method": c.method, "reward_model": trained.artifact_id,
-                "segmentation": segmentation_of(meta), "diagnostics": strict_json(diag)}  # e.g. R^2 of one bin: null
-    atomic_write_json(rundir.path_of(record, "normalizer.json"), document)
-    title = f"{norm.kind} normaliser ({c.method}) for reward model {trained.artifact_id[:12]}"
-    write_plot(rundir.path_of(record, "normalizer.png"), bins, norm, title)
-    write_report(rundir.path_of(record, "report.html"), rundir.path_of(record, "normalizer.png"), norm, diag, bins, title)
-    for name in (*outputs, "normalizer.json", "normalizer.png", "report.html"):
-        rundir.add_file(the_plan.art_id, name)
+    segmentation = segmentation_of(calib.meta)
+    ctx.begin({"reward_model": trained.artifact_id, "segmentation": segmentation})
+    _write_outputs(ctx, calib, norm, bins, diag, segmentation)
     relevant = {"location": ("w_mu", "b_mu", "w_sigma", "b_sigma", "floor"), "global": ("mean", "std"),
                 "last": ("mean", "std"), "none": ()}[norm.kind]
     metrics = {"kind": norm.kind, "method": c.method, **{k: round(getattr(norm, k), 6) for k in relevant},
                **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in diag.items()}}
-    record = rundir.complete(the_plan.art_id, rows={"pairs": len(picked), "points": diag["points"]}, metrics=metrics,
-                             seconds=time.perf_counter() - started)
-    return StageResult(STAGE, the_plan.art_id, "computed", str(rundir.root), record, metrics)
+    return Outcome({"pairs": len(picked), "points": diag["points"]}, metrics)
+
+
+def _write_outputs(ctx: Context, calib: Calibration, norm: Normaliser, bins: dict, diag: dict, segmentation: dict) -> None:
+    """Calibration points, bin table, normalizer.json, its plot and HTML report, each recorded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from segtool.artifacts.files import atomic_path, atomic_write_json, strict_json
+    from segtool.viz.normalizer import write_plot, write_report
+
+    rundir, record, rm_id = ctx.rundir, ctx.record, ctx.parents["train-rm"].artifact_id
+    pts, picked, row_ids = calib.points, calib.picked, calib.row_ids
+    sides = ["chosen", "rejected"] * len(picked)
+    table = pa.table({"row_id": pa.array([int(row_ids[picked[e // 2]]) for e in pts["example"]], pa.int64()),
+                      "side": [sides[e] for e in pts["example"]], "k": pts["k"].astype(np.int32),
+                      "K": pts["K"].astype(np.int32), "p": pts["p"], "reward": pts["reward"].astype(np.float32)})
+    outputs = {"calibration.parquet": table, "bins.parquet": pa.table({k: np.asarray(v) for k, v in bins.items()})}
+    for name, tab in outputs.items():
+        with atomic_path(rundir.path_of(record, name)) as tmp:
+            pq.write_table(tab, tmp)
+    document = {"normaliser": norm.to_dict(), "method": ctx.cfg.normalizer.method, "reward_model": rm_id,
+                "segmentation": segmentation, "diagnostics": strict_json(diag)}  # e.g. R^2 of one bin: null
+    atomic_write_json(rundir.path_of(record, "normalizer.json"), document)
+    title = f"{norm.kind} normaliser ({ctx.cfg.normalizer.method}) for reward model {rm_id[:12]}"
+    write_plot(rundir.path_of(record, "normalizer.png"), bins, norm, title)
+    write_report(rundir.path_of(record, "report.html"), rundir.path_of(record, "normalizer.png"), norm, diag, bins, title)
+    for name in (*outputs, "normalizer.json", "normalizer.png", "report.html"):
+        rundir.add_file(record["id"], name)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents=("train-rm",), resumable=False)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    """Fit the normaliser, training the reward model (and segmenting) first when missing."""
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
 
 
 def load_normaliser(rundir: RunDir, reward_model_id: str, segmentation: dict) -> Normaliser:

@@ -1,10 +1,17 @@
 """Reward of a policy on held-out prompts: sample (seeded), score with the reward model, measure
-length and KL to pi_SFT. Used for PPO's before/after report (and by other policy stages)."""
+length and KL to pi_SFT. The before/after report of the policy stages (ppo, dpo, rs): which prompts
+they hold out, the scorer, and the measurement itself."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import numpy as np
 
+from segtool.artifacts.manifest import RunDir
+from segtool.config.schema import Config
+from segtool.errors import ArtifactError, ConfigError
 from segtool.eval.answering import without_special_strings
 from segtool.models.generation import generate, hash_seed
 from segtool.models.policy import logprobs_entropy, pack
@@ -52,3 +59,77 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
             **({"norm_reward": float(np.mean(normalised))} if normalised else {}),
             **({"gold": float(np.mean(gold(gen.responses)))} if gold is not None else {})}
 
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A policy stage's held-out measurement: ``heldout_reward`` on fixed prompts with the stage's
+    sampling knobs (``section``: a ppo/rs/dpo config section, its ``sampling`` table and batch sizes)."""
+
+    scorer: object
+    prompts: list
+    section: object
+    seed: int
+    device: str
+    autocast: object
+    gold: object = None  # gold(responses) -> rewards, or None
+
+    def __call__(self, policy) -> dict:
+        s, c = self.section.sampling, self.section
+        return heldout_reward(policy, self.scorer, self.prompts, max_new_tokens=s.max_new_tokens,
+                              temperature=s.temperature, top_p=s.top_p, seed=self.seed, device=self.device,
+                              autocast=self.autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch,
+                              gold=self.gold)
+
+    def before_after(self, reference, policy) -> dict:
+        """pi_SFT (the reference) and the trained policy on the same prompts and seeds."""
+        return {"before": self(reference), "after": self(policy)}
+
+
+def summary_of(evaluation: dict, prefix: str) -> dict:
+    keys = ("reward", "reward_std", "length", "kl", "truncated")
+    return {f"{prefix}_{k}": round(float(evaluation[k]), 4) for k in keys if k in evaluation}
+
+
+def split_heldout(n: int, n_eval: int, seed: int, key: str):
+    """(train, held-out) positions: the same seeded split as PPO's, so every policy stage is
+    evaluated on the same prompts."""
+    from segtool.pipeline.ppo import split_prompts
+
+    if n_eval >= n:
+        raise ConfigError(f"{key} ({n_eval}) leaves no training rows out of {n}", f"lower {key} or give more data")
+    return split_prompts(n, n_eval, seed)
+
+
+def rm_folder_of(rundir: RunDir, rm_id: str):
+    record = rundir.get(rm_id)
+    if record is None or record["status"] != "complete":
+        raise ArtifactError(f"the train-rm artifact {rm_id[:12]} is missing in {rundir.root}",
+                            f"run `segtool train-rm --workdir {rundir.root}` first")
+    return rundir.path_of(record, "model")
+
+
+def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tokens: int, key: str):
+    """A PPO ``Scorer`` that reads only the raw sequence reward e(x, y) (RM's own segmentation and
+    aggregation, no normaliser) and the reference log-probs: what ``heldout_reward`` needs."""
+    import torch
+
+    from segtool.core.normalizer import Normaliser
+    from segtool.models.loading import DTYPES, pad_id_of, resolve_model_source
+    from segtool.models.reward import METADATA, load_reward_model
+    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
+    from segtool.pipeline.segment import punct_table
+
+    meta = json.loads((rm_folder / METADATA).read_text())
+    if resolve_model_source(cfg.model).fingerprint() != meta["sft_model"]:
+        raise ConfigError("model.path is not the pi_SFT the reward model was trained from",
+                          "the reference model and the RM's entropy segments must be that model: fix model.path")
+    if meta["max_prompt_len"] + max_new_tokens > meta["max_len"]:
+        raise ConfigError(f"max_prompt_len ({meta['max_prompt_len']}) + {key} ({max_new_tokens}) exceeds the reward "
+                          f"model's max_len ({meta['max_len']})", f"lower {key} or raise tokenize.max_len")
+    mode = "bandit" if meta["strategy"] == "bandit" else "segment-as-bandit"  # sequence reward only
+    spec = reward_spec(mode, 0.0, meta)
+    rm, _ = load_reward_model(rm_folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
+    table = punct_table(tokenizer) if meta["strategy"] == "punct" else None
+    return Scorer(ref, rm, Normaliser("none"), spec, table, pad_id_of(tokenizer), tokenizer.eos_token_id,
+                  cfg.segment.chunk_size), meta

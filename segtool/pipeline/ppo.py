@@ -15,27 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
+from segtool.training import checkpoints
 
 STAGE = "ppo"
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parents: list[str]
+DEEPSPEED_FOLDERS = ("policy_ds", "critic_ds")  # the actor's and the critic's engine checkpoints
 
 
 def prompts_path(cfg: Config) -> str:
@@ -52,7 +48,7 @@ def plan(cfg: Config) -> Plan:
              "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
              "prompt_rows": {"max_rows": cfg.data.max_rows, "name": cfg.data.name, "split": cfg.data.split}}
     ident["ppo"].pop("prompts", None)  # enters by content hash above, not by path
-    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+    return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
 
 
 def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +58,25 @@ def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarra
                           "lower ppo.eval_prompts or give more prompts")
     perm = np.random.default_rng([seed, 7]).permutation(n)
     return perm[: n - n_eval], np.sort(perm[n - n_eval :])
+
+
+@dataclass(frozen=True)
+class Prompts:
+    rows: list  # as read
+    ids: list[list[int]]  # each row's prompt token ids
+    train_idx: np.ndarray
+    eval_idx: np.ndarray  # held out: never trained on
+    skipped: int  # invalid rows skipped
+
+
+def load_prompts(cfg: Config, encoder) -> Prompts:
+    from segtool.inputs.prompts import read_prompts
+
+    rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
+                                 max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
+    ids = [encoder.encode_prompt(r.messages) for r in rows]
+    train_idx, eval_idx = split_prompts(len(rows), cfg.ppo.eval_prompts, cfg.run.seed)
+    return Prompts(rows, ids, train_idx, eval_idx, skipped)
 
 
 def iteration_prompts(train_idx: np.ndarray, iteration: int, rollout_batch: int, seed: int) -> np.ndarray:
@@ -102,11 +117,19 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
 
     from segtool.inputs.formatting import Encoder
     from segtool.models.entropy import split_causal_lm
-    from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pick_device, resolve_model_source
+    from segtool.models.loading import (
+        DTYPES,
+        load_causal_lm,
+        load_tokenizer,
+        pad_id_of,
+        pick_device,
+        resolve_model_source,
+    )
     from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
     from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
     from segtool.pipeline.ppo_rollout import Scorer, reward_spec
     from segtool.pipeline.segment import punct_table
+    from segtool.training.loading import load_trainable
 
     c = cfg.ppo
     folder = rundir.path_of(rm_record, "model")
@@ -125,12 +148,10 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     device = device or pick_device(cfg.model.device)
     tokenizer = load_tokenizer(source, cfg.model)
     encoder = Encoder.create(tokenizer, meta["max_len"], prompt_len, "auto" if meta["template"] == "chat" else "plain")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_id_of(tokenizer)
     ref = load_causal_lm(source, cfg.model, device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
-    # Trained models keep float32 weights (bf16 is autocast): PPO's small updates vanish in bf16 weights.
-    train_model_cfg = dataclasses.replace(cfg.model, dtype="float32")
-    policy = load_causal_lm(source, train_model_cfg, device)
+    policy = load_trainable(source, cfg.model, device)
     if c.critic_init == "rm":
         critic, _ = load_reward_model(folder, torch.float32, device)
         critic.scorer = None
@@ -162,12 +183,6 @@ def packing_width(c, backbones: dict, vocab_size: int, device) -> tuple[int, str
                 raise ConfigError(why, 'set ppo.packing = "off" (padded batches) for this architecture')
             return 0, f"packing off: {why}; using padded batches"
     return c.pack_width, ""
-
-
-def make_autocast(c, device: str):
-    from segtool.pipeline.train_rm import make_autocast as rm_autocast
-
-    return rm_autocast(dataclasses.replace(Config().train_rm, bf16=c.bf16), device)
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -226,77 +241,40 @@ def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
     })
 
 
-def _checkpoint_names(record: dict) -> list[str]:
-    return sorted({n.split("/")[0] for n in record["files"] if n.startswith("checkpoint-")})
-
-
-def _drop(rundir: RunDir, art_id: str, prefix_test) -> None:
-    record = rundir.get(art_id)
-    names = [f for f in record["files"] if prefix_test(f)]
-    rundir.remove_files(art_id, names)
-    for f in names:
-        rundir.path_of(record, f).unlink(missing_ok=True)
-
-
-def save_policy(policy, tokenizer, folder) -> None:
-    from segtool.artifacts.files import write_errors
-
-    with write_errors(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        policy.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-
-
-def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, optimisers, state: dict) -> None:
-    """checkpoint-<iteration>/: policy (HF layout), critic, optimiser/scheduler state and metrics;
-    recorded, then the previous one is dropped, so one intact checkpoint always exists. Under
-    DeepSpeed every rank saves its optimiser partition (policy_ds/, critic_ds/)."""
+def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, steppers, state: dict) -> None:
+    """checkpoint-<iteration>/: policy (HF layout), critic, optimiser/scheduler state and metrics.
+    Under DeepSpeed every rank saves its optimiser partition (policy_ds/, critic_ds/)."""
     import torch
-    from safetensors.torch import save_file
 
     from segtool import distributed
     from segtool.artifacts.files import atomic_path
 
-    record = rundir.get(art_id)
-    name = f"checkpoint-{iteration:06d}"
-    folder = rundir.path_of(record, name)
-    if distributed.is_main():
-        shutil.rmtree(folder, ignore_errors=True)
-    distributed.barrier()
-    if distributed.launched():
-        for o, sub in zip(optimisers, ("policy_ds", "critic_ds")):
-            o.save(folder / sub)
-    if distributed.is_main():
-        save_policy(setup.policy, setup.tokenizer, folder / "policy")
-        with atomic_path(folder / "critic.safetensors") as tmp:
-            save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
-        local = {} if distributed.launched() else {"optimizers": [o.state_dict() for o in optimisers]}
-        with atomic_path(folder / "state.pt") as tmp:
-            torch.save({"iteration": iteration, **local, **state}, tmp)
-    distributed.barrier()
-    if distributed.is_main():
-        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-            rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
-        for old in _checkpoint_names(rundir.get(art_id)):
-            if old != name:
-                _drop(rundir, art_id, lambda f, o=old: f.split("/")[0] == o)
-                shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
-    distributed.barrier()
+    def write(folder) -> None:
+        if distributed.launched():
+            for o, sub in zip(steppers, DEEPSPEED_FOLDERS):
+                o.save(folder / sub)
+        if distributed.is_main():
+            checkpoints.save_policy(setup.policy, setup.tokenizer, folder / "policy")
+            checkpoints.save_weights(setup.critic, folder / "critic.safetensors")
+            local = {} if distributed.launched() else {"optimizers": [o.state_dict() for o in steppers]}
+            with atomic_path(folder / checkpoints.STATE) as tmp:
+                torch.save({"iteration": iteration, **local, **state}, tmp)
+
+    checkpoints.save_folder(rundir, art_id, iteration, write)
 
 
-def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, optimisers) -> dict | None:
+def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, steppers) -> dict | None:
     import torch
     from safetensors.torch import load_file
 
     from segtool import distributed
 
-    names = _checkpoint_names(record)
-    if not names:
+    folder = checkpoints.latest_checkpoint(rundir, record)
+    if folder is None:
         return None
-    folder = rundir.path_of(record, names[-1])
-    state = torch.load(folder / "state.pt", weights_only=False)
+    state = torch.load(folder / checkpoints.STATE, weights_only=False)
     if distributed.launched():  # the engines restore weights and optimiser partitions
-        for o, sub in zip(optimisers, ("policy_ds", "critic_ds")):
+        for o, sub in zip(steppers, DEEPSPEED_FOLDERS):
             o.load(folder / sub)
         return state
     result = setup.policy.load_state_dict(load_file(str(folder / "policy" / "model.safetensors")), strict=False)
@@ -306,139 +284,110 @@ def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, optimisers) -> d
                             f"(missing {sorted(set(result.missing_keys) - tied)}, unexpected {result.unexpected_keys})",
                             "start over with --force")
     setup.critic.load_state_dict(load_file(str(folder / "critic.safetensors")))
-    for o, st in zip(optimisers, state["optimizers"]):
+    for o, st in zip(steppers, state["optimizers"]):
         o.load_state_dict(st)
     return state
-
-
-def _clean_unrecorded(rundir: RunDir, record: dict) -> None:
-    """Files under rollouts/ and checkpoint folders that the record does not list (a kill mid-write)."""
-    root = rundir.path_of(record)
-    for sub in [root / "rollouts", *root.glob("checkpoint-*")]:
-        if sub.is_dir():
-            for p in sub.rglob("*"):
-                if p.is_file() and p.relative_to(root).as_posix() not in record["files"]:
-                    p.unlink()
-    for sub in root.glob("checkpoint-*"):
-        if sub.is_dir() and not any(f.startswith(sub.name + "/") for f in record["files"]):
-            shutil.rmtree(sub, ignore_errors=True)
 
 
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+def compute(ctx: Context) -> Outcome:
     import torch
 
     from segtool import distributed
     from segtool.core.ppo import AdaptiveKL
-    from segtool.inputs.prompts import read_prompts
-    from segtool.models.loading import pick_device
-    from segtool.pipeline import fit_normalizer, train_rm
-    from segtool.pipeline.ppo_rollout import collect
-    from segtool.pipeline.ppo_train import make_optimisers, sum_over_ranks, train_on
-    from segtool.pipeline.ppo_view import LiveView, MetricLogger
+    from segtool.pipeline.policy_eval import HeldOut
+    from segtool.pipeline.ppo_train import make_optimisers
+    from segtool.training.precision import make_autocast
 
-    started = time.perf_counter()
-    parallel = distributed.launched()
-    device = distributed.local_device(pick_device(cfg.model.device))
-    if parallel:
-        distributed.init(device)
-    main = distributed.is_main()
-    quiet = quiet or not main
-    # The earlier stages first when missing: train-rm (data-parallel under a launcher), then the
-    # normaliser on rank 0.
-    trained = train_rm.run(cfg, resume=True, quiet=quiet)
-    if main:
-        fit_normalizer.run(cfg, resume=True, quiet=quiet, trained=trained)
-    distributed.barrier()
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force, main)
-    if done:
-        return done
-    c = cfg.ppo
+    cfg, c, rundir = ctx.cfg, ctx.cfg.ppo, ctx.rundir
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
-    setup = load_setup(cfg, rundir, rm_record, device)
-    if setup.packing_note and main and not quiet:
+    setup = load_setup(cfg, rundir, rm_record, ctx.device)
+    if setup.packing_note and ctx.main and not ctx.quiet:
         STDERR.print(f"[yellow]{setup.packing_note}[/]")
-    rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
-                                 max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
-    prompt_ids = [setup.encoder.encode_prompt(r.messages) for r in rows]
-    train_idx, eval_idx = split_prompts(len(rows), c.eval_prompts, cfg.run.seed)
-    total = total_iterations(c, len(train_idx))
-    steps_total = total * c.ppo_epochs * (c.rollout_batch // c.train_batch)
-    autocast = make_autocast(c, setup.device)
+    prompts = load_prompts(cfg, setup.encoder)
+    total = total_iterations(c, len(prompts.train_idx))
+    autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     torch.manual_seed(cfg.run.seed)
-    optimisers = make_optimisers(setup, c, steps_total, parallel)
+    steppers = make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
     kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
-
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    if main:
-        record = rundir.begin(STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
-                              parents=the_plan.parents, schema_version=SCHEMA_VERSION, resume=resume,
-                              layout={"iterations": total, "world_size": distributed.world()},
-                              inputs={"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
-                                      "prompts": the_plan.identity_config["prompts"], "train_prompts": int(len(train_idx)),
-                                      "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped})
-        _clean_unrecorded(rundir, record)
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
-    eval_prompts = [prompt_ids[i] for i in eval_idx]
-
-    gold = None
-    if c.gold == "defects":
-        from segtool.credit.sources import gold_scorer
-        from segtool.pipeline.policy_eval import gold_rewards
-
-        scorer = gold_scorer()
-
-        def gold(responses):
-            return gold_rewards(scorer, setup.tokenizer, responses)
-
-    def evaluate() -> dict:  # rank 0 only: no collectives inside
-        from segtool.pipeline.policy_eval import heldout_reward
-
-        return heldout_reward(setup.policy, setup.scorer, eval_prompts, max_new_tokens=c.sampling.max_new_tokens,
-                              temperature=c.sampling.temperature, top_p=c.sampling.top_p, seed=cfg.run.seed,
-                              device=setup.device,
-                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch,
-                              gold=gold)
+    inputs = {"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
+              "prompts": ctx.plan.identity_config["prompts"], "train_prompts": int(len(prompts.train_idx)),
+              "eval_prompts": int(len(prompts.eval_idx)), "skipped_prompt_rows": prompts.skipped}
+    record = ctx.begin(inputs, layout={"iterations": total, "world_size": distributed.world()}, staged=("policy",),
+                       folders=("rollouts",))
+    gold = gold_reward(c, setup.tokenizer)
+    # rank 0 only: no collectives inside
+    held_out = HeldOut(setup.scorer, [prompts.ids[i] for i in prompts.eval_idx], c, cfg.run.seed, setup.device, autocast,
+                       gold)
 
     start, metrics, before = 0, [], None
-    state = load_checkpoint(rundir, record, setup, optimisers) if resuming else None
+    state = load_checkpoint(rundir, record, setup, steppers) if ctx.resuming else None
     if state is not None:
         start, metrics, before = state["iteration"], state["metrics"], state["eval_before"]
         if kl_ctl is not None:
             kl_ctl.beta = state["beta"]
-        if main:
+        if ctx.main:
             STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
-    if main:
-        _drop(rundir, the_plan.art_id, lambda f: f.startswith("rollouts/") and int(f[-14:-8]) > start)
+    if ctx.main:
+        _drop_rollouts_after(rundir, ctx.plan.art_id, start)
         if before is None:
-            before = evaluate()  # the policy is still pi_SFT here
-    distributed.barrier()
+            before = held_out(setup.policy)  # the policy is still pi_SFT here
+    ctx.sync()
 
-    logger = MetricLogger(c.log_to if main else "none", rundir.path_of(record, "logs"), the_plan.art_id[:12], full_config)
-    reduce = sum_over_ranks if parallel else None
-    with LiveView(quiet, total, f"ppo ({c.reward_mode}) {the_plan.art_id[:12]}") as view:
+    _iterate(ctx, setup, steppers, prompts, autocast, kl_ctl, gold, range(start, total), metrics, before)
+    final = _finish(ctx, setup, metrics, before, held_out(setup.policy), prompts, total) if ctx.main else None
+    return Outcome({"iterations": total, "episodes": total * c.rollout_batch}, final)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents=("train-rm", "fit-normalizer"), data_parallel=True)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    """PPO, running the earlier stages first when missing: train-rm (data-parallel under a launcher),
+    then the normaliser on rank 0."""
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
+
+
+def gold_reward(c, tokenizer):
+    """responses -> their programmatic gold reward (ppo.gold = defects), or None."""
+    if c.gold != "defects":
+        return None
+    from segtool.credit.sources import gold_scorer
+    from segtool.pipeline.policy_eval import gold_rewards
+
+    scorer = gold_scorer()
+    return lambda responses: gold_rewards(scorer, tokenizer, responses)
+
+
+def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, kl_ctl, gold, iterations: range,
+             metrics: list, before) -> None:
+    """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every."""
+    from segtool import distributed
+    from segtool.pipeline.ppo_rollout import collect
+    from segtool.pipeline.ppo_train import sum_over_ranks, train_on
+    from segtool.pipeline.ppo_view import LiveView, MetricLogger
+
+    cfg, c, art_id, total = ctx.cfg, ctx.cfg.ppo, ctx.plan.art_id, iterations.stop
+    logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
+    reduce = sum_over_ranks if distributed.launched() else None
+    with LiveView(ctx.quiet, total, f"ppo ({c.reward_mode}) {art_id[:12]}") as view:
         view.update(metrics)
-        for it in range(start, total):
+        for it in iterations:
             t0 = time.perf_counter()
-            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
+            picked = iteration_prompts(prompts.train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
             beta = kl_ctl.beta if kl_ctl is not None else c.kl_coef
-            rollout = collect(setup.policy, setup.critic, setup.scorer, [prompt_ids[i] for i in picked], cfg,
+            rollout = collect(setup.policy, setup.critic, setup.scorer, [prompts.ids[i] for i in picked], cfg,
                               cfg.run.seed, it, setup.device, autocast, beta, reduce)
-            _write_rollouts(rundir, the_plan.art_id, record, rollout, setup.tokenizer, it + 1, [rows[i].row_id for i in picked])
+            _write_rollouts(ctx.rundir, art_id, ctx.record, rollout, setup.tokenizer, it + 1,
+                            [prompts.rows[i].row_id for i in picked])
             t1 = time.perf_counter()
-            trained = train_on(rollout, setup, optimisers, c, (cfg.run.seed, it), autocast)
+            trained = train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
-                 "beta": beta, "lr_actor": optimisers[0].lr()}
+                 "beta": beta, "lr_actor": steppers[0].lr()}
             if gold is not None:  # this rank's share of the rollouts (rank 0's in a data-parallel run)
                 m["gold"] = float(np.mean(gold(rollout.responses)))
             if kl_ctl is not None:
@@ -452,16 +401,18 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
             logger.log(m)
             view.update(metrics)
             if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
-                save_checkpoint(rundir, the_plan.art_id, it + 1, setup, optimisers,
+                save_checkpoint(ctx.rundir, art_id, it + 1, setup, steppers,
                                 {"metrics": metrics, "eval_before": before, "beta": beta if kl_ctl is None else kl_ctl.beta})
     logger.close()
-    final = None
-    if main:
-        final = _finish(rundir, the_plan, record, setup, metrics, before, evaluate(), rows, eval_idx, c, total, started)
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record,
-                       final or record["metrics"])
+
+
+def _drop_rollouts_after(rundir: RunDir, art_id: str, iteration: int) -> None:
+    """Forget, then delete, the rollouts of iterations after ``iteration`` (a resumed run redoes them)."""
+    record = rundir.get(art_id)
+    names = [f for f in record["files"] if f.startswith("rollouts/") and int(f[-14:-8]) > iteration]
+    rundir.remove_files(art_id, names)
+    for f in names:
+        rundir.path_of(record, f).unlink(missing_ok=True)
 
 
 def _write_rollouts(rundir, art_id, record, rollout, tokenizer, iteration: int, prompt_rows: list[int]) -> None:
@@ -499,43 +450,30 @@ def _before_after(before: dict, after: dict) -> dict:
             **({"gold_before": round(before["gold"], 4), "gold_after": round(after["gold"], 4)} if "gold" in before else {})}
 
 
-def _finish(rundir, the_plan, record, setup, metrics, before, after, rows, eval_idx, c, total, started) -> dict:
-    """Write the final policy, critic, metrics and evaluation; complete the record (rank 0)."""
+def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict, prompts: Prompts, total: int) -> dict:
+    """Write the final policy, critic, metrics and evaluation (rank 0); the run's final figures."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from safetensors.torch import save_file
 
     from segtool.artifacts.files import atomic_path, atomic_write_json
 
-    policy_dir = rundir.path_of(record, "policy")
-    staging = rundir.path_of(record, "policy.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_policy(setup.policy, setup.tokenizer, staging)
-    shutil.rmtree(policy_dir, ignore_errors=True)
-    staging.rename(policy_dir)
-    for f in sorted(p for p in policy_dir.rglob("*") if p.is_file()):
-        rundir.add_file(the_plan.art_id, f"policy/{f.relative_to(policy_dir).as_posix()}")
-    with atomic_path(rundir.path_of(record, "critic.safetensors")) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in setup.critic.state_dict().items()}, str(tmp))
+    rundir, art_id, record, c = ctx.rundir, ctx.plan.art_id, ctx.record, ctx.cfg.ppo
+    checkpoints.write_policy(rundir, art_id, setup.policy, setup.tokenizer)
+    checkpoints.save_weights(setup.critic, rundir.path_of(record, "critic.safetensors"))
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
         pq.write_table(pa.Table.from_pylist(metrics), tmp)
     atomic_write_json(rundir.path_of(record, "eval.json"),
-                      {"before": before, "after": after, "prompts": [int(rows[i].row_id) for i in eval_idx]})
+                      {"before": before, "after": after, "prompts": [int(prompts.rows[i].row_id) for i in prompts.eval_idx]})
     for name in ("critic.safetensors", "metrics.parquet", "eval.json"):
-        rundir.add_file(the_plan.art_id, name)
-    for old in _checkpoint_names(rundir.get(the_plan.art_id)):  # the final policy supersedes them
-        _drop(rundir, the_plan.art_id, lambda f, o=old: f.split("/")[0] == o)
-        shutil.rmtree(rundir.path_of(record, old), ignore_errors=True)
+        rundir.add_file(art_id, name)
+    checkpoints.drop_checkpoints(rundir, art_id)  # the final policy supersedes them
     train_seconds = sum(m["seconds"] for m in metrics)
-    final = {
+    return {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
-        **_before_after(before, after), "eval_prompts": len(eval_idx), "mask": c.mask,
+        **_before_after(before, after), "eval_prompts": len(prompts.eval_idx), "mask": c.mask,
         "masked_fraction": round(sum(m["masked_fraction"] for m in metrics) / max(len(metrics), 1), 4),
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
         "time_split_s": {k: round(sum(m[f"t_{k}"] for m in metrics), 2)
                          for k in ("generate", "policy", "reference", "reward", "critic", "train")},
     }
-    rundir.complete(the_plan.art_id, rows={"iterations": total, "episodes": total * c.rollout_batch}, metrics=final,
-                    seconds=time.perf_counter() - started)
-    return final

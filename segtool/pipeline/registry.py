@@ -5,13 +5,19 @@ from __future__ import annotations
 import importlib
 
 STAGE_ORDER = ("segment", "train-rm", "fit-normalizer", "ppo")  # what `segtool run` runs by default
-KNOWN_STAGES = (*STAGE_ORDER, "dpo", "rs", "eval")  # a preset may list any of these in run.stages
+OTHER_POLICY_STAGES = ("dpo", "rs")  # policy training without PPO
+KNOWN_STAGES = (*STAGE_ORDER, *OTHER_POLICY_STAGES, "eval")  # a preset may list any of these in run.stages
 
 
 def stage_module(name: str):
     if name == "eval":  # the proxy-judged benchmark step at the end of `segtool run`
         return importlib.import_module("segtool.pipeline.bench_eval")
     return importlib.import_module(f"segtool.pipeline.{name.replace('-', '_')}")
+
+
+def definition(name: str):
+    """The stage protocol (``pipeline.stage.Stage``) of a stage run before others."""
+    return stage_module(name).DEFINITION
 
 
 def run_stage(name: str, cfg, *, resume: bool, force: bool, quiet: bool):

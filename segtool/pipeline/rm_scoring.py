@@ -164,11 +164,11 @@ def score_pairs(setup: ScoringSetup, pairs, micro_batch: int, autocast, keep_val
     rejected) arrays of v from the last prompt token to the EOS (len(response) + 1, float32);
     otherwise values is None.
     """
-    from segtool.pipeline import train_rm
+    from segtool.core.batching import pair_micro_batches
 
     scores = np.zeros((len(pairs), 2), dtype=np.float32)
     values = [[None, None] for _ in pairs] if keep_values else None
-    for idx in train_rm.micro_batches(pairs, np.arange(len(pairs)), micro_batch):
+    for idx in pair_micro_batches(pairs, np.arange(len(pairs)), micro_batch):
         examples = [pairs[i][0] for i in idx] + [pairs[i][1] for i in idx]
         e, v = _forward(setup, examples, autocast, keep_values)
         scores[idx] = e.reshape(2, -1).T

@@ -21,24 +21,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.artifacts.manifest import RunDir
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.errors import ConfigError
-from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
+from segtool.training import checkpoints
 
 STAGE = "rs"
 SCHEMA_VERSION = 1
 ADAPTIVE_KEYS = ("baseline", "delta", "td_alpha")  # the [segment] knobs ARS reads
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parents: list[str]
 
 
 def prompts_path(cfg: Config) -> str:
@@ -59,7 +54,7 @@ def plan(cfg: Config) -> Plan:
     ident["rs"].pop("prompts")  # enters by content hash above, not by path
     if cfg.rs.mask == "adaptive":
         ident["adaptive"] = {k: getattr(cfg.segment, k) for k in ADAPTIVE_KEYS}
-    return Plan(artifact_id(STAGE, ident, parents, SCHEMA_VERSION), ident, parents)
+    return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
 
 
 def total_iterations(c, n_train: int) -> int:
@@ -86,9 +81,8 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
 
     repeated = [p for p in prompts for _ in range(c.k)]  # prompt-major: sample j of prompt i at i * k + j
     with autocast():
-        gen = generate(policy, repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id,
-                       max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
-                       top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
+        gen = generate(policy, repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.sampling.max_new_tokens,
+                       temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                        seed=hash_seed(seed, iteration), force_eos=True)
     rewards = torch.zeros(len(repeated))
     for start in range(0, len(repeated), c.forward_batch):
@@ -108,12 +102,12 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
             "best_rewards": rewards[best].numpy(), "truncated": float(np.mean(gen.truncated))}
 
 
-def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, opt, sched, rng_seed, chunk: int) -> dict:
+def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, stepper, rng_seed, chunk: int) -> dict:
     """``updates`` passes of masked NLL + beta KL over the kept samples, train_batch per step."""
     import torch
 
     from segtool.core.rs import rs_loss
-    from segtool.models.policy import pack
+    from segtool.models.policy import logprobs_and_kl, pack
 
     policy.train()
     n = len(sel["responses"])
@@ -129,116 +123,70 @@ def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, opt, sche
                 batch = pack([sel["prompts"][i] for i in mb], [sel["responses"][i] for i in mb], pad_id).to(device)
                 m = torch.from_numpy(np.concatenate([sel["masks"][i] for i in mb])).to(device)
                 with autocast():
-                    logp, kl = pt.logprobs_and_kl(policy, ref, batch, chunk)
+                    logp, kl = logprobs_and_kl(policy, ref, batch, chunk)
                 loss = rs_loss(logp, kl, m, c.beta, normaliser=denom)
-                loss.backward()
+                stepper.backward(loss)
                 with torch.no_grad():
                     sums["loss"] += float(loss) * max(denom, 1.0)
                     sums["nll"] += float((-logp.float() * m).sum())
                     sums["kl"] += float((kl.float() * m).sum())
                 kept_tokens += float(m.sum())
-            grad_norms.append(pt.step(policy, opt, sched, c.optim.grad_clip))
+            grad_norms.append(stepper.step())
     policy.eval()
-    return {k: v / max(kept_tokens, 1.0) for k, v in sums.items()} | {"grad_norm": pt.mean(grad_norms)}
+    grad_norm = float(np.mean(grad_norms)) if grad_norms else float("nan")
+    return {k: v / max(kept_tokens, 1.0) for k, v in sums.items()} | {"grad_norm": grad_norm}
 
 
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class Models:
+    policy: object
+    ref: object  # pi_SFT, frozen: the KL term's reference
+    tokenizer: object
+    encoder: object
+    scorer: object  # the reward model's sequence rewards (ppo_rollout.Scorer)
+    token_scorer: object  # ARS: the kept samples' token rewards and trigger states; None for RS
+
+
+def compute(ctx: Context) -> Outcome:
     import torch
 
-    from segtool.artifacts.files import atomic_path, atomic_write_json
-    from segtool.inputs.formatting import Encoder
     from segtool.inputs.prompts import read_prompts
-    from segtool.models.loading import pick_device
-    from segtool.pipeline.adaptive_rewards import TokenScorer
-    from segtool.pipeline.policy_eval import heldout_reward
-    from segtool.pipeline.ppo import iteration_prompts
+    from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
+    from segtool.training.optim import build_optimiser
+    from segtool.training.precision import make_autocast
+    from segtool.training.steppers import LocalStepper
 
-    started = time.perf_counter()
-    c = cfg.rs
-    train_rm.run(cfg, resume=True, quiet=quiet)  # segments and trains the reward model first when missing
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
-    if done:
-        return done
-
-    device = pick_device(cfg.model.device)
-    policy, ref, tokenizer, _ = pt.load_models(cfg, device)
-    rm_id = the_plan.parents[0]
-    scorer, meta = pt.eval_scorer(cfg, pt.rm_folder_of(rundir, rm_id), ref, tokenizer, device,
-                                  c.sampling.max_new_tokens, "rs.sampling.max_new_tokens")
-    token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if c.mask == "adaptive" else None
-    encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
+    cfg, c, rundir, rm_id = ctx.cfg, ctx.cfg.rs, ctx.rundir, ctx.plan.parents[0]
+    models = load_models(cfg, rundir, rm_id, ctx.device)
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
-    prompt_ids = [encoder.encode_prompt(r.messages) for r in rows]
-    train_idx, eval_idx = pt.split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
+    prompt_ids = [models.encoder.encode_prompt(r.messages) for r in rows]
+    train_idx, eval_idx = split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
     total = total_iterations(c, len(train_idx))
-    steps_total = total * c.updates * (c.rollout_batch // c.train_batch)
-    autocast = pt.make_autocast(c, device)
+    autocast = make_autocast(c.bf16, ctx.device, "rs.bf16")
     torch.manual_seed(cfg.run.seed)
-    opt, sched = pt.optimiser(policy, c, steps_total)
+    settings = c.optim
+    steps_total = total * c.updates * (c.rollout_batch // c.train_batch)
+    stepper = LocalStepper(models.policy, *build_optimiser(models.policy, settings, steps_total), settings.grad_clip)
 
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    record = rundir.begin(
-        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=the_plan.parents,
-        schema_version=SCHEMA_VERSION, resume=resume, layout={"iterations": total},
-        inputs={"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id, "prompts": the_plan.identity_config["prompts"],
-                "train_prompts": int(len(train_idx)), "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped},
-    )
-    pt.clean_unrecorded(rundir, record)
+    record = ctx.begin({"model": segment.plan(cfg).inputs["model"], "reward_model": rm_id,
+                        "prompts": ctx.plan.identity_config["prompts"], "train_prompts": int(len(train_idx)),
+                        "eval_prompts": int(len(eval_idx)), "skipped_prompt_rows": skipped},
+                       layout={"iterations": total}, staged=("policy",))
     start, metrics = 0, []
-    state = pt.load_checkpoint(rundir, record, policy, opt, sched) if resuming else None
+    state = (checkpoints.load_checkpoint(rundir, record, models.policy, stepper, checkpoints.POLICY_WEIGHTS)
+             if ctx.resuming else None)
     if state is not None:
         start, metrics = state["step"], state["metrics"]
         STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
 
-    pad_id = pt.pad_id_of(tokenizer)
-    with progress(quiet, total, f"rs ({c.mask})", unit="iterations", done=start) as advance:
-        for it in range(start, total):
-            t0 = time.perf_counter()
-            lr = opt.param_groups[0]["lr"]
-            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
-            sel = sample_and_select(policy, scorer, [prompt_ids[i] for i in picked], c, cfg.run.seed, it, device,
-                                    autocast, token_scorer)
-            t1 = time.perf_counter()
-            losses = train_on(policy, ref, sel, c, pad_id, device, autocast, opt, sched, (cfg.run.seed, it),
-                              cfg.segment.chunk_size)
-            tokens = sum(len(r) for r in sel["responses"])
-            kept = float(sum(m.sum() for m in sel["masks"]))
-            metrics.append({"iteration": it + 1, "reward_mean": float(sel["rewards"].mean()),
-                            "reward_best": float(sel["best_rewards"].mean()), "truncated": sel["truncated"],
-                            **losses, "masked_fraction": 1 - kept / tokens, "tokens": tokens, "lr": float(lr),
-                            "seconds_sample": t1 - t0, "seconds": time.perf_counter() - t0})
-            advance(1)
-            if (it + 1) % c.checkpoint_every == 0 and it + 1 < total:
-                pt.save_checkpoint(rundir, the_plan.art_id, it + 1, policy, opt, sched, {"metrics": metrics})
-
-    def evaluate(model) -> dict:
-        return heldout_reward(model, scorer, [prompt_ids[i] for i in eval_idx],
-                              max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
-                              top_p=c.sampling.top_p, seed=cfg.run.seed, device=device,
-                              autocast=autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch)
-
-    evaluation = {"before": evaluate(ref), "after": evaluate(policy)}
-    pt.write_policy(rundir, the_plan.art_id, policy, tokenizer,
-                    {"stage": STAGE, "beta": c.beta, "mask": c.mask, "k": c.k, "iterations": total,
-                     "reference_model": segment.plan(cfg).inputs["model"], "reward_model": rm_id})
-    rec = rundir.get(the_plan.art_id)
-    with atomic_path(rundir.path_of(rec, "metrics.parquet")) as tmp:
-        pq.write_table(pa.Table.from_pylist(metrics), tmp)
-    atomic_write_json(rundir.path_of(rec, "eval.json"), evaluation)
-    for name in ("metrics.parquet", "eval.json"):
-        rundir.add_file(the_plan.art_id, name)
-    pt.drop_checkpoints(rundir, the_plan.art_id)
+    _iterate(ctx, models, stepper, autocast, prompt_ids, train_idx, range(start, total), metrics)
+    held_out = HeldOut(models.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, ctx.device, autocast)
+    evaluation = held_out.before_after(models.ref, models.policy)
+    _write_outputs(ctx, models, metrics, evaluation, total)
     kept_all = sum(m["tokens"] * (1 - m["masked_fraction"]) for m in metrics)
     final = {"iterations": total, "train_prompts": int(len(train_idx)), "k": c.k,
              "reward_mean_first": round(metrics[0]["reward_mean"], 4) if metrics else None,
@@ -247,8 +195,74 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
              "loss_last": round(metrics[-1]["loss"], 6) if metrics else None,
              "masked_fraction": round(1 - kept_all / max(sum(m["tokens"] for m in metrics), 1), 4),
              "eval_prompts": int(len(eval_idx)),
-             **pt.summary_of(evaluation["before"], "before"), **pt.summary_of(evaluation["after"], "after")}
-    rundir.complete(the_plan.art_id, rows={"prompts": len(rows), "iterations": total}, metrics=final,
-                    seconds=time.perf_counter() - started)
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+             **summary_of(evaluation["before"], "before"), **summary_of(evaluation["after"], "after")}
+    return Outcome({"prompts": len(rows), "iterations": total}, final)
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents=("train-rm",))
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
+
+
+def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
+    from segtool.inputs.formatting import Encoder
+    from segtool.pipeline.adaptive_rewards import TokenScorer
+    from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
+    from segtool.training.loading import load_policy_and_reference
+
+    policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
+    scorer, meta = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, cfg.rs.sampling.max_new_tokens,
+                               "rs.sampling.max_new_tokens")
+    token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if cfg.rs.mask == "adaptive" else None
+    encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
+    return Models(policy, ref, tokenizer, encoder, scorer, token_scorer)
+
+
+def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, train_idx, iterations: range,
+             metrics: list) -> None:
+    """Sample, select and train in each iteration; a checkpoint every rs.checkpoint_every."""
+    from segtool.models.loading import pad_id_of
+    from segtool.pipeline.ppo import iteration_prompts
+
+    cfg, c = ctx.cfg, ctx.cfg.rs
+    pad_id = pad_id_of(models.tokenizer)
+    with progress(ctx.quiet, iterations.stop, f"rs ({c.mask})", unit="iterations", done=iterations.start) as advance:
+        for it in iterations:
+            t0 = time.perf_counter()
+            lr = stepper.lr()
+            picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
+            sel = sample_and_select(models.policy, models.scorer, [prompt_ids[i] for i in picked], c, cfg.run.seed, it,
+                                    ctx.device, autocast, models.token_scorer)
+            t1 = time.perf_counter()
+            losses = train_on(models.policy, models.ref, sel, c, pad_id, ctx.device, autocast, stepper, (cfg.run.seed, it),
+                              cfg.segment.chunk_size)
+            tokens = sum(len(r) for r in sel["responses"])
+            kept = float(sum(m.sum() for m in sel["masks"]))
+            metrics.append({"iteration": it + 1, "reward_mean": float(sel["rewards"].mean()),
+                            "reward_best": float(sel["best_rewards"].mean()), "truncated": sel["truncated"],
+                            **losses, "masked_fraction": 1 - kept / tokens, "tokens": tokens, "lr": float(lr),
+                            "seconds_sample": t1 - t0, "seconds": time.perf_counter() - t0})
+            advance(1)
+            if (it + 1) % c.checkpoint_every == 0 and it + 1 < iterations.stop:
+                checkpoints.save_checkpoint(ctx.rundir, ctx.plan.art_id, it + 1, models.policy, stepper,
+                                            {"metrics": metrics}, checkpoints.POLICY_WEIGHTS)
+
+
+def _write_outputs(ctx: Context, models: Models, metrics: list, evaluation: dict, total: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from segtool.artifacts.files import atomic_path, atomic_write_json
+
+    c, rundir, art_id = ctx.cfg.rs, ctx.rundir, ctx.plan.art_id
+    checkpoints.write_policy(rundir, art_id, models.policy, models.tokenizer,
+                             {"stage": STAGE, "beta": c.beta, "mask": c.mask, "k": c.k, "iterations": total,
+                              "reference_model": segment.plan(ctx.cfg).inputs["model"], "reward_model": ctx.plan.parents[0]})
+    with atomic_path(rundir.path_of(ctx.record, "metrics.parquet")) as tmp:
+        pq.write_table(pa.Table.from_pylist(metrics), tmp)
+    atomic_write_json(rundir.path_of(ctx.record, "eval.json"), evaluation)
+    for name in ("metrics.parquet", "eval.json"):
+        rundir.add_file(art_id, name)
+    checkpoints.drop_checkpoints(rundir, art_id)

@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.artifacts.manifest import RunDir
 from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ArtifactError, ConfigError, InputError
 from segtool.inputs.rows import RowError
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 
 STAGE = "segment"
 SCHEMA_VERSION = 1  # the six-column table of every strategy but adaptive
@@ -31,16 +33,6 @@ ADAPTIVE_SCHEMA_VERSION = 2  # SEGMENTS_ADAPTIVE
 ADAPTIVE_KEYS = ("adaptive_source", "adaptive_model", "baseline", "delta", "td_alpha")
 SECTIONS = ("model", "data", "tokenize", "segment")
 SIDES = ("chosen", "rejected")
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    inputs: dict
-    model_source: object
-    parents: tuple = ()
-    adaptive: object = None  # adaptive_rewards.Source for strategy adaptive
 
 
 def data_identity(cfg: Config) -> dict:
@@ -64,14 +56,14 @@ def plan(cfg: Config) -> Plan:
     if cfg.segment.strategy != "adaptive":  # adaptive knobs never change other strategies' output
         for key in ADAPTIVE_KEYS:
             ident["segment"].pop(key)
-        return Plan(artifact_id(STAGE, ident, [], SCHEMA_VERSION), ident, inputs, source)
+        return Plan.of(STAGE, ident, [], SCHEMA_VERSION, inputs=inputs, resolved={"model": source})
     from segtool.pipeline.adaptive_rewards import resolve_source
 
     adaptive = resolve_source(cfg)
     ident["segment"]["adaptive_model"] = adaptive.fingerprint  # content, never the path
     inputs["adaptive_model"] = {"kind": adaptive.kind, "sha256": adaptive.fingerprint}
-    parents = list(adaptive.parents)
-    return Plan(artifact_id(STAGE, ident, parents, ADAPTIVE_SCHEMA_VERSION), ident, inputs, source, tuple(parents), adaptive)
+    return Plan.of(STAGE, ident, adaptive.parents, ADAPTIVE_SCHEMA_VERSION, inputs=inputs,
+                   resolved={"model": source, "adaptive": adaptive})
 
 
 @dataclass
@@ -256,7 +248,7 @@ def adaptive_summary(table) -> dict:
 def describe_inputs(the_plan: Plan, cfg: Config, model, tokenizer, encoder, invalid: int) -> dict:
     """What the manifest records about the model, tokenizer, data and EOS policy."""
     inputs = dict(the_plan.inputs)
-    inputs["model"] = {**inputs["model"], "source": the_plan.model_source.location, "class": type(model).__name__,
+    inputs["model"] = {**inputs["model"], "source": the_plan.resolved["model"].location, "class": type(model).__name__,
                        "vocab_size": int(model.config.vocab_size), "commit": getattr(model.config, "_commit_hash", None)}
     inputs["tokenizer"] = {"class": type(tokenizer).__name__, "eos_token": tokenizer.eos_token,
                            "eos_token_id": encoder.eos_id, "template": "chat" if encoder.use_chat_template else "plain"}
@@ -290,67 +282,64 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
             rundir.add_file(record["id"], name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+def read_inputs(cfg: Config, source):
+    """(rows report, tokenizer, encoder): every row read and checked, before the run directory is touched."""
     from segtool.inputs.formatting import Encoder
     from segtool.inputs.rows import read_pairs
-    from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device
+    from segtool.models.loading import load_tokenizer
 
-    started = time.perf_counter()
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force)
-    if done:
-        return done
-
-    # Read and validate everything before touching the run directory: bad input leaves no artifact.
     report = read_pairs(
         cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid,
     )
-    tokenizer = load_tokenizer(the_plan.model_source, cfg.model)
+    tokenizer = load_tokenizer(source, cfg.model)
     encoder = Encoder.create(tokenizer, cfg.tokenize.max_len, cfg.tokenize.max_prompt_len, cfg.tokenize.template)
     drop_untokenizable(report, encoder, cfg.data.path, cfg.data.skip_invalid)
     if not report.pairs:
         raise InputError(f"{cfg.data.path}: no row has text the tokenizer keeps", "check the file and the model")
     for err in report.invalid:
         STDERR.print(f"[yellow]skipped[/] {err.message}", highlight=False)
-    device = pick_device(cfg.model.device)
-    model = load_causal_lm(the_plan.model_source, cfg.model, device)
-    ctx = getattr(model.config, "max_position_embeddings", None)
-    if ctx and cfg.tokenize.max_len > ctx:
+    return report, tokenizer, encoder
+
+
+def compute(ctx: Context) -> Outcome:
+    from segtool.models.loading import load_causal_lm
+
+    cfg, the_plan = ctx.cfg, ctx.plan
+    # Read and validate everything before touching the run directory: bad input leaves no artifact.
+    report, tokenizer, encoder = read_inputs(cfg, the_plan.resolved["model"])
+    model = load_causal_lm(the_plan.resolved["model"], cfg.model, ctx.device)
+    ctx_len = getattr(model.config, "max_position_embeddings", None)
+    if ctx_len and cfg.tokenize.max_len > ctx_len:
         raise ConfigError(
-            f"tokenize.max_len = {cfg.tokenize.max_len} exceeds the model's context of {ctx} tokens",
-            f"set tokenize.max_len <= {ctx} (and max_prompt_len below it)",
+            f"tokenize.max_len = {cfg.tokenize.max_len} exceeds the model's context of {ctx_len} tokens",
+            f"set tokenize.max_len <= {ctx_len} (and max_prompt_len below it)",
         )
 
     inputs = describe_inputs(the_plan, cfg, model, tokenizer, encoder, len(report.invalid))
     scorer = None
-    if the_plan.adaptive is not None:
+    if "adaptive" in the_plan.resolved:
         from segtool.pipeline.adaptive_rewards import TokenScorer
 
-        scorer = TokenScorer(cfg, the_plan.adaptive, device, the_plan.inputs["model"])
-        inputs["adaptive_model"] = {**inputs["adaptive_model"], "source": str(the_plan.adaptive.folder)}
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    if prior is not None and prior["status"] == "partial" and not resume:
+        adaptive = the_plan.resolved["adaptive"]
+        scorer = TokenScorer(cfg, adaptive, ctx.device, the_plan.inputs["model"])
+        inputs["adaptive_model"] = {**inputs["adaptive_model"], "source": str(adaptive.folder)}
+    if ctx.partial() and not ctx.resume:
         STDERR.print(f"found a partial {STAGE} artifact {the_plan.art_id[:12]}; starting it over (pass --resume to continue it)")
-    record = rundir.begin(
-        STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config,
-        parents=list(the_plan.parents), inputs=inputs, resume=resume, layout={"shard_rows": cfg.segment.shard_rows},
-        schema_version=SCHEMA_VERSION if scorer is None else ADAPTIVE_SCHEMA_VERSION,
-    )
-    if resuming:
-        rundir.verify(record)  # shards kept from the interrupted run must be intact
+    record = ctx.begin(inputs, layout={"shard_rows": cfg.segment.shard_rows})
 
-    write_shards(rundir, record, report.pairs, encoder, model, device, cfg, quiet, scorer)
-    record = rundir.get(the_plan.art_id)
-    metrics = summarise(rundir, record)
+    write_shards(ctx.rundir, record, report.pairs, encoder, model, ctx.device, cfg, ctx.quiet, scorer)
+    metrics = summarise(ctx.rundir, ctx.rundir.get(the_plan.art_id))
     metrics["invalid_skipped"] = len(report.invalid)
-    rows = {"pairs": len(report.pairs), "sequences": metrics["sequences"], "invalid_skipped": len(report.invalid)}
-    record = rundir.complete(the_plan.art_id, rows=rows, metrics=metrics, seconds=time.perf_counter() - started)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, metrics)
+    return Outcome({"pairs": len(report.pairs), "sequences": metrics["sequences"], "invalid_skipped": len(report.invalid)},
+                   metrics)
+
+
+DEFINITION = Stage(STAGE, plan, compute)
+
+
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
 
 
 def _write_parquet(table, path) -> None:

@@ -10,35 +10,33 @@ step), ``split.parquet`` (row_id -> train/eval). Resumable from ``checkpoint-NNN
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from segtool.artifacts.manifest import RunDir, artifact_id
-from segtool.config.loader import config_to_dict, identity_view
+from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.core.batching import pair_micro_batches
 from segtool.errors import ConfigError
 from segtool.pipeline import segment
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.runner import run_stage
+from segtool.pipeline.stage import Context, Outcome, Plan, Stage
+from segtool.training import checkpoints
+from segtool.config.schema import OptimConfig
+from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
 
 STAGE = "train-rm"
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class Plan:
-    art_id: str
-    identity_config: dict
-    parent: str
+WEIGHTS = "model.safetensors"  # the reward model's tensors in a checkpoint
 
 
 def plan(cfg: Config) -> Plan:
     parent = segment.plan(cfg).art_id
     ident = {**identity_view(cfg, ("train_rm",)), "seed": cfg.run.seed}
-    return Plan(artifact_id(STAGE, ident, [parent], SCHEMA_VERSION), ident, parent)
+    return Plan.of(STAGE, ident, [parent], SCHEMA_VERSION)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -100,13 +98,6 @@ def collate(examples: list[Example], pad_id: int):
     }
 
 
-def micro_batches(pairs, indices: np.ndarray, size: int) -> list[np.ndarray]:
-    """Split a global batch into length-grouped micro-batches (little padding)."""
-    lengths = np.array([max(pairs[i][0].length, pairs[i][1].length) for i in indices])
-    ordered = indices[np.argsort(-lengths, kind="stable")]
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
-
-
 # -- model math ---------------------------------------------------------------------------------
 
 
@@ -147,258 +138,43 @@ def evaluate(rm, pairs, indices, cfg_rm, pad_id, device, autocast, micro: int) -
     rm.eval()
     totals = np.zeros(3)
     with torch.no_grad():
-        for idx in micro_batches(pairs, np.asarray(indices), micro):
+        for idx in pair_micro_batches(pairs, np.asarray(indices), micro):
             loss, acc, margin, _ = pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast)
             totals += np.array([loss.item(), acc.item(), margin.item()]) * len(idx)
     loss, acc, margin = totals / max(len(indices), 1)
     return {"pairs": int(len(indices)), "accuracy": float(acc), "mean_margin": float(margin), "loss": float(loss)}
 
 
-def make_autocast(cfg_rm, device: str):
-    import torch
-
-    if cfg_rm.bf16 == "false":
-        return _no_autocast
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    supported = torch.cuda.is_bf16_supported() if kind == "cuda" else True
-    if cfg_rm.bf16 == "true" and not supported:
-        raise ConfigError("train_rm.bf16 = true but this GPU has no bf16", 'use train_rm.bf16 = "false" or "auto"')
-    if not supported:
-        return _no_autocast
-    return lambda: torch.autocast(kind, dtype=torch.bfloat16)
-
-
-# -- optimisation backends ----------------------------------------------------------------------
-
-
-class LocalBackend:
-    """Single process: accumulate weighted micro-batch gradients, clip, step."""
-
-    def __init__(self, rm, opt, sched, c):
-        self.model, self.opt, self.sched, self.clip = rm, opt, sched, c.optim.grad_clip
-        self.rank, self.world = 0, 1
-
-    def backward(self, loss, weight: float) -> None:
-        (loss * weight).backward()
-
-    def finish_step(self) -> float:
-        import torch
-
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip > 0 else float("inf"))
-        self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
-        return float(norm)
-
-    def save(self, rundir, art_id, step, metrics) -> None:
-        save_checkpoint(rundir, art_id, step, self.model, self.opt, self.sched, metrics)
-
-    def load(self, rundir, record):
-        return load_checkpoint(rundir, record, self.model, self.opt, self.sched)
-
-    def full_weights(self):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
-class DeepSpeedBackend:
-    """Data parallel under a launcher: DeepSpeed averages gradients over accumulation steps and
-    ranks (so each micro-batch passes its plain mean loss) and steps at the accumulation boundary."""
-
-    def __init__(self, rm, opt, sched, c, bf16: bool):
-        import deepspeed
-
-        from segtool import distributed
-
-        self.rank, self.world, self.stage = distributed.rank(), distributed.world(), c.zero_stage
-        config = distributed.deepspeed_config(c, self.world, bf16)
-        if c.zero_stage == 3 and config["gradient_accumulation_steps"] > 1 and distributed.is_main():
-            STDERR.print(
-                "[yellow]warning:[/] ZeRO-3 with gradient accumulation did not reproduce single-process gradients "
-                "in segtool's tests (DeepSpeed 0.19, gloo: half the gradient norm; see DeepSpeed issue #1488); "
-                "ZeRO-0/1/2 with accumulation, and ZeRO-3 without it, match. Check on your cluster, or pick "
-                "micro_batch x processes = global_batch.", highlight=False)
-        self.engine, self.opt, _, self.sched = deepspeed.initialize(model=rm, optimizer=opt, lr_scheduler=sched, config=config)
-        self.model = self.engine.module
-
-    def backward(self, loss, weight: float) -> None:
-        self.engine.backward(loss)
-        self.engine.step()
-
-    def finish_step(self) -> float:
-        norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else float("nan")
-
-    def save(self, rundir, art_id, step, metrics) -> None:
-        from segtool import distributed
-
-        name = f"checkpoint-{step:06d}"
-        record = rundir.get(art_id)
-        folder = rundir.path_of(record, name)
-        self.engine.save_checkpoint(str(folder), tag="ds", client_state={"step": step, "metrics": metrics})
-        distributed.barrier()
-        if distributed.is_main():
-            old = _checkpoint_names(rundir.get(art_id))
-            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-                rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
-            _drop_checkpoints(rundir, art_id, [n for n in old if n != name])
-        distributed.barrier()
-
-    def load(self, rundir, record):
-        names = _checkpoint_names(record)
-        if not names:
-            return 0, []
-        _, state = self.engine.load_checkpoint(str(rundir.path_of(record, names[-1])), tag="ds")
-        return state["step"], state["metrics"]
-
-    def full_weights(self):
-        """Every parameter materialised on every rank (ZeRO-3 shards them)."""
-        import contextlib
-
-        import deepspeed
-
-        if self.stage < 3:
-            return contextlib.nullcontext()
-        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
-
-
-# -- checkpoints --------------------------------------------------------------------------------
-
-
-def _checkpoint_names(record: dict) -> list[str]:
-    return sorted({n.split("/")[0] for n in record["files"] if n.startswith("checkpoint-")})
-
-
-def save_checkpoint(rundir: RunDir, art_id: str, step: int, rm, opt, sched, metrics: list[dict]) -> None:
-    """Write checkpoint-<step>/ (model weights + optimiser/scheduler/RNG state), record it, then
-    drop the previous one: a kill at any point leaves one intact, recorded checkpoint."""
-    import torch
-    from safetensors.torch import save_file
-
-    from segtool.artifacts.files import atomic_path
-
-    record = rundir.get(art_id)
-    name = f"checkpoint-{step:06d}"
-    folder = rundir.path_of(record, name)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in rm.state_dict().items()}, str(tmp))
-    with atomic_path(folder / "state.pt") as tmp:
-        torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "metrics": metrics, "rng": torch.get_rng_state()}, tmp)
-    for f in ("model.safetensors", "state.pt"):
-        rundir.add_file(art_id, f"{name}/{f}")
-    _drop_checkpoints(rundir, art_id, [n for n in _checkpoint_names(rundir.get(art_id)) if n != name])
-
-
-def _drop_checkpoints(rundir: RunDir, art_id: str, names: list[str]) -> None:
-    """Forget, then delete, whole checkpoint folders."""
-    record = rundir.get(art_id)
-    rundir.remove_files(art_id, [f for f in record["files"] if f.split("/")[0] in names])
-    for n in names:
-        shutil.rmtree(rundir.path_of(record, n), ignore_errors=True)
-
-
-def load_checkpoint(rundir: RunDir, record: dict, rm, opt, sched) -> tuple[int, list[dict]]:
-    import torch
-    from safetensors.torch import load_file
-
-    names = _checkpoint_names(record)
-    if not names:
-        return 0, []
-    folder = rundir.path_of(record, names[-1])
-    rm.load_state_dict(load_file(str(folder / "model.safetensors")))
-    state = torch.load(folder / "state.pt", weights_only=True)
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    return state["step"], state["metrics"]
-
-
 # -- the stage ----------------------------------------------------------------------------------
 
 
-@exclusive_stage(STAGE)
-def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
-    import torch
-
+def compute(ctx: Context) -> Outcome:
     from segtool import distributed
-    from segtool.core.schedule import warmup_cosine
-    from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device, resolve_model_source
-    from segtool.models.reward import build_from_causal_lm
 
-    started = time.perf_counter()
-    parallel = distributed.launched()
-    device = distributed.local_device(pick_device(cfg.model.device))
-    if parallel:
-        distributed.init(device)
-    main = distributed.is_main()
-    quiet = quiet or not main
-    # Segments on the fly when missing (a no-op otherwise); only rank 0 writes the run directory.
-    seg = segment.run(cfg, resume=True, quiet=quiet) if main else None
-    distributed.barrier()
-    seg = seg or segment.run(cfg, resume=True, quiet=True)  # other ranks: now an up-to-date no-op
-    rundir = RunDir(cfg.run.workdir)
-    the_plan = plan(cfg)
-    full_config = config_to_dict(cfg)
-    done = already_complete(rundir, STAGE, the_plan.art_id, full_config, force, main)
-    if done:
-        return done
-
-    _, table = segment.load_segments(rundir)
+    cfg, c = ctx.cfg, ctx.cfg.train_rm
+    _, table = segment.load_segments(ctx.rundir)
     row_ids, pairs = pairs_from_segments(table)
-    train_idx, eval_idx = split_rows(len(pairs), cfg.train_rm.eval_fraction, cfg.run.seed)
-    c = cfg.train_rm
-    # DeepSpeed needs full global batches: there the last partial one of an epoch is dropped.
-    steps_per_epoch = len(train_idx) // c.global_batch if parallel else math.ceil(len(train_idx) / c.global_batch)
-    if steps_per_epoch == 0:
-        raise ConfigError(f"{len(train_idx)} training pairs do not fill one global batch of {c.global_batch}",
-                          "lower train_rm.global_batch or give more data")
-    total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
-
-    source = resolve_model_source(cfg.model)
-    tokenizer = load_tokenizer(source, cfg.model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    torch.manual_seed(cfg.run.seed)
-    rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
-                              attention=c.aggregation == "attention", seed=cfg.run.seed)
-    if c.gradient_checkpointing:
-        _enable_checkpointing(rm.hf)
-    autocast = make_autocast(c, device)
-    o = c.optim
-    opt = torch.optim.AdamW(rm.parameters(), lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), weight_decay=o.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, o.warmup_ratio, o.min_lr_ratio))
-    if parallel:  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
-        backend = DeepSpeedBackend(rm, opt, sched, c, bf16=autocast is not _no_autocast)
-        autocast = _no_autocast
-    else:
-        backend = LocalBackend(rm, opt, sched, c)
-
-    prior = rundir.get(the_plan.art_id)
-    resuming = resume and prior is not None and prior["status"] == "partial"
-    if main:
-        rundir.begin(
-            STAGE, the_plan.art_id, config=full_config, identity_config=the_plan.identity_config, parents=[seg.artifact_id],
-            schema_version=SCHEMA_VERSION, resume=resume, layout={"steps": total, "world_size": distributed.world()},
-            inputs={"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))},
-        )
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
+    train_idx, eval_idx = split_rows(len(pairs), c.eval_fraction, cfg.run.seed)
+    steps_per_epoch, total = schedule(c, len(train_idx), distributed.launched())
+    stepper, autocast, tokenizer, pad_id = build_trainer(cfg, total, ctx.device)
+    inputs = {"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))}
+    record = ctx.begin(inputs, layout={"steps": total, "world_size": distributed.world()}, staged=("model",))
     start, metrics = 0, []
-    if resuming:
-        rundir.verify(record)
-        start, metrics = backend.load(rundir, record)
-        if main:
+    if ctx.resuming:
+        state = checkpoints.load_checkpoint(ctx.rundir, record, stepper.model, stepper, WEIGHTS)
+        if state is not None:
+            start, metrics = state["step"], state["metrics"]
+        if ctx.main:
             STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch,
-           cfg.run.seed, metrics, rundir, the_plan.art_id, quiet)
-    evaluation = evaluate(backend.model, pairs, eval_idx, c, pad_id, device, autocast, c.micro_batch)
-    with backend.full_weights():
-        if main:
-            _write_outputs(rundir, the_plan.art_id, backend.model, tokenizer, cfg, seg, metrics, row_ids, train_idx)
-    distributed.barrier()
+    _train(stepper, pairs, train_idx, c, pad_id, ctx.device, autocast, start, total, steps_per_epoch,
+           cfg.run.seed, metrics, ctx.rundir, ctx.plan.art_id, ctx.quiet)
+    evaluation = evaluate(stepper.model, pairs, eval_idx, c, pad_id, ctx.device, autocast, c.micro_batch)
+    with stepper.full_weights():
+        if ctx.main:
+            _write_outputs(ctx.rundir, ctx.plan.art_id, stepper.model, tokenizer, cfg, ctx.parents["segment"], metrics,
+                           row_ids, train_idx)
+    ctx.sync()
     final = {
         "steps": total,
         "train_pairs": int(len(train_idx)),
@@ -410,33 +186,83 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         "tokens_per_s": round(sum(m["tokens"] for m in metrics) / max(sum(m["seconds"] for m in metrics), 1e-9), 1),
         "world_size": distributed.world(),
     }
-    if main:
-        rundir.complete(the_plan.art_id, rows={"pairs": len(pairs), "steps": total}, metrics=final,
-                        seconds=time.perf_counter() - started)
-    distributed.barrier()
-    record = rundir.get(the_plan.art_id)
-    return StageResult(STAGE, the_plan.art_id, "resumed" if resuming else "computed", str(rundir.root), record, final)
+    return Outcome({"pairs": len(pairs), "steps": total}, final)
 
 
-def _enable_checkpointing(hf_model) -> None:
-    """Activation checkpointing (transformers >= 5 renamed it; older versions have the old name)."""
-    if hasattr(hf_model, "activation_checkpointing_enable"):
-        hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+DEFINITION = Stage(STAGE, plan, compute, parents=("segment",), data_parallel=True)
 
 
-def _no_autocast():
-    import contextlib
-
-    return contextlib.nullcontext()
+def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
+    return run_stage(DEFINITION, cfg, resume=resume, force=force, quiet=quiet)
 
 
-def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch, seed,
+def schedule(c, n_train: int, parallel: bool) -> tuple[int, int]:
+    """(steps per epoch, total steps) over ``n_train`` training pairs."""
+    # DeepSpeed needs full global batches: there the last partial one of an epoch is dropped.
+    steps_per_epoch = n_train // c.global_batch if parallel else math.ceil(n_train / c.global_batch)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{n_train} training pairs do not fill one global batch of {c.global_batch}",
+                          "lower train_rm.global_batch or give more data")
+    total = steps_per_epoch * c.epochs if not c.max_steps else min(c.max_steps, steps_per_epoch * c.epochs)
+    return steps_per_epoch, total
+
+
+def build_trainer(cfg: Config, total: int, device: str):
+    """(stepper, autocast, tokenizer, pad id): pi_SFT's backbone with a value head and its optimiser, on one
+    process or data-parallel under a launcher."""
+    import torch
+
+    from segtool import distributed
+    from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, resolve_model_source
+    from segtool.models.reward import build_from_causal_lm
+    from segtool.training.loading import enable_gradient_checkpointing
+    from segtool.training.optim import build_optimiser
+    from segtool.training.precision import make_autocast, no_autocast
+
+    c = cfg.train_rm
+    source = resolve_model_source(cfg.model)
+    tokenizer = load_tokenizer(source, cfg.model)
+    pad_id = pad_id_of(tokenizer)
+    torch.manual_seed(cfg.run.seed)
+    rm = build_from_causal_lm(load_causal_lm(source, cfg.model, device), pad_id,
+                              attention=c.aggregation == "attention", seed=cfg.run.seed)
+    if c.gradient_checkpointing:
+        enable_gradient_checkpointing(rm.hf)
+    autocast = make_autocast(c.bf16, device, "train_rm.bf16")
+    settings = c.optim
+    opt, sched = build_optimiser(rm, settings, total)
+    if distributed.launched():  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
+        return deepspeed_stepper(rm, opt, sched, c, settings, bf16=autocast is not no_autocast), no_autocast, tokenizer, pad_id
+    return LocalStepper(rm, opt, sched, settings.grad_clip), autocast, tokenizer, pad_id
+
+
+def deepspeed_stepper(rm, opt, sched, c, settings: OptimConfig, bf16: bool) -> DeepSpeedStepper:
+    """Data parallel under a launcher: the global batch split into micro-batches over accumulation steps and ranks."""
+    from segtool import distributed
+
+    world = distributed.world()
+    if c.global_batch % (c.micro_batch * world):
+        raise ConfigError(
+            f"train_rm.global_batch ({c.global_batch}) is not a multiple of micro_batch ({c.micro_batch}) x world size ({world})",
+            "choose micro_batch and the number of processes so that they divide global_batch",
+        )
+    config = deepspeed_config(c.global_batch, c.micro_batch, settings.grad_clip, c.zero_stage, bf16)
+    if c.zero_stage == 3 and config["gradient_accumulation_steps"] > 1 and distributed.is_main():
+        STDERR.print(
+            "[yellow]warning:[/] ZeRO-3 with gradient accumulation did not reproduce single-process gradients "
+            "in segtool's tests (DeepSpeed 0.19, gloo: half the gradient norm; see DeepSpeed issue #1488); "
+            "ZeRO-0/1/2 with accumulation, and ZeRO-3 without it, match. Check on your cluster, or pick "
+            "micro_batch x processes = global_batch.", highlight=False)
+    # Every rank's micro-batches are full and equal, so DeepSpeed's own averaging weights them.
+    return DeepSpeedStepper(rm, opt, sched, config, mean_losses=True)
+
+
+def _train(stepper, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch, seed,
            metrics, rundir, art_id, quiet):
     from segtool import distributed
 
-    backend.model.train()
+    rank, world = (distributed.rank(), distributed.world()) if isinstance(stepper, DeepSpeedStepper) else (0, 1)
+    stepper.model.train()
     with progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
         for step in range(start, total):
             epoch, k = divmod(step, steps_per_epoch)
@@ -444,15 +270,15 @@ def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total,
             batch_idx = order[k * c.global_batch : (k + 1) * c.global_batch]
             t0 = time.perf_counter()
             sums = [0.0, 0.0, 0.0, 0.0]  # loss, accuracy, margin (pair-weighted), tokens
-            lr = backend.opt.param_groups[0]["lr"]
+            lr = stepper.lr()
             # Each rank takes every world-th micro-batch of the (length-grouped) global batch.
-            for idx in micro_batches(pairs, batch_idx, c.micro_batch)[backend.rank :: backend.world]:
-                loss, acc, margin, n_tok = pair_loss(backend.model, pairs, idx, c, pad_id, device, autocast)
-                backend.backward(loss, len(idx) / len(batch_idx))
+            for idx in pair_micro_batches(pairs, batch_idx, c.micro_batch)[rank::world]:
+                loss, acc, margin, n_tok = pair_loss(stepper.model, pairs, idx, c, pad_id, device, autocast)
+                stepper.backward(loss, len(idx) / len(batch_idx))
                 for j, v in enumerate((loss.item(), acc.item(), margin.item())):
                     sums[j] += v * len(idx)
                 sums[3] += n_tok
-            grad_norm = backend.finish_step()
+            grad_norm = stepper.step()
             loss_s, acc_s, margin_s, tokens = distributed.all_sum(sums)
             seconds = time.perf_counter() - t0
             metrics.append({"step": step + 1, "loss": loss_s / len(batch_idx), "accuracy": acc_s / len(batch_idx),
@@ -460,7 +286,8 @@ def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total,
                             "tokens": int(tokens), "seconds": seconds, "tokens_per_s": tokens / seconds})
             advance(1)
             if c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < total:
-                backend.save(rundir, art_id, step + 1, metrics)
+                checkpoints.save_checkpoint(rundir, art_id, step + 1, stepper.model, stepper, {"metrics": metrics},
+                                            WEIGHTS)
 
 
 def sft_source(model_cfg) -> dict:
@@ -480,7 +307,6 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
     from segtool.artifacts.files import atomic_path
     from segtool.models.reward import save_reward_model
 
-    record = rundir.get(art_id)
     seg_cfg = seg.record["config"]["segment"]
     metadata = {
         "segment_artifact": seg.artifact_id,
@@ -492,14 +318,8 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
         "template": seg.record["inputs"]["tokenizer"]["template"],
         "max_len": cfg.tokenize.max_len, "max_prompt_len": cfg.tokenize.max_prompt_len,
     }
-    staging = rundir.path_of(record, "model.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_reward_model(rm, tokenizer, staging, metadata)
-    final = rundir.path_of(record, "model")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
-    for f in sorted(p for p in final.rglob("*") if p.is_file()):
-        rundir.add_file(art_id, f"model/{f.relative_to(final).as_posix()}")
+    checkpoints.write_staged(rundir, art_id, "model", lambda folder: save_reward_model(rm, tokenizer, folder, metadata))
+    record = rundir.get(art_id)
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:
         pq.write_table(pa.Table.from_pylist(metrics), tmp)
     train_rows = set(row_ids[train_idx].tolist())
@@ -509,4 +329,4 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
         pq.write_table(split, tmp)
     for name in ("metrics.parquet", "split.parquet"):
         rundir.add_file(art_id, name)
-    _drop_checkpoints(rundir, art_id, _checkpoint_names(rundir.get(art_id)))  # the final model supersedes them
+    checkpoints.drop_checkpoints(rundir, art_id)  # the final model supersedes them

@@ -1,6 +1,6 @@
 import numpy as np
 
-from segtool.core.batching import length_sorted_batches
+from segtool.core.batching import length_sorted_batches, micro_batches, pair_micro_batches
 
 
 def test_longest_first_under_budget():
@@ -19,3 +19,17 @@ def test_every_index_exactly_once():
     assert sorted(flat.tolist()) == list(range(257))
     for b in length_sorted_batches(lengths, 1024):
         assert len(b) == 1 or len(b) * lengths[b].max() <= 1024
+
+
+def test_micro_batches_longest_first_ties_keep_their_order():
+    # indices 7, 3, 5, 9 with lengths 2, 5, 5, 1: 3 and 5 (length 5, in that order), then 7, then 9
+    assert [b.tolist() for b in micro_batches(np.array([7, 3, 5, 9]), [2, 5, 5, 1], 3)] == [[3, 5, 7], [9]]
+
+
+def test_pair_micro_batches_group_by_the_longer_side():
+    class Side:
+        def __init__(self, length):
+            self.length = length
+
+    pairs = [(Side(4), Side(1)), (Side(2), Side(6)), (Side(3), Side(3))]  # longer sides 4, 6, 3
+    assert [b.tolist() for b in pair_micro_batches(pairs, np.array([0, 1, 2]), 2)] == [[1, 0], [2]]

@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 from segtool.artifacts.manifest import RunDir
 from segtool.errors import ConfigError
 from segtool.pipeline import dpo as stage
-from segtool.pipeline import policy_train, segment
+from segtool.pipeline import segment
+from segtool.pipeline.policy_eval import split_heldout
+from segtool.training import checkpoints
 
 DPO = ["dpo.eval_prompts=4", "dpo.global_batch=4", "dpo.micro_batch=2", "dpo.max_steps=2", "dpo.max_new_tokens=8",
        "dpo.lr=1e-3", "dpo.forward_batch=4"]
@@ -56,7 +58,7 @@ def test_dpo_changes_the_policy_and_writes_its_outputs(workdir):
 def adpo_pairs(cfg, workdir):
     _, table = segment.load_segments(RunDir(workdir), art_id=segment.plan(stage.adaptive_config(cfg)).art_id)
     _, pairs = stage.pairs_from_table(table, adaptive=True)
-    train_idx, _ = policy_train.split_heldout(len(pairs), 4, cfg.run.seed, "dpo.eval_prompts")
+    train_idx, _ = split_heldout(len(pairs), 4, cfg.run.seed, "dpo.eval_prompts")
     return table, pairs, np.sort(train_idx)
 
 
@@ -99,13 +101,13 @@ def test_adpo_second_step_loss_matches_a_per_pair_recomputation(workdir, monkeyp
 
     cfg = config("tiny-adpo", workdir, *DPO, "dpo.max_steps=2", "dpo.checkpoint_every=1", "segment.delta=0.3")
     saved = {}
-    real_save = policy_train.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def keep_copy(rundir, art_id, step_no, policy, *rest):
         saved[step_no] = {k: v.detach().clone() for k, v in policy.state_dict().items()}
         real_save(rundir, art_id, step_no, policy, *rest)
 
-    monkeypatch.setattr(policy_train, "save_checkpoint", keep_copy)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", keep_copy)
     result = stage.run(cfg, quiet=True)
     _, pairs, train_idx = adpo_pairs(cfg, workdir)
     second = train_idx[np.random.default_rng([cfg.run.seed, 0]).permutation(len(train_idx))][4:8]
@@ -128,20 +130,20 @@ def test_interrupted_and_resumed_equals_straight(tmp_path_factory, tmp_path, mon
     killed_dir = upstream_copy(tmp_path_factory, tmp_path / "killed")
     straight = stage.run(config("tiny-dpo", straight_dir, *sets), quiet=True)
 
-    real_save = policy_train.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(*args, **kw):
         real_save(*args, **kw)
         raise KeyboardInterrupt  # killed right after the step-2 checkpoint landed
 
-    monkeypatch.setattr(policy_train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     cfg = config("tiny-dpo", killed_dir, *sets)
     with pytest.raises(KeyboardInterrupt):
         stage.run(cfg, quiet=True)
     rec = RunDir(killed_dir).head("dpo")
     assert rec["status"] == "partial" and sorted(rec["files"]) == ["checkpoint-000002/policy.safetensors",
                                                                    "checkpoint-000002/state.pt"]
-    monkeypatch.setattr(policy_train, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = stage.run(cfg, quiet=True, resume=True)
     assert resumed.outcome == "resumed" and resumed.artifact_id == straight.artifact_id
     a, b = policy_weights(straight_dir, straight.artifact_id), policy_weights(killed_dir, resumed.artifact_id)

@@ -324,14 +324,14 @@ def test_appo_mask_follows_the_schmitt_trigger_and_gates_the_policy_loss(rundir)
     import dataclasses
 
     from segtool.core.adaptive import baselines, loss_mask, schmitt_states
-    from segtool.pipeline.ppo import make_autocast
     from segtool.pipeline.ppo_rollout import collect
     from segtool.pipeline.ppo_train import make_optimisers, train_on
+    from segtool.training.precision import make_autocast
 
     workdir = rundir()
     cfg, setup = scoring_setup(workdir, "tiny", 'ppo.mask="adaptive"', "ppo.adaptive_delta=0.01")
     prompts, _, _ = artifact_responses(workdir, n=8)
-    autocast = make_autocast(cfg.ppo, "cpu")
+    autocast = make_autocast(cfg.ppo.bf16, "cpu", "ppo.bf16")
     r = collect(setup.policy, setup.critic, setup.scorer, prompts, cfg, 0, 0, "cpu", autocast, 0.01)
     states = schmitt_states(r_tok := _token_rewards(r, setup, prompts), baselines(r_tok, r.mask, "sequence"), 0.01)
     expected = loss_mask(states, (r.advantages * r.mask).sum(1) > 0, r.mask).float()

@@ -14,8 +14,10 @@ from safetensors.torch import load_file
 
 from segtool.artifacts.manifest import RunDir
 from segtool.errors import ConfigError
-from segtool.pipeline import policy_train
 from segtool.pipeline import rs as stage
+from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
+from segtool.training import checkpoints
+from segtool.training.loading import load_policy_and_reference
 
 RS = ["rs.eval_prompts=4", "rs.rollout_batch=4", "rs.train_batch=2", "rs.micro_batch=2", "rs.k=2", "rs.iterations=2",
       "rs.max_new_tokens=8", "rs.lr=1e-3", "rs.forward_batch=4"]
@@ -55,9 +57,9 @@ def test_selection_keeps_each_prompts_best_sample(workdir):
 
     cfg = config("tiny-rs", workdir, *RS, "rs.k=3")
     rundir = RunDir(workdir)
-    policy, ref, tok, _ = policy_train.load_models(cfg, pick_device("cpu"))
-    scorer, _ = policy_train.eval_scorer(cfg, policy_train.rm_folder_of(rundir, stage.plan(cfg).parents[0]), ref, tok,
-                                         "cpu", 8, "rs.max_new_tokens")
+    policy, ref, tok, _ = load_policy_and_reference(cfg, pick_device("cpu"))
+    scorer, _ = eval_scorer(cfg, rm_folder_of(rundir, stage.plan(cfg).parents[0]), ref, tok,
+                            "cpu", 8, "rs.max_new_tokens")
     prompts = [[1, 2, 3, 4], [1, 5, 6], [1, 7, 8, 9, 10]]
     sel = stage.sample_and_select(policy, scorer, prompts, cfg.rs, 0, 0, "cpu", contextlib.nullcontext)
     grouped = sel["rewards"].reshape(3, 3)
@@ -79,7 +81,7 @@ def test_interrupted_and_resumed_equals_straight(tmp_path_factory, tmp_path, mon
     straight_dir = upstream_copy(tmp_path_factory, tmp_path / "straight")
     killed_dir = upstream_copy(tmp_path_factory, tmp_path / "killed")
     straight = stage.run(config("tiny-ars", straight_dir, *sets), quiet=True)
-    real_save = policy_train.save_checkpoint
+    real_save = checkpoints.save_checkpoint
     calls = []
 
     def die_on_second(*args, **kw):
@@ -88,13 +90,13 @@ def test_interrupted_and_resumed_equals_straight(tmp_path_factory, tmp_path, mon
         if len(calls) == 2:
             raise KeyboardInterrupt  # killed right after the iteration-2 checkpoint landed
 
-    monkeypatch.setattr(policy_train, "save_checkpoint", die_on_second)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", die_on_second)
     cfg = config("tiny-ars", killed_dir, *sets)
     with pytest.raises(KeyboardInterrupt):
         stage.run(cfg, quiet=True)
     rec = RunDir(killed_dir).head("rs")
     assert rec["status"] == "partial" and sorted({f.split("/")[0] for f in rec["files"]}) == ["checkpoint-000002"]
-    monkeypatch.setattr(policy_train, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = stage.run(cfg, quiet=True, resume=True)
     assert resumed.outcome == "resumed" and resumed.artifact_id == straight.artifact_id
     a, b = policy_weights(straight_dir, straight.record), policy_weights(killed_dir, resumed.record)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import load_config
 from segtool.pipeline import train_rm as stage
+from segtool.training import checkpoints
 
 SMALL = ["data.max_rows=24", "train_rm.global_batch=8", "train_rm.micro_batch=4", "train_rm.eval_fraction=0.25"]
 
@@ -84,13 +85,13 @@ def test_interrupted_and_resumed_equals_straight(tmp_path, monkeypatch):
     sets = ["train_rm.max_steps=4", "train_rm.checkpoint_every=2", "train_rm.lr=1e-3"]
     straight = stage.run(tiny(tmp_path / "straight", *sets), quiet=True)
 
-    real_save = stage.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(*args, **kw):
         real_save(*args, **kw)
         raise KeyboardInterrupt  # killed right after the step-2 checkpoint landed
 
-    monkeypatch.setattr(stage, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     cfg = tiny(tmp_path / "killed", *sets)
     with pytest.raises(KeyboardInterrupt):
         stage.run(cfg, quiet=True)
@@ -98,7 +99,7 @@ def test_interrupted_and_resumed_equals_straight(tmp_path, monkeypatch):
     assert rec["status"] == "partial"
     assert sorted(rec["files"]) == ["checkpoint-000002/model.safetensors", "checkpoint-000002/state.pt"]
 
-    monkeypatch.setattr(stage, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = stage.run(cfg, quiet=True, resume=True)
     assert resumed.outcome == "resumed" and resumed.artifact_id == straight.artifact_id
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")

@@ -46,19 +46,21 @@ class ProxyJudge:
     def _score(self, items, quiet: bool) -> list[list[float]]:
         import numpy as np
 
+        from segtool.core.batching import pair_micro_batches
         from segtool.inputs.rows import Pair
-        from segtool.pipeline import rm_scoring, train_rm
+        from segtool.pipeline import rm_scoring
         from segtool.pipeline.common import progress
+        from segtool.training.precision import make_autocast
 
         if self._setup is None:
             self._setup = rm_scoring.load_setup(self.cfg, self.folder)
         setup = self._setup
         pairs = [Pair(k, tuple(messages), a, b) for k, (messages, a, b) in enumerate(items)]
         examples = rm_scoring.segment_pairs(setup, pairs)
-        autocast = train_rm.make_autocast(self.cfg.train_rm, setup.device)
+        autocast = make_autocast(self.cfg.train_rm.bf16, setup.device, "train_rm.bf16")
         out = np.zeros((len(examples), 2), dtype=np.float64)
         with progress(quiet, len(examples), "proxy judge (reward model)", unit="pairs") as advance:
-            for idx in train_rm.micro_batches(examples, np.arange(len(examples)), self.cfg.train_rm.micro_batch):
+            for idx in pair_micro_batches(examples, np.arange(len(examples)), self.cfg.train_rm.micro_batch):
                 e = rm_scoring.batch_scores(setup, [examples[i][0] for i in idx] + [examples[i][1] for i in idx], autocast)
                 out[idx] = e.reshape(2, -1).T
                 advance(len(idx))

@@ -1,0 +1,36 @@
+"""The models a training stage trains: float32 weights (bf16 is autocast only, since small updates
+vanish in bf16 weights), and the frozen reference beside them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from segtool.config.schema import Config, ModelConfig
+
+
+def load_trainable(source, model_cfg: ModelConfig, device: str):
+    """The causal LM of ``source`` with float32 weights, whatever ``model_cfg.dtype`` says."""
+    from segtool.models.loading import load_causal_lm
+
+    return load_causal_lm(source, dataclasses.replace(model_cfg, dtype="float32"), device)
+
+
+def load_policy_and_reference(cfg: Config, device: str):
+    """(pi_SFT to train, float32; frozen pi_SFT reference in model.dtype; tokenizer; model source)."""
+    from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
+
+    source = resolve_model_source(cfg.model)
+    tokenizer = load_tokenizer(source, cfg.model)
+    ref = load_causal_lm(source, cfg.model, device)
+    policy = load_trainable(source, cfg.model, device)
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return policy, ref, tokenizer, source
+
+
+def enable_gradient_checkpointing(hf_model) -> None:
+    """Activation checkpointing (transformers >= 5 renamed it; older versions have the old name)."""
+    if hasattr(hf_model, "activation_checkpointing_enable"):
+        hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
