@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from segtool.config.loader import identity_view
-from segtool.config.schema import Config
+from segtool.config.schema import Config, OptimConfig
 from segtool.core.batching import pair_micro_batches
 from segtool.errors import ConfigError
 from segtool.pipeline import segment
@@ -25,7 +25,6 @@ from segtool.pipeline.common import STDERR, StageResult, progress
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
-from segtool.config.schema import OptimConfig
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
 
 STAGE = "train-rm"

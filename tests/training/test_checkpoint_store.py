@@ -4,13 +4,14 @@ final folders, and a one-model checkpoint that restores weights, optimiser, sche
 import torch
 
 from segtool.artifacts.manifest import RunDir
+from segtool.config.schema import OptimConfig
 from segtool.training import checkpoints
-from segtool.training.optim import FlatOptimSettings, build_optimiser
+from segtool.training.optim import build_optimiser
 from segtool.training.steppers import LocalStepper
 
 ART = "a" * 64
-SETTINGS = FlatOptimSettings(lr=0.1, min_lr_ratio=0.1, warmup_ratio=0.5, adam_beta1=0.9, adam_beta2=0.95,
-                             weight_decay=0.0, grad_clip=1.0)
+SETTINGS = OptimConfig(lr=0.1, min_lr_ratio=0.1, warmup_ratio=0.5, adam_beta1=0.9, adam_beta2=0.95, weight_decay=0.0,
+                       grad_clip=1.0)
 
 
 def begin(rundir, resume=False):

@@ -7,25 +7,19 @@ import math
 import pytest
 import torch
 
+from segtool.config.schema import OptimConfig
 from segtool.core.schedule import warmup_cosine
-from segtool.training.optim import build_optimiser, flat_optim_settings
+from segtool.training.optim import build_optimiser
 from segtool.training.precision import make_autocast, no_autocast
 from segtool.training.steppers import LocalStepper
 
-
-class Flat:  # a stage section with flat optimiser fields
-    lr, min_lr_ratio, warmup_ratio, adam_beta1, adam_beta2, weight_decay, grad_clip = 1.0, 0.1, 0.25, 0.8, 0.9, 0.01, 0.0
-
-
-def test_flat_settings_take_the_sections_fields_unless_given():
-    assert flat_optim_settings(Flat()).adam_beta1 == 0.8
-    s = flat_optim_settings(Flat(), lr=2.0, betas=(0.9, 0.95), weight_decay=0.0)
-    assert (s.lr, s.adam_beta1, s.adam_beta2, s.weight_decay, s.warmup_ratio) == (2.0, 0.9, 0.95, 0.0, 0.25)
+SETTINGS = OptimConfig(lr=1.0, min_lr_ratio=0.1, warmup_ratio=0.25, adam_beta1=0.8, adam_beta2=0.9, weight_decay=0.01,
+                       grad_clip=0.0)
 
 
 def test_adamw_with_warmup_then_cosine():
     model = torch.nn.Linear(2, 1)
-    opt, sched = build_optimiser(model, flat_optim_settings(Flat()), total_steps=8)
+    opt, sched = build_optimiser(model, SETTINGS, total_steps=8)
     assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["weight_decay"] == 0.01
     assert opt.defaults["fused"] is None  # torch's own choice unless asked
     lrs = []
@@ -44,7 +38,7 @@ def test_weighted_micro_batches_give_the_whole_batch_gradient():
     for split in ((6,), (2, 4)):
         torch.manual_seed(1)
         model = torch.nn.Linear(3, 1)
-        stepper = LocalStepper(model, *build_optimiser(model, flat_optim_settings(Flat()), 4), grad_clip=0.0)
+        stepper = LocalStepper(model, *build_optimiser(model, SETTINGS, 4), grad_clip=0.0)
         for xs, ys in zip(x.split(split), y.split(split)):
             stepper.backward((model(xs) - ys).pow(2).mean(), len(xs) / len(x))
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
