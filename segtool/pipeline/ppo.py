@@ -352,8 +352,8 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
         def gold(responses):
             return gold_rewards(scorer, setup.tokenizer, responses)
 
-    # rank 0 only: no collectives inside
-    held_out = HeldOut(setup.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, setup.device, autocast, gold)
+    held_out = HeldOut(  # measured on rank 0 only: no collectives inside
+        setup.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, setup.device, autocast, gold)
 
     start, metrics, before = 0, [], None
     state = load_checkpoint(rundir, record, setup, steppers) if resuming else None
