@@ -15,7 +15,7 @@ from segtool.credit import sources
 from segtool.errors import ConfigError, InputError
 from segtool.inputs.prompts import read_prompts
 from segtool.models.generation import generate
-from segtool.models.loading import load_causal_lm, pick_device
+from segtool.models.loading import load_causal_lm, pad_id_of, pick_device
 from segtool.pipeline.common import progress
 
 
@@ -56,11 +56,16 @@ def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...
         raise ConfigError("the prompts leave no room for a sample within tokenize.max_len",
                           "use shorter prompts or raise tokenize.max_len")
     tok = encoder.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else encoder.eos_id
     with progress(quiet, count, "pi_SFT samples", unit="samples") as advance:
+<<<<<<< HEAD
         out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
                        temperature=cfg.ppo.sampling.temperature if temperature is None else temperature,
                        top_p=cfg.ppo.sampling.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
+=======
+        out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad_id_of(tok), max_new_tokens=budget,
+                       temperature=cfg.ppo.temperature if temperature is None else temperature,
+                       top_p=cfg.ppo.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
+>>>>>>> training
                        force_eos=False, advance=advance)
     samples = []
     for prompt, response, cut in zip(asked, out.responses, out.truncated):
