@@ -13,6 +13,7 @@ import math
 import urllib.parse
 from dataclasses import dataclass, field
 
+from segtool.config.stages import KNOWN_STAGES
 from segtool.core.boundaries import STRATEGIES
 from segtool.errors import ConfigError
 
@@ -419,8 +420,6 @@ class RunConfig:
     stages: tuple = knob((), "stages `segtool run` runs, in order (empty = segment, train-rm, fit-normalizer, ppo)", identity=False)
 
     def __post_init__(self):
-        from segtool.pipeline.registry import KNOWN_STAGES
-
         check_limits(self, "run")
         object.__setattr__(self, "stages", tuple(self.stages))
         unknown = [s for s in self.stages if s not in KNOWN_STAGES]

@@ -1,0 +1,7 @@
+"""The stage names a preset may list in run.stages, in pipeline order (data only: the stage modules
+live in segtool.pipeline, which config must not import)."""
+
+from __future__ import annotations
+
+STAGE_ORDER = ("segment", "train-rm", "fit-normalizer", "ppo")  # what `segtool run` runs by default
+KNOWN_STAGES = (*STAGE_ORDER, "dpo", "rs", "eval")  # a preset may list any of these in run.stages
