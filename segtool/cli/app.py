@@ -15,7 +15,8 @@ import typer
 from segtool import __version__
 from segtool.cli import align_commands, credit_commands, eval_commands
 from segtool.cli.options import StageOptions, stage_command
-from segtool.cli.output import STDOUT, emit_json, report_stage
+from segtool.cli.output import report_stage
+from segtool.console import STDOUT, emit_json
 from segtool.errors import SegtoolError
 
 app = typer.Typer(

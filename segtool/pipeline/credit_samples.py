@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segtool.config.schema import Config
+from segtool.console import progress
 from segtool.credit import sources
 from segtool.errors import ConfigError, InputError
 from segtool.inputs.prompts import read_prompts
 from segtool.models.generation import generate
 from segtool.models.loading import load_causal_lm, pick_device
-from segtool.pipeline.common import progress
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR, progress
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline import policy_train as pt
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "dpo"
 SCHEMA_VERSION = 1

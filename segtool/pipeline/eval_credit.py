@@ -31,12 +31,13 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.ppo import INTERPOLATIONS
 from segtool.credit import metrics
 from segtool.errors import ArtifactError, ConfigError
 from segtool.inputs.rows import Pair, RowError, parse_pair, read_pairs
 from segtool.pipeline.bench_eval import strict_json
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "eval-credit"
 SCHEMA_VERSION = 1

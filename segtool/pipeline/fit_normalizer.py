@@ -17,10 +17,11 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.normalizer import Normaliser
 from segtool.errors import ArtifactError
 from segtool.pipeline import train_rm
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "fit-normalizer"
 SCHEMA_VERSION = 1

@@ -24,8 +24,9 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "ppo"
 SCHEMA_VERSION = 1

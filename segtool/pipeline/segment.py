@@ -19,11 +19,12 @@ from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR, progress
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ArtifactError, ConfigError, InputError
 from segtool.inputs.rows import RowError
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage, progress
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "segment"
 SCHEMA_VERSION = 1  # the six-column table of every strategy but adaptive

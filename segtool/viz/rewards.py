@@ -11,7 +11,7 @@ from rich.columns import Columns
 from rich.panel import Panel
 from rich.text import Text
 
-from segtool.cli.output import STDOUT, emit_json
+from segtool.console import STDOUT, emit_json
 from segtool.errors import InputError
 from segtool.viz.segments import split_text
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from segtool.artifacts.manifest import RunDir
-from segtool.cli.output import STDOUT, emit_json
+from segtool.console import STDOUT, emit_json
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ArtifactError, InputError
 

@@ -46,9 +46,9 @@ class ProxyJudge:
     def _score(self, items, quiet: bool) -> list[list[float]]:
         import numpy as np
 
+        from segtool.console import progress
         from segtool.inputs.rows import Pair
         from segtool.pipeline import rm_scoring, train_rm
-        from segtool.pipeline.common import progress
 
         if self._setup is None:
             self._setup = rm_scoring.load_setup(self.cfg, self.folder)
