@@ -73,7 +73,7 @@ def pick_device(name: str) -> str:
     return name
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Our own progress bar is on stderr; transformers' per-load bars only add noise."""
     from transformers.utils import logging
 
@@ -84,7 +84,7 @@ def _quiet_transformers() -> None:
 def load_tokenizer(source: ModelSource, cfg: ModelConfig):
     from transformers import AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs(cfg))
     except (OSError, ValueError) as err:
@@ -110,7 +110,7 @@ def load_causal_lm(source: ModelSource, cfg: ModelConfig, device: str):
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source.location, dtype=getattr(torch, DTYPES[cfg.dtype]), **source.pretrained_kwargs(cfg)
