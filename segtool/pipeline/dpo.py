@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR, progress
@@ -163,7 +164,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     if done:
         return done
 
-    _, table = segment.load_segments(rundir, art_id=seg_id)
+    _, table = load_segments(rundir, art_id=seg_id)
     row_ids, pairs = pairs_from_table(table, c.mask == "adaptive")
     train_idx, eval_idx = pt.split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
     train_idx = np.sort(train_idx)

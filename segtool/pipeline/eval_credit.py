@@ -209,8 +209,8 @@ class Scored:
 
 
 def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, interpolation: str) -> Source:
+    from segtool.models import rm_scoring
     from segtool.models.reward import METADATA
-    from segtool.pipeline import rm_scoring
     from segtool.viz.rewards import rm_label
 
     if interpolation not in INTERPOLATIONS:
@@ -248,12 +248,13 @@ def read_json(path: Path) -> dict:
 
 def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpolation: str) -> Scored:
     """e(x, y) as `eval rm` computes it, and the credit of every rejected answer, from one pass."""
-    from segtool.pipeline import rm_scoring, train_rm
+    from segtool.models import rm_scoring
+    from segtool.models.precision import make_autocast
 
     setup = rm_scoring.load_setup(cfg, source.folder)
     require_fast(setup.encoder.tokenizer, source.folder)
     pairs = rm_scoring.segment_pairs(setup, [item.pair for item in items])
-    autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
+    autocast = make_autocast(cfg.train_rm, setup.device)
     scores, values = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast, keep_values=True)
     credits = [value_credit(v[1]) if source.mode == "values" else
                segment_credit(v[1], rejected.ends, source.meta["readout"], interpolation)
@@ -268,7 +269,8 @@ def score_with_dpo(cfg: Config, source: Source, items: list[CreditPair]) -> Scor
     from segtool.core.batching import length_sorted_batches
     from segtool.inputs.formatting import Encoder
     from segtool.models.loading import load_tokenizer, pick_device, resolve_model_source
-    from segtool.pipeline import adaptive_rewards, segment
+    from segtool.models.segmentation import encode_pairs
+    from segtool.pipeline import adaptive_rewards
 
     model = resolve_model_source(cfg.model)
     found = adaptive_rewards.Source("dpo", source.folder, tuple(source.parents), fingerprint_path(source.folder))
@@ -276,7 +278,7 @@ def score_with_dpo(cfg: Config, source: Source, items: list[CreditPair]) -> Scor
     encoder = Encoder.create(load_tokenizer(model, cfg.model), cfg.tokenize.max_len, cfg.tokenize.max_prompt_len,
                              cfg.tokenize.template)
     require_fast(encoder.tokenizer, cfg.model.path)
-    seqs = segment.encode_pairs([item.pair for item in items], encoder)  # chosen, rejected, chosen, ...
+    seqs = encode_pairs([item.pair for item in items], encoder)  # chosen, rejected, chosen, ...
     rewards = [None] * len(seqs)
     for batch in length_sorted_batches([len(s.prompt) + len(s.response) for s in seqs], cfg.segment.batch_tokens):
         values, lengths = scorer.raw_rewards([seqs[i].prompt for i in batch], [seqs[i].response for i in batch])

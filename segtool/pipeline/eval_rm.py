@@ -6,11 +6,18 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from segtool.artifacts.files import atomic_path
 from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.inputs.rows import read_pairs
+from segtool.models import rm_scoring
+from segtool.models.precision import make_autocast
+from segtool.pipeline import segment
 from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "eval-rm"
@@ -19,13 +26,6 @@ SCHEMA_VERSION = 1
 
 @exclusive_stage("eval rm")
 def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool = False) -> StageResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-    from segtool.inputs.rows import read_pairs
-    from segtool.pipeline import rm_scoring, segment, train_rm
-
     started = time.perf_counter()
     folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
     ident = {"rm": fingerprint_path(folder), "data": segment.data_identity(cfg), **identity_view(cfg, ("data",))}
@@ -40,7 +40,7 @@ def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool 
                         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     setup = rm_scoring.load_setup(cfg, folder)
     pairs = rm_scoring.segment_pairs(setup, report.pairs)
-    autocast = train_rm.make_autocast(cfg.train_rm, setup.device)
+    autocast = make_autocast(cfg.train_rm, setup.device)
     scores, _ = rm_scoring.score_pairs(setup, pairs, cfg.train_rm.micro_batch, autocast)
 
     subsets = np.array([p.subset for p in report.pairs])

@@ -50,7 +50,7 @@ def optimiser(model, c, total_steps: int):
 
 
 def make_autocast(c, device: str):
-    from segtool.pipeline.train_rm import make_autocast as rm_autocast
+    from segtool.models.precision import make_autocast as rm_autocast
 
     return rm_autocast(c, device)  # reads only c.bf16
 
@@ -194,11 +194,11 @@ def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tok
     aggregation, no normaliser) and the reference log-probs: what ``policy_eval.heldout_reward`` needs."""
     import torch
 
+    from segtool.core.boundaries import punct_table
     from segtool.core.normalizer import Normaliser
     from segtool.models.loading import DTYPES, resolve_model_source
     from segtool.models.reward import METADATA, load_reward_model
     from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.pipeline.segment import punct_table
 
     meta = json.loads((rm_folder / METADATA).read_text())
     if resolve_model_source(cfg.model).fingerprint() != meta["sft_model"]:

@@ -101,13 +101,13 @@ class Setup:
 def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
     import torch
 
+    from segtool.core.boundaries import punct_table
     from segtool.inputs.formatting import Encoder
     from segtool.models.entropy import split_causal_lm
     from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pick_device, resolve_model_source
     from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
     from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
     from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.pipeline.segment import punct_table
 
     c = cfg.ppo
     folder = rundir.path_of(rm_record, "model")
@@ -166,7 +166,7 @@ def packing_width(c, backbones: dict, vocab_size: int, device) -> tuple[int, str
 
 
 def make_autocast(c, device: str):
-    from segtool.pipeline.train_rm import make_autocast as rm_autocast
+    from segtool.models.precision import make_autocast as rm_autocast
 
     return rm_autocast(dataclasses.replace(Config().train_rm, bf16=c.bf16), device)
 

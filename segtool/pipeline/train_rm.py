@@ -18,10 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir, artifact_id
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR, progress
 from segtool.errors import ConfigError
+from segtool.models.precision import make_autocast
+from segtool.models.precision import no_autocast as _no_autocast
+from segtool.models.rm_batches import collate, micro_batches, pairs_from_segments, sequence_scores
 from segtool.pipeline import segment
 from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
@@ -45,29 +49,6 @@ def plan(cfg: Config) -> Plan:
 # -- data ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Example:
-    prompt: np.ndarray
-    response: np.ndarray
-    ends: np.ndarray  # segment ends, indices into the response
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.response)
-
-
-def pairs_from_segments(table) -> tuple[np.ndarray, list[tuple[Example, Example]]]:
-    """(row ids, [(chosen, rejected)]) from a segment table sorted by (row_id, side)."""
-    cols = {c: table[c].to_pylist() for c in ("row_id", "side", "prompt_token_ids", "response_token_ids", "segment_ends")}
-    by_row: dict[int, dict[str, Example]] = {}
-    for i, row in enumerate(cols["row_id"]):
-        by_row.setdefault(row, {})[cols["side"][i]] = Example(
-            np.asarray(cols["prompt_token_ids"][i]), np.asarray(cols["response_token_ids"][i]), np.asarray(cols["segment_ends"][i])
-        )
-    rows = np.array(sorted(by_row))
-    return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
-
-
 def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint (train, eval) positions, both sorted; at least one pair in each."""
     if n < 2:
@@ -77,57 +58,7 @@ def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-def collate(examples: list[Example], pad_id: int):
-    """Right-padded batch plus flat segment positions: ends [S] absolute, rows [S]."""
-    import torch
-
-    width = max(e.length for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    ends, rows = [], []
-    for r, e in enumerate(examples):
-        ids[r, : e.length] = torch.from_numpy(np.concatenate([e.prompt, e.response]).astype(np.int64))
-        mask[r, : e.length] = 1
-        ends.append(len(e.prompt) + e.ends)
-        rows.append(np.full(len(e.ends), r))
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "ends": torch.from_numpy(np.concatenate(ends).astype(np.int64)),
-        "rows": torch.from_numpy(np.concatenate(rows).astype(np.int64)),
-        "prompt_last": torch.tensor([len(e.prompt) - 1 for e in examples]),
-        "eos": torch.tensor([e.length - 1 for e in examples]),
-        "tokens": int(mask.sum()),
-    }
-
-
-def micro_batches(pairs, indices: np.ndarray, size: int) -> list[np.ndarray]:
-    """Split a global batch into length-grouped micro-batches (little padding)."""
-    lengths = np.array([max(pairs[i][0].length, pairs[i][1].length) for i in indices])
-    ordered = indices[np.argsort(-lengths, kind="stable")]
-    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
-
-
 # -- model math ---------------------------------------------------------------------------------
-
-
-def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=None):
-    """e(x, y) for every sequence of a collated batch: [B] float32.
-
-    outputs: the (values, hidden) of ``rm`` on this batch when the caller already ran it.
-    """
-    import torch
-
-    from segtool.core.rewards import aggregate, segment_rewards
-
-    ends, rows = batch["ends"].to(device), batch["rows"].to(device)
-    if outputs is None:
-        outputs = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-    values, hidden = outputs
-    r = segment_rewards(values, ends, rows, readout, batch["prompt_last"].to(device))
-    scores = rm.segment_scores(hidden[rows, ends]) if aggregation == "attention" else None
-    last = values[torch.arange(len(values), device=device), batch["eos"].to(device)] if aggregation == "last" else None
-    return aggregate(r, rows, len(values), aggregation, scores=scores, last_values=last)
 
 
 def pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast):
@@ -153,20 +84,6 @@ def evaluate(rm, pairs, indices, cfg_rm, pad_id, device, autocast, micro: int) -
             totals += np.array([loss.item(), acc.item(), margin.item()]) * len(idx)
     loss, acc, margin = totals / max(len(indices), 1)
     return {"pairs": int(len(indices)), "accuracy": float(acc), "mean_margin": float(margin), "loss": float(loss)}
-
-
-def make_autocast(cfg_rm, device: str):
-    import torch
-
-    if cfg_rm.bf16 == "false":
-        return _no_autocast
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    supported = torch.cuda.is_bf16_supported() if kind == "cuda" else True
-    if cfg_rm.bf16 == "true" and not supported:
-        raise ConfigError("train_rm.bf16 = true but this GPU has no bf16", 'use train_rm.bf16 = "false" or "auto"')
-    if not supported:
-        return _no_autocast
-    return lambda: torch.autocast(kind, dtype=torch.bfloat16)
 
 
 # -- optimisation backends ----------------------------------------------------------------------
@@ -347,7 +264,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
     if done:
         return done
 
-    _, table = segment.load_segments(rundir)
+    _, table = load_segments(rundir)
     row_ids, pairs = pairs_from_segments(table)
     train_idx, eval_idx = split_rows(len(pairs), cfg.train_rm.eval_fraction, cfg.run.seed)
     c = cfg.train_rm
@@ -424,12 +341,6 @@ def _enable_checkpointing(hf_model) -> None:
         hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def _no_autocast():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _train(backend, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch, seed,

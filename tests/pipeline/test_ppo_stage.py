@@ -64,7 +64,7 @@ def scoring_setup(workdir, preset="tiny", *sets):
 
 def artifact_responses(workdir, n=6):
     """(prompts, responses, segment ends) of the first chosen responses in the segment artifact."""
-    from segtool.pipeline.segment import load_segments
+    from segtool.artifacts.tables import load_segments
 
     _, table = load_segments(RunDir(workdir))
     rows = [i for i, s in enumerate(table["side"].to_pylist()) if s == "chosen"][:n]

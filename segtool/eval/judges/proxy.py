@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from segtool.artifacts.fingerprint import fingerprint_path
+from segtool.console import progress
 from segtool.eval.judges.cache import JudgeCache
+from segtool.inputs.rows import Pair
+from segtool.models.precision import make_autocast
+from segtool.models.rm_batches import micro_batches
 
 
 class ProxyJudge:
     proxy = True
 
     def __init__(self, cfg, folder, parents: list[str]):
-        from segtool.artifacts.fingerprint import fingerprint_path
-
         self.cfg, self.folder, self.parents = cfg, folder, parents
         self.identity = {"kind": "rm-proxy", "rm": fingerprint_path(folder)}
         self.name = "reward-model-proxy"
@@ -44,21 +49,17 @@ class ProxyJudge:
         return [_probability(r) for r in replies]
 
     def _score(self, items, quiet: bool) -> list[list[float]]:
-        import numpy as np
-
-        from segtool.console import progress
-        from segtool.inputs.rows import Pair
-        from segtool.pipeline import rm_scoring, train_rm
+        from segtool.models import rm_scoring  # lazy: it loads torch, not needed to plan an eval
 
         if self._setup is None:
             self._setup = rm_scoring.load_setup(self.cfg, self.folder)
         setup = self._setup
         pairs = [Pair(k, tuple(messages), a, b) for k, (messages, a, b) in enumerate(items)]
         examples = rm_scoring.segment_pairs(setup, pairs)
-        autocast = train_rm.make_autocast(self.cfg.train_rm, setup.device)
+        autocast = make_autocast(self.cfg.train_rm, setup.device)
         out = np.zeros((len(examples), 2), dtype=np.float64)
         with progress(quiet, len(examples), "proxy judge (reward model)", unit="pairs") as advance:
-            for idx in train_rm.micro_batches(examples, np.arange(len(examples)), self.cfg.train_rm.micro_batch):
+            for idx in micro_batches(examples, np.arange(len(examples)), self.cfg.train_rm.micro_batch):
                 e = rm_scoring.batch_scores(setup, [examples[i][0] for i in idx] + [examples[i][1] for i in idx], autocast)
                 out[idx] = e.reshape(2, -1).T
                 advance(len(idx))
