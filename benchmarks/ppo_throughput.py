@@ -93,9 +93,9 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
     from segtool.artifacts.manifest import RunDir
     from segtool.config.loader import load_config
     from segtool.inputs.prompts import read_prompts
+    from segtool.models.precision import make_autocast
     from segtool.pipeline import ppo, ppo_rollout, ppo_train
     from segtool.pipeline.ppo import load_setup
-    from segtool.training.precision import make_autocast
 
     cfg, _ = load_config(preset=preset, overrides=sets, workdir=str(workdir))
     rd = RunDir(workdir)

@@ -10,7 +10,7 @@ response, computed exactly as `segtool eval rm` computes them.
 Loading the folder with plain transformers gives the value head at the last token instead, which is
 not this reward (the folder's label, config.json and README.md say so). Here the text is formatted,
 segmented (entropy segments from the SFT model recorded at training, checked by fingerprint) and
-scored by the code training and `segtool eval rm` use (pipeline.rm_scoring).
+scored by the code training and `segtool eval rm` use (models.rm_scoring).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path
 from segtool.config.schema import Config, ModelConfig
 from segtool.errors import ConfigError, InputError
 from segtool.inputs.rows import ROLES
+from segtool.models import rm_scoring
 from segtool.models.reward import METADATA
-from segtool.pipeline import rm_scoring
+from segtool.viz.segments import split_text
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,6 @@ class RewardModel:
     def segments(self, prompt, response: str) -> list[Segment]:
         """The response's segments as the RM reads them: text, token span and reward r_t. Tokens after
         the last segment (by default the EOS) belong to none."""
-        from segtool.viz.segments import split_text
-
         (example,) = rm_scoring.segment_responses(self._setup, [(_messages(prompt), _text(response))])
         rewards = rm_scoring.segment_rewards_of(self._setup, example)
         ends = example.ends.tolist()

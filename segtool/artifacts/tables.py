@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segtool.errors import ArtifactError
 
 SEGMENTS = pa.schema(
     [
@@ -51,3 +54,18 @@ def credit_pairs_schema(chat_prompts: bool) -> pa.Schema:
             pa.field("seed", pa.int64(), nullable=False),  # the defect's random.Random seed
         ]
     )
+
+
+def load_segments(rundir, columns: list[str] | None = None, art_id: str | None = None):
+    """(record, Arrow table) of the run directory's current segment artifact (or of ``art_id``),
+    hashes verified."""
+    if art_id is None:
+        record = rundir.require_head("segment")
+    else:
+        record = rundir.get(art_id)
+        if record is None or record["status"] != "complete":
+            raise ArtifactError(f"segment artifact {art_id[:12]} is missing or partial in {rundir.root}",
+                                f"run `segtool segment --workdir {rundir.root} --resume`")
+        rundir.verify(record)
+    names = sorted(n for n in record["files"] if n.startswith("part-"))
+    return record, pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=columns)

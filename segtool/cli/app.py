@@ -15,9 +15,10 @@ import typer
 from segtool import __version__
 from segtool.cli import credit_commands, eval_commands, stage_commands
 from segtool.cli.options import StageOptions, stage_command
-from segtool.cli.output import STDOUT, emit_json, report_stage
+from segtool.cli.output import report_stage
+from segtool.config.stages import OTHER_POLICY_STAGES, STAGE_ORDER
+from segtool.console import STDOUT, emit_json
 from segtool.errors import SegtoolError
-from segtool.pipeline.registry import OTHER_POLICY_STAGES, STAGE_ORDER
 
 app = typer.Typer(
     name="segtool",

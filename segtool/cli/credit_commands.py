@@ -47,7 +47,7 @@ def register(credit_app) -> None:
         offtopic, toxic, negation, truncation) at the beginning, middle or end; the defect's character
         span and the response tokens it covers are recorded.
         """
-        from segtool.cli.output import STDOUT, emit_json
+        from segtool.console import STDOUT, emit_json
         from segtool.pipeline import credit_make as stage
 
         if opts.data is not None:

@@ -112,7 +112,7 @@ def _overrides(args: dict) -> list[str]:
 def _evaluate(bench: str, opts: StageOptions, args: dict) -> None:
     import dataclasses
 
-    from segtool.cli.output import STDOUT, emit_json
+    from segtool.console import STDOUT, emit_json
     from segtool.eval import reports
     from segtool.pipeline import bench_eval
 
@@ -165,7 +165,7 @@ def _credit(opts: StageOptions, rms: list[str], compare: list[Path], dpos: list[
     import dataclasses
 
     from segtool.artifacts.manifest import RunDir
-    from segtool.cli.output import STDOUT, emit_json
+    from segtool.console import STDOUT, emit_json
     from segtool.pipeline import eval_credit
     from segtool.viz import credit as viz
 
@@ -224,7 +224,7 @@ def _run_config(cfg, folder: Path, needs: str = "a ppo artifact"):
 
 def _print_stored(bench: str, path: Path, metrics: dict[str, dict], json_out: bool) -> None:
     from segtool.artifacts.files import strict_json
-    from segtool.cli.output import STDOUT, emit_json
+    from segtool.console import STDOUT, emit_json
     from segtool.eval import reports
 
     metrics = strict_json(metrics)

@@ -55,7 +55,7 @@ def stage_command(fn):
 
     @functools.wraps(fn)
     def wrapper(**kwargs):
-        from segtool.cli.output import own_stdout
+        from segtool.console import own_stdout
 
         opts = StageOptions(**{name: kwargs.pop(name) for name in SHARED})
         with own_stdout():

@@ -23,6 +23,7 @@ from segtool.config import legacy
 from segtool.config.knobs import build, limits_error, section_knobs, value_at
 from segtool.config.schema import CONFIG_VERSION, Config
 from segtool.errors import ConfigError
+from segtool.paths import looks_local
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRESET_DIR = PROJECT_ROOT / "stages"
@@ -80,20 +81,12 @@ def _coerce(value: Any, typ: type, where: str) -> Any:
     return value
 
 
-LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".gguf", ".safetensors")
-
-
-def _looks_local(value: str) -> bool:
-    """True for anything that cannot be a hub id ("org/name")."""
-    return value.startswith((".", "/", "~")) or value.count("/") > 1 or value.endswith(LOCAL_SUFFIXES)
-
-
 def _resolve_path(value: str, base: Path) -> str:
     """A path relative to ``base`` when it exists there or plainly names a file; else as given (hub id)."""
     if not value:
         return value
     candidate = (base / Path(value).expanduser()).resolve()
-    if candidate.exists() or _looks_local(value):
+    if candidate.exists() or looks_local(value):
         return str(candidate)
     return value
 

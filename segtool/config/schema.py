@@ -53,6 +53,7 @@ from segtool.config.modes import (
     STRATEGIES,
     TEMPLATES,
 )
+from segtool.config.stages import KNOWN_STAGES
 
 # 1: optimiser and sampling knobs flat in their sections (still read: segtool.config.legacy);
 # 2: nested in optim / actor / critic / sampling tables.
@@ -361,8 +362,6 @@ class RunConfig(Section):
         super().__post_init__()
 
     def rules(self) -> list[Rule]:
-        from segtool.pipeline.registry import KNOWN_STAGES
-
         unknown = [s for s in self.stages if s not in KNOWN_STAGES]
         return [(not unknown, f"run.stages names unknown stage(s) {unknown}",
                  f"use some of: {', '.join(KNOWN_STAGES)}")]

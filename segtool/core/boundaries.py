@@ -26,6 +26,14 @@ from .modes import STRATEGIES
 PUNCT_CHARS = frozenset(".!?\n;…,:}。！？；，：､、")
 
 
+def punct_table(tokenizer) -> np.ndarray:
+    """[V] bool: token t ends with a sentence/clause splitting character (the `punct` strategy)."""
+    size = max(len(tokenizer), (tokenizer.vocab_size or 0))
+    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    text = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
+    return np.array([t.rstrip(" \t")[-1:] in PUNCT_CHARS if t.strip(" \t") else False for t in text], dtype=bool)
+
+
 @dataclass(frozen=True)
 class FlatLayout:
     """Where each flat position sits: its row and its index inside the row's response."""

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from segtool.config.loader import LOCAL_SUFFIXES
 from segtool.errors import InputError
 from segtool.inputs.textfiles import UTF8_HINT, read_lines
+from segtool.paths import looks_local
 
 SKIP_HINT = "or pass --skip-invalid to skip and count such rows"
 
@@ -35,7 +35,7 @@ def describe_source(path: str) -> str:
         return "file"
     if p.exists():
         raise InputError(f"data path {path} is a directory, not a file", "point --data at a .jsonl, .jsonl.gz or .parquet file")
-    if path.startswith((".", "/", "~")) or path.endswith(LOCAL_SUFFIXES) or path.count("/") > 1:
+    if looks_local(path):
         raise InputError(f"data file {path} not found", "check the path given to --data or data.path")
     return "hub"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from segtool.config.schema import ModelConfig
 from segtool.errors import ConfigError, InputError
+from segtool.paths import looks_local
 
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -57,7 +58,7 @@ def resolve_model_source(cfg: ModelConfig) -> ModelSource:
         if not (path / "config.json").is_file():
             raise ConfigError(f"model folder {path} has no config.json", "point model.path at a Hugging Face model folder")
         return ModelSource("local", str(path))
-    if cfg.path.startswith((".", "/", "~")) or cfg.path.count("/") > 1 or cfg.path.endswith(".gguf"):
+    if looks_local(cfg.path, (".gguf",)):  # of the local suffixes, only a GGUF file can be a model
         raise ConfigError(f"model path {cfg.path} not found", "check model.path (relative paths in a preset are relative to the preset file)")
     return ModelSource("hub", cfg.path, cfg.gguf_file, cfg.revision)
 
@@ -72,7 +73,7 @@ def pick_device(name: str) -> str:
     return name
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Our own progress bar is on stderr; transformers' per-load bars only add noise."""
     from transformers.utils import logging
 
@@ -83,7 +84,7 @@ def _quiet_transformers() -> None:
 def load_tokenizer(source: ModelSource, cfg: ModelConfig):
     from transformers import AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs(cfg))
     except (OSError, ValueError) as err:
@@ -114,7 +115,7 @@ def load_causal_lm(source: ModelSource, cfg: ModelConfig, device: str):
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source.location, dtype=getattr(torch, DTYPES[cfg.dtype]), **source.pretrained_kwargs(cfg)

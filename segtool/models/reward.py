@@ -98,9 +98,9 @@ def load_reward_model(folder: Path, dtype=torch.float32, device: str = "cpu") ->
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
-    from segtool.models.loading import _quiet_transformers, check_weight_files
+    from segtool.models.loading import check_weight_files, quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     metadata = json.loads((folder / METADATA).read_text())
     try:
         hf = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)

@@ -125,12 +125,12 @@ class TokenScorer:
         else:
             from transformers import AutoModelForCausalLM
 
-            from segtool.models.loading import _quiet_transformers, load_causal_lm, resolve_model_source
+            from segtool.models.loading import load_causal_lm, quiet_transformers, resolve_model_source
 
             if meta.get("stage") != "dpo":
                 raise ArtifactError(f"{source.folder} is a {meta.get('stage')} policy, not a DPO policy",
                                     "the implicit reward beta log pi/pi_ref needs a policy trained by `segtool dpo`")
-            _quiet_transformers()
+            quiet_transformers()
             self.beta = float(meta["beta"])
             self.policy = AutoModelForCausalLM.from_pretrained(source.folder, dtype=dtype).to(device).eval()
             self.ref = load_causal_lm(resolve_model_source(cfg.model), cfg.model, device)

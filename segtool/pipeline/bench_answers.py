@@ -18,9 +18,9 @@ from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
+from segtool.console import STDERR, progress
 from segtool.errors import ArtifactError
 from segtool.eval import benchmarks
-from segtool.pipeline.common import STDERR, progress
 
 SCHEMA_VERSION = 2  # 2: special-token strings removed from the answers (older answers keep them)
 SHARD = "part-{:05d}.parquet"

@@ -1,4 +1,4 @@
-"""What every stage shares: the result it returns and the console it reports on."""
+"""What every stage shares: the result it returns, the up-to-date check and the run-directory lock."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import contextlib
 import functools
 from dataclasses import dataclass, field
 
-from rich.console import Console
-
 from segtool import distributed
 from segtool.artifacts import runlock
-
-STDERR = Console(stderr=True)
 
 
 @dataclass
@@ -75,27 +71,3 @@ def exclusive_stage(stage: str):
         return locked
 
     return wrap
-
-
-class progress:
-    """A rich progress bar on stderr (nothing when quiet); ``done`` units already finished."""
-
-    def __init__(self, quiet: bool, total: int, label: str, unit: str = "responses", done: int = 0):
-        self.quiet, self.total, self.label, self.unit, self.done = quiet, total, label, unit, done
-
-    def __enter__(self):
-        if self.quiet:
-            self._bar = None
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn(self.unit), TimeRemainingColumn(), console=STDERR, transient=False)
-        self._bar.__enter__()
-        task = self._bar.add_task(self.label, total=self.total, completed=self.done)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-        return False

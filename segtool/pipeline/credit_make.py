@@ -32,6 +32,7 @@ from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.artifacts.tables import credit_pairs_schema
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.credit import sources
 from segtool.credit.defects import FAMILIES, inject
 from segtool.credit.gold import GoldScorer
@@ -39,7 +40,7 @@ from segtool.credit.sentences import POSITIONS
 from segtool.errors import ConfigError
 from segtool.inputs.formatting import Encoder
 from segtool.models.loading import load_tokenizer, resolve_model_source
-from segtool.pipeline.common import STDERR, already_complete
+from segtool.pipeline.common import already_complete
 from segtool.pipeline.credit_samples import sample_sft, sft_prompt_path, sft_prompts
 
 STAGE = "credit-make"

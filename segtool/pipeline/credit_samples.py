@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segtool.config.schema import Config
+from segtool.console import progress
 from segtool.credit import sources
 from segtool.errors import ConfigError, InputError
 from segtool.inputs.prompts import read_prompts
 from segtool.models.generation import generate
 from segtool.models.loading import load_causal_lm, pad_id_of, pick_device
-from segtool.pipeline.common import progress
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,9 @@ def sample_sft(cfg: Config, model_source, encoder, prompts: list[tuple[dict, ...
                           "use shorter prompts or raise tokenize.max_len")
     tok = encoder.tokenizer
     with progress(quiet, count, "pi_SFT samples", unit="samples") as advance:
-<<<<<<< HEAD
-        out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
+        out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad_id_of(tok), max_new_tokens=budget,
                        temperature=cfg.ppo.sampling.temperature if temperature is None else temperature,
                        top_p=cfg.ppo.sampling.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
-=======
-        out = generate(model, ids, eos_id=encoder.eos_id, pad_id=pad_id_of(tok), max_new_tokens=budget,
-                       temperature=cfg.ppo.temperature if temperature is None else temperature,
-                       top_p=cfg.ppo.top_p, min_new_tokens=2, batch_size=cfg.ppo.generate_batch, seed=seed,
->>>>>>> training
                        force_eos=False, advance=advance)
     samples = []
     for prompt, response, cut in zip(asked, out.responses, out.truncated):

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR, progress
 from segtool.core.batching import pair_micro_batches
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
@@ -154,7 +156,7 @@ def compute(ctx: Context) -> Outcome:
 
     cfg, c, rundir = ctx.cfg, ctx.cfg.dpo, ctx.rundir
     seg_id = ctx.parents["segment"].artifact_id if c.mask == "adaptive" else segment.plan(cfg).art_id
-    _, table = segment.load_segments(rundir, art_id=seg_id)
+    _, table = load_segments(rundir, art_id=seg_id)
     row_ids, pairs = pairs_from_table(table, c.mask == "adaptive")
     train_idx, eval_idx = split_heldout(len(pairs), c.eval_prompts, cfg.run.seed, "dpo.eval_prompts")
     train_idx = np.sort(train_idx)
@@ -199,9 +201,9 @@ def build_trainer(cfg: Config, rundir: RunDir, rm_id: str, total: int, device: s
     model that judges the held-out prompts, and the policy's optimiser."""
     import torch
 
+    from segtool.models.precision import make_autocast
     from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
     from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
-    from segtool.training.precision import make_autocast
 
     c = cfg.dpo
     policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)

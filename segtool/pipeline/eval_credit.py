@@ -32,11 +32,12 @@ from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.modes import INTERPOLATIONS
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.credit import metrics
 from segtool.errors import ArtifactError, ConfigError
 from segtool.inputs.rows import Pair, RowError, parse_pair, read_pairs
 from segtool.pipeline.bench_eval import strict_json
-from segtool.pipeline.common import STDERR, StageResult, already_complete, exclusive_stage
+from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "eval-credit"
 SCHEMA_VERSION = 1
@@ -208,8 +209,8 @@ class Scored:
 
 
 def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, interpolation: str) -> Source:
+    from segtool.models import rm_scoring
     from segtool.models.reward import METADATA
-    from segtool.pipeline import rm_scoring
     from segtool.viz.rewards import rm_label
 
     if interpolation not in INTERPOLATIONS:
@@ -247,8 +248,8 @@ def read_json(path: Path) -> dict:
 
 def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpolation: str) -> Scored:
     """e(x, y) as `eval rm` computes it, and the credit of every rejected answer, from one pass."""
-    from segtool.pipeline import rm_scoring
-    from segtool.training.precision import make_autocast
+    from segtool.models import rm_scoring
+    from segtool.models.precision import make_autocast
 
     setup = rm_scoring.load_setup(cfg, source.folder)
     require_fast(setup.encoder.tokenizer, source.folder)
@@ -268,7 +269,8 @@ def score_with_dpo(cfg: Config, source: Source, items: list[CreditPair]) -> Scor
     from segtool.core.batching import length_sorted_batches
     from segtool.inputs.formatting import Encoder
     from segtool.models.loading import load_tokenizer, pick_device, resolve_model_source
-    from segtool.pipeline import adaptive_rewards, segment
+    from segtool.models.segmentation import encode_pairs
+    from segtool.pipeline import adaptive_rewards
 
     model = resolve_model_source(cfg.model)
     found = adaptive_rewards.Source("dpo", source.folder, tuple(source.parents), fingerprint_path(source.folder))
@@ -276,7 +278,7 @@ def score_with_dpo(cfg: Config, source: Source, items: list[CreditPair]) -> Scor
     encoder = Encoder.create(load_tokenizer(model, cfg.model), cfg.tokenize.max_len, cfg.tokenize.max_prompt_len,
                              cfg.tokenize.template)
     require_fast(encoder.tokenizer, cfg.model.path)
-    seqs = segment.encode_pairs([item.pair for item in items], encoder)  # chosen, rejected, chosen, ...
+    seqs = encode_pairs([item.pair for item in items], encoder)  # chosen, rejected, chosen, ...
     rewards = [None] * len(seqs)
     for batch in length_sorted_batches([len(s.prompt) + len(s.response) for s in seqs], cfg.segment.batch_tokens):
         values, lengths = scorer.raw_rewards([seqs[i].prompt for i in batch], [seqs[i].response for i in batch])

@@ -6,11 +6,18 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from segtool.artifacts.files import atomic_path
 from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.schema import Config
+from segtool.inputs.rows import read_pairs
+from segtool.models import rm_scoring
+from segtool.models.precision import make_autocast
+from segtool.pipeline import segment
 from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
 
 STAGE = "eval-rm"
@@ -19,13 +26,7 @@ SCHEMA_VERSION = 1
 
 @exclusive_stage("eval rm")
 def run(cfg: Config, rm: str | None = None, *, force: bool = False, quiet: bool = False) -> StageResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from segtool.artifacts.files import atomic_path
-    from segtool.inputs.rows import read_pairs
-    from segtool.pipeline import rm_scoring, segment
-    from segtool.training.precision import make_autocast
 
     started = time.perf_counter()
     folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.normalizer import Normaliser
 from segtool.errors import ArtifactError
+from segtool.models.rm_batches import collate, pairs_from_segments
 from segtool.pipeline import train_rm
-from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 
@@ -44,7 +47,7 @@ def calibration_points(rm, examples, readout: str, pad_id: int, device: str, mic
     with torch.no_grad():
         for start in range(0, len(examples), micro):
             chunk = examples[start : start + micro]
-            batch = train_rm.collate(chunk, pad_id)
+            batch = collate(chunk, pad_id)
             values, _ = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             r = segment_rewards(values, batch["ends"].to(device), batch["rows"].to(device), readout,
                                 batch["prompt_last"].to(device)).float().cpu().numpy()
@@ -80,14 +83,13 @@ def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
 
     from segtool.models.loading import DTYPES, pick_device
     from segtool.models.reward import load_reward_model
-    from segtool.pipeline import segment
 
     c = cfg.normalizer
     folder = rundir.path_of(rm_record, "model")
     meta = json.loads((folder / "segtool_rm.json").read_text())
     rundir.verify(rundir.get(rm_record["parents"][0]))
-    _, table = segment.load_segments(rundir)
-    row_ids, pairs = train_rm.pairs_from_segments(table)
+    _, table = load_segments(rundir)
+    row_ids, pairs = pairs_from_segments(table)
     split = dict(zip(*pq.read_table(rundir.path_of(rm_record, "split.parquet")).to_pydict().values()))
     chosen_rows = [i for i, r in enumerate(row_ids) if c.rows == "all" or split[int(r)] == "eval"]
     overlap = sum(split[int(row_ids[i])] == "train" for i in chosen_rows)

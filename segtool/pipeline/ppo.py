@@ -23,8 +23,9 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline.common import STDERR, StageResult
+from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
@@ -115,6 +116,7 @@ class Setup:
 def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
     import torch
 
+    from segtool.core.boundaries import punct_table
     from segtool.inputs.formatting import Encoder
     from segtool.models.entropy import split_causal_lm
     from segtool.models.loading import (
@@ -128,7 +130,6 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
     from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
     from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.pipeline.segment import punct_table
     from segtool.training.loading import load_trainable
 
     c = cfg.ppo
@@ -297,9 +298,9 @@ def compute(ctx: Context) -> Outcome:
 
     from segtool import distributed
     from segtool.core.ppo import AdaptiveKL
+    from segtool.models.precision import make_autocast
     from segtool.pipeline.policy_eval import HeldOut
     from segtool.pipeline.ppo_train import make_optimisers
-    from segtool.training.precision import make_autocast
 
     cfg, c, rundir = ctx.cfg, ctx.cfg.ppo, ctx.rundir
     rm_record = rundir.require_head("train-rm")

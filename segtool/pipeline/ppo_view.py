@@ -3,8 +3,8 @@ Weights & Biases logging (only when asked for, and an error when the package is 
 
 from __future__ import annotations
 
+from segtool.console import STDERR
 from segtool.errors import ConfigError
-from segtool.pipeline.common import STDERR
 
 COLUMNS = (  # (metric key, header, format): fits an 80-column terminal
     ("iteration", "it", "{:d}"),

@@ -1,12 +1,10 @@
-"""The stages that exist, in pipeline order (imported lazily so the CLI starts fast)."""
+"""Stage modules by stage name (imported lazily so the CLI starts fast), and `segtool run`'s loop over them."""
 
 from __future__ import annotations
 
 import importlib
 
-STAGE_ORDER = ("segment", "train-rm", "fit-normalizer", "ppo")  # what `segtool run` runs by default
-OTHER_POLICY_STAGES = ("dpo", "rs")  # policy training without PPO
-KNOWN_STAGES = (*STAGE_ORDER, *OTHER_POLICY_STAGES, "eval")  # a preset may list any of these in run.stages
+from segtool.config.stages import STAGE_ORDER
 
 
 def stage_module(name: str):

@@ -24,9 +24,10 @@ import numpy as np
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR, progress
 from segtool.errors import ConfigError
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
@@ -154,9 +155,9 @@ def compute(ctx: Context) -> Outcome:
     import torch
 
     from segtool.inputs.prompts import read_prompts
+    from segtool.models.precision import make_autocast
     from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
     from segtool.training.optim import build_optimiser
-    from segtool.training.precision import make_autocast
     from segtool.training.steppers import LocalStepper
 
     cfg, c, rundir, rm_id = ctx.cfg, ctx.cfg.rs, ctx.rundir, ctx.plan.parents[0]

@@ -11,19 +11,19 @@ rewards from a reward model or a DPO policy (``pipeline.adaptive_rewards``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from segtool.artifacts.manifest import RunDir
-from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
+from segtool.console import STDERR, progress
 from segtool.core.batching import length_sorted_batches
-from segtool.core.boundaries import PUNCT_CHARS, FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
-from segtool.errors import ArtifactError, ConfigError, InputError
+from segtool.core.boundaries import punct_table, segment_lengths_flat
+from segtool.errors import ConfigError, InputError
 from segtool.inputs.rows import RowError
-from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.models.segmentation import SIDES, Sequence, compute_entropies, encode_pairs, shard_table
+from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 
@@ -32,7 +32,6 @@ SCHEMA_VERSION = 1  # the six-column table of every strategy but adaptive
 ADAPTIVE_SCHEMA_VERSION = 2  # SEGMENTS_ADAPTIVE
 ADAPTIVE_KEYS = ("adaptive_source", "adaptive_model", "baseline", "delta", "td_alpha")
 SECTIONS = ("model", "data", "tokenize", "segment")
-SIDES = ("chosen", "rejected")
 
 
 def data_identity(cfg: Config) -> dict:
@@ -66,26 +65,6 @@ def plan(cfg: Config) -> Plan:
                    resolved={"model": source, "adaptive": adaptive})
 
 
-@dataclass
-class Sequence:
-    row_id: int
-    side: str
-    prompt: list[int]
-    response: list[int]
-
-
-def encode_pairs(pairs, encoder) -> list[Sequence]:
-    seqs = []
-    for pair in pairs:
-        prompt = encoder.encode_prompt(pair.prompt)
-        for side in SIDES:
-            response = encoder.encode_response(getattr(pair, side), len(prompt))
-            if len(response) < 2:
-                raise InputError(f"row {pair.row_id}: field '{side}' has no tokens", "give a non-empty response")
-            seqs.append(Sequence(pair.row_id, side, prompt, response))
-    return seqs
-
-
 def drop_untokenizable(report, encoder, path: str, skip_invalid: bool) -> None:
     """Rows whose chosen or rejected response encodes to no token at all (the tokenizer drops every
     character), found before the run directory is touched: an error naming the row and field, or,
@@ -102,93 +81,6 @@ def drop_untokenizable(report, encoder, path: str, skip_invalid: bool) -> None:
             raise error
         report.invalid.append(error)
     report.pairs = kept
-
-
-def punct_table(tokenizer) -> np.ndarray:
-    """[V] bool: token t ends with a sentence/clause splitting character (the `punct` strategy)."""
-    size = max(len(tokenizer), (tokenizer.vocab_size or 0))
-    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
-    text = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
-    return np.array([t.rstrip(" \t")[-1:] in PUNCT_CHARS if t.strip(" \t") else False for t in text], dtype=bool)
-
-
-def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None) -> list[np.ndarray]:
-    """Response-position entropies for every sequence: one backbone pass per length-sorted batch."""
-    import torch
-
-    from segtool.models.entropy import response_entropy
-
-    out: list[np.ndarray] = [None] * len(seqs)
-    lengths = [len(s.prompt) + len(s.response) for s in seqs]
-    for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens):
-        width = max(lengths[i] for i in batch)
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        resp = torch.zeros((len(batch), width), dtype=torch.bool)
-        for r, i in enumerate(batch):
-            s = seqs[i]
-            ids[r, : lengths[i]] = torch.tensor(s.prompt + s.response)
-            attn[r, : lengths[i]] = 1
-            resp[r, len(s.prompt) : lengths[i]] = True
-        flat = response_entropy(
-            model, ids.to(device), attn.to(device), resp.to(device), cfg.segment.chunk_size
-        ).cpu().numpy()  # one host copy per batch
-        offset = 0
-        for i in batch:
-            n = len(seqs[i].response)
-            out[i] = flat[offset : offset + n]
-            offset += n
-        if advance is not None:
-            advance(len(batch))
-    return out
-
-
-def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct, adaptive=None):
-    """Boundaries for a whole shard in one vectorised pass, as an Arrow table.
-
-    adaptive: one ``adaptive_rewards.TokenScores`` per sequence (strategy adaptive only).
-    """
-    import pyarrow as pa
-
-    lengths = np.array([len(s.response) for s in seqs], dtype=np.int64)
-    layout = FlatLayout.from_lengths(lengths)
-    token_ids = np.concatenate([np.asarray(s.response, dtype=np.int64) for s in seqs])
-    entropy = np.concatenate(entropies).astype(np.float32)
-    mask = boundary_mask(
-        cfg.segment.strategy,
-        layout,
-        entropy=entropy,
-        token_ids=token_ids,
-        c_ent=cfg.segment.c_ent,
-        n=cfg.segment.n,
-        punct_table=table_punct,
-        states=np.concatenate([a.state for a in adaptive]) if adaptive is not None else None,
-        eos_in_last_segment=cfg.segment.eos_in_last_segment,
-    )
-    ends, counts = mask_to_ends(mask, layout)
-
-    def lists(values, counts_):
-        offsets = np.concatenate([[0], np.cumsum(counts_)]).astype(np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
-
-    prompt_lens = np.array([len(s.prompt) for s in seqs])
-    columns = {
-        "row_id": pa.array([s.row_id for s in seqs], pa.int64()),
-        "side": pa.array([s.side for s in seqs], pa.string()),
-        "prompt_token_ids": lists(np.concatenate([np.asarray(s.prompt, np.int32) for s in seqs]), prompt_lens),
-        "response_token_ids": lists(token_ids.astype(np.int32), lengths),
-        "entropy": lists(entropy, lengths),
-        "segment_ends": lists(ends, counts),
-    }
-    if adaptive is None:
-        return pa.Table.from_pydict(columns, schema=SEGMENTS)
-    flips = [np.flatnonzero(a.state[1:] != a.state[:-1]).astype(np.int32) + 1 for a in adaptive]
-    columns["token_reward"] = lists(np.concatenate([a.reward for a in adaptive]), lengths)
-    columns["baseline"] = lists(np.concatenate([a.baseline for a in adaptive]), lengths)
-    columns["state"] = lists(np.concatenate([np.where(a.state, 1, -1).astype(np.int8) for a in adaptive]), lengths)
-    columns["band"] = lists(np.concatenate([a.band for a in adaptive]), lengths)
-    columns["pivots"] = lists(np.concatenate(flips), np.array([len(f) for f in flips]))
-    return pa.Table.from_pydict(columns, schema=SEGMENTS_ADAPTIVE)
 
 
 def adaptive_scores(scorer, seqs: list[Sequence], cfg: Config, advance=None) -> list:
@@ -349,20 +241,3 @@ def _write_parquet(table, path) -> None:
 
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-
-
-def load_segments(rundir: RunDir, columns: list[str] | None = None, art_id: str | None = None):
-    """(record, Arrow table) of the run directory's current segment artifact (or of ``art_id``),
-    hashes verified."""
-    import pyarrow.parquet as pq
-
-    if art_id is None:
-        record = rundir.require_head(STAGE)
-    else:
-        record = rundir.get(art_id)
-        if record is None or record["status"] != "complete":
-            raise ArtifactError(f"segment artifact {art_id[:12]} is missing or partial in {rundir.root}",
-                                f"run `segtool segment --workdir {rundir.root} --resume`")
-        rundir.verify(record)
-    names = sorted(n for n in record["files"] if n.startswith("part-"))
-    return record, pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=columns)

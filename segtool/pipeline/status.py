@@ -4,8 +4,9 @@ its recorded files are all there with their recorded sizes."""
 from __future__ import annotations
 
 from segtool.artifacts.manifest import RunDir
+from segtool.config.stages import STAGE_ORDER
 from segtool.errors import ArtifactError, SegtoolError
-from segtool.pipeline.registry import STAGE_ORDER, stage_module
+from segtool.pipeline.registry import stage_module
 
 
 def expected_ids(cfg) -> dict[str, str]:

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config, OptimConfig
+from segtool.console import STDERR, progress
 from segtool.core.batching import pair_micro_batches
 from segtool.errors import ConfigError
+from segtool.models.rm_batches import collate, pairs_from_segments, sequence_scores
 from segtool.pipeline import segment
-from segtool.pipeline.common import STDERR, StageResult, progress
+from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
@@ -41,29 +43,6 @@ def plan(cfg: Config) -> Plan:
 # -- data ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Example:
-    prompt: np.ndarray
-    response: np.ndarray
-    ends: np.ndarray  # segment ends, indices into the response
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + len(self.response)
-
-
-def pairs_from_segments(table) -> tuple[np.ndarray, list[tuple[Example, Example]]]:
-    """(row ids, [(chosen, rejected)]) from a segment table sorted by (row_id, side)."""
-    cols = {c: table[c].to_pylist() for c in ("row_id", "side", "prompt_token_ids", "response_token_ids", "segment_ends")}
-    by_row: dict[int, dict[str, Example]] = {}
-    for i, row in enumerate(cols["row_id"]):
-        by_row.setdefault(row, {})[cols["side"][i]] = Example(
-            np.asarray(cols["prompt_token_ids"][i]), np.asarray(cols["response_token_ids"][i]), np.asarray(cols["segment_ends"][i])
-        )
-    rows = np.array(sorted(by_row))
-    return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
-
-
 def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint (train, eval) positions, both sorted; at least one pair in each."""
     if n < 2:
@@ -73,50 +52,7 @@ def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-def collate(examples: list[Example], pad_id: int):
-    """Right-padded batch plus flat segment positions: ends [S] absolute, rows [S]."""
-    import torch
-
-    width = max(e.length for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    ends, rows = [], []
-    for r, e in enumerate(examples):
-        ids[r, : e.length] = torch.from_numpy(np.concatenate([e.prompt, e.response]).astype(np.int64))
-        mask[r, : e.length] = 1
-        ends.append(len(e.prompt) + e.ends)
-        rows.append(np.full(len(e.ends), r))
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "ends": torch.from_numpy(np.concatenate(ends).astype(np.int64)),
-        "rows": torch.from_numpy(np.concatenate(rows).astype(np.int64)),
-        "prompt_last": torch.tensor([len(e.prompt) - 1 for e in examples]),
-        "eos": torch.tensor([e.length - 1 for e in examples]),
-        "tokens": int(mask.sum()),
-    }
-
-
 # -- model math ---------------------------------------------------------------------------------
-
-
-def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=None):
-    """e(x, y) for every sequence of a collated batch: [B] float32.
-
-    outputs: the (values, hidden) of ``rm`` on this batch when the caller already ran it.
-    """
-    import torch
-
-    from segtool.core.rewards import aggregate, segment_rewards
-
-    ends, rows = batch["ends"].to(device), batch["rows"].to(device)
-    if outputs is None:
-        outputs = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-    values, hidden = outputs
-    r = segment_rewards(values, ends, rows, readout, batch["prompt_last"].to(device))
-    scores = rm.segment_scores(hidden[rows, ends]) if aggregation == "attention" else None
-    last = values[torch.arange(len(values), device=device), batch["eos"].to(device)] if aggregation == "last" else None
-    return aggregate(r, rows, len(values), aggregation, scores=scores, last_values=last)
 
 
 def pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast):
@@ -151,7 +87,7 @@ def compute(ctx: Context) -> Outcome:
     from segtool import distributed
 
     cfg, c = ctx.cfg, ctx.cfg.train_rm
-    _, table = segment.load_segments(ctx.rundir)
+    _, table = load_segments(ctx.rundir)
     row_ids, pairs = pairs_from_segments(table)
     train_idx, eval_idx = split_rows(len(pairs), c.eval_fraction, cfg.run.seed)
     steps_per_epoch, total = schedule(c, len(train_idx), distributed.launched())
@@ -213,10 +149,10 @@ def build_trainer(cfg: Config, total: int, device: str):
 
     from segtool import distributed
     from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, resolve_model_source
+    from segtool.models.precision import make_autocast, no_autocast
     from segtool.models.reward import build_from_causal_lm
     from segtool.training.loading import enable_gradient_checkpointing
     from segtool.training.optim import build_optimiser
-    from segtool.training.precision import make_autocast, no_autocast
 
     c = cfg.train_rm
     source = resolve_model_source(cfg.model)

@@ -11,8 +11,10 @@ from rich.columns import Columns
 from rich.panel import Panel
 from rich.text import Text
 
-from segtool.cli.output import STDOUT, emit_json
+from segtool.artifacts.files import atomic_write_text
+from segtool.console import STDOUT, emit_json
 from segtool.errors import InputError
+from segtool.inputs.rows import read_pairs
 from segtool.viz.segments import split_text
 
 
@@ -30,7 +32,7 @@ def rm_label(meta: dict) -> str:
 
 
 def rendered(setup, example) -> dict:
-    from segtool.pipeline.rm_scoring import segment_rewards_of
+    from segtool.models.rm_scoring import segment_rewards_of  # lazy: it loads torch; colour() and rm_label() need none
 
     r = segment_rewards_of(setup, example)
     ids = np.concatenate([example.prompt, example.response]).tolist()[len(example.prompt):]
@@ -40,8 +42,7 @@ def rendered(setup, example) -> dict:
 
 
 def rewards_report(cfg, row: int, side: str, rm_dirs: list[str | None], html_path: Path | None, json_out: bool) -> None:
-    from segtool.inputs.rows import read_pairs
-    from segtool.pipeline import rm_scoring
+    from segtool.models import rm_scoring  # lazy: it loads torch; colour() and rm_label() need none
 
     pairs = [p for p in read_pairs(cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
                                    max_rows=row + 1, skip_invalid=cfg.data.skip_invalid).pairs if p.row_id == row]
@@ -72,8 +73,6 @@ def rewards_report(cfg, row: int, side: str, rm_dirs: list[str | None], html_pat
 
 
 def write_html(path: Path, title: str, views: list[dict]) -> None:
-    from segtool.artifacts.files import atomic_write_text
-
     cells = []
     for v in views:
         scale = max((abs(x) for x in v["rewards"]), default=1.0)

@@ -12,10 +12,13 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from segtool.artifacts.files import atomic_write_text
 from segtool.artifacts.manifest import RunDir
-from segtool.cli.output import STDOUT, emit_json
+from segtool.artifacts.tables import load_segments
+from segtool.console import STDOUT, emit_json
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends, segment_lengths_flat
 from segtool.errors import ArtifactError, InputError
+from segtool.models.loading import load_tokenizer, resolve_model_source
 
 COLOURS = ("#f9e2af", "#a6e3a1", "#89dceb", "#f5c2e7")  # cycled: neighbours always differ
 # Adaptive: (state, in the neutral band) -> colour; pivots (state flips) are bold.
@@ -25,8 +28,6 @@ STATE_NAMES = {1: "good", -1: "bad"}
 
 def _tokenizer_for(cfg, record):
     """The artifact's tokenizer, from the configured model when it is the same model."""
-    from segtool.models.loading import load_tokenizer, resolve_model_source
-
     source = resolve_model_source(cfg.model)
     recorded = {k: v for k, v in record["inputs"]["model"].items() if k in ("kind", "sha256", "id", "revision")}
     if source.fingerprint() != recorded:
@@ -58,8 +59,6 @@ def _rows(table, row: int, side: str):
 
 
 def segments_report(cfg, row: int, side: str, html_path: Path | None, json_out: bool) -> None:
-    from segtool.pipeline.segment import load_segments
-
     rundir = RunDir(cfg.run.workdir)
     record, table = load_segments(rundir)
     tokenizer = _tokenizer_for(cfg, record)
@@ -141,8 +140,6 @@ def _adaptive_spans(item: dict) -> str:
 
 
 def write_html(path: Path, title: str, shown: list[dict]) -> None:
-    from segtool.artifacts.files import atomic_write_text
-
     blocks = []
     for item in shown:
         if "tokens" in item:
@@ -209,8 +206,6 @@ def words_per_token(tokenizer, table, eos_in_last_segment: bool, sample: int = 2
 
 
 def cutoff_report(cfg, cutoffs: list[float], json_out: bool) -> None:
-    from segtool.pipeline.segment import load_segments
-
     if not cutoffs:
         raise InputError("--cutoffs is empty", "give values such as --cutoffs 1.5,1.75,2,2.25")
     rundir = RunDir(cfg.run.workdir)

@@ -200,7 +200,7 @@ def test_prompt_tokens_identical_across_stages(tiny_tokenizer, tiny_prefs_path):
     """
     from segtool.config.loader import load_config
     from segtool.inputs.rows import read_pairs
-    from segtool.pipeline.segment import encode_pairs
+    from segtool.models.segmentation import encode_pairs
 
     cfg, _ = load_config("tiny")
     enc = Encoder.create(tiny_tokenizer, cfg.tokenize.max_len, cfg.tokenize.max_prompt_len, cfg.tokenize.template)

@@ -10,6 +10,7 @@ import torch
 from align_helpers import config, upstream_copy
 
 from segtool.artifacts.manifest import RunDir
+from segtool.artifacts.tables import load_segments
 from segtool.core.adaptive import schmitt_states
 from segtool.errors import ArtifactError
 from segtool.pipeline import segment, train_rm
@@ -30,7 +31,7 @@ def test_adaptive_table_follows_the_trigger(workdir):
     rundir = RunDir(workdir)
     rm_record = rundir.get(train_rm.plan(config("tiny", workdir)).art_id)
     assert result.record["schema_version"] == 2 and result.record["parents"] == [rm_record["id"]]
-    _, table = segment.load_segments(rundir, art_id=result.artifact_id)
+    _, table = load_segments(rundir, art_id=result.artifact_id)
     assert table.column_names[-5:] == ["token_reward", "baseline", "state", "band", "pivots"]
     rm, _ = load_reward_model(rundir.path_of(rm_record, "model"))
     for i in range(table.num_rows):
@@ -60,7 +61,7 @@ def test_other_strategies_keep_their_table_and_identity(workdir):
     assert segment.plan(base).art_id == segment.plan(config("tiny", workdir, "segment.delta=0.9")).art_id
     result = segment.run(base, quiet=True)
     assert result.outcome == "up-to-date" and result.record["schema_version"] == 1
-    _, table = segment.load_segments(RunDir(workdir))
+    _, table = load_segments(RunDir(workdir))
     assert table.num_columns == 6
 
 

@@ -13,6 +13,7 @@ from align_helpers import config, upstream_copy
 from safetensors.torch import load_file
 
 from segtool.artifacts.manifest import RunDir
+from segtool.artifacts.tables import load_segments
 from segtool.errors import ConfigError
 from segtool.pipeline import dpo as stage
 from segtool.pipeline import segment
@@ -56,7 +57,7 @@ def test_dpo_changes_the_policy_and_writes_its_outputs(workdir):
 
 
 def adpo_pairs(cfg, workdir):
-    _, table = segment.load_segments(RunDir(workdir), art_id=segment.plan(stage.adaptive_config(cfg)).art_id)
+    _, table = load_segments(RunDir(workdir), art_id=segment.plan(stage.adaptive_config(cfg)).art_id)
     _, pairs = stage.pairs_from_table(table, adaptive=True)
     train_idx, _ = split_heldout(len(pairs), 4, cfg.run.seed, "dpo.eval_prompts")
     return table, pairs, np.sort(train_idx)

@@ -16,7 +16,8 @@ from align_helpers import SMALL, config, upstream_copy
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import load_config
-from segtool.pipeline import eval_credit, eval_rm, rm_scoring, train_rm
+from segtool.models import rm_scoring
+from segtool.pipeline import eval_credit, eval_rm, train_rm
 
 PROMPT = "Tell me a short story."
 TOM = "Tom had a little cat. The cat liked to play in the sun. One day it ran into the garden. Tom was happy to see it."

@@ -64,7 +64,7 @@ def scoring_setup(workdir, preset="tiny", *sets):
 
 def artifact_responses(workdir, n=6):
     """(prompts, responses, segment ends) of the first chosen responses in the segment artifact."""
-    from segtool.pipeline.segment import load_segments
+    from segtool.artifacts.tables import load_segments
 
     _, table = load_segments(RunDir(workdir))
     rows = [i for i, s in enumerate(table["side"].to_pylist()) if s == "chosen"][:n]
@@ -324,9 +324,9 @@ def test_appo_mask_follows_the_schmitt_trigger_and_gates_the_policy_loss(rundir)
     import dataclasses
 
     from segtool.core.adaptive import baselines, loss_mask, schmitt_states
+    from segtool.models.precision import make_autocast
     from segtool.pipeline.ppo_rollout import collect
     from segtool.pipeline.ppo_train import make_optimisers, train_on
-    from segtool.training.precision import make_autocast
 
     workdir = rundir()
     cfg, setup = scoring_setup(workdir, "tiny", 'ppo.mask="adaptive"', "ppo.adaptive_delta=0.01")

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from segtool.artifacts.manifest import RunDir
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import load_config
 from segtool.pipeline import segment as stage
 
@@ -49,7 +50,7 @@ def test_outputs_follow_the_rules(tmp_path):
     result = stage.run(cfg, quiet=True)
     assert result.outcome == "computed" and result.record["status"] == "complete"
     assert sorted(result.record["files"]) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
-    _, table = stage.load_segments(RunDir(cfg.run.workdir))
+    _, table = load_segments(RunDir(cfg.run.workdir))
     assert table.column_names == ["row_id", "side", "prompt_token_ids", "response_token_ids", "entropy", "segment_ends"]
     assert table["row_id"].to_pylist() == [i for i in range(12) for _ in range(2)]
     assert table["side"].to_pylist() == ["chosen", "rejected"] * 12
@@ -187,7 +188,7 @@ def test_sigkill_leaves_no_complete_record_and_resume_matches_straight_run(tmp_p
 def test_other_strategies(tmp_path, strategy, sets, check):
     cfg = tiny(tmp_path / "run", "data.max_rows=3", f"segment.strategy={strategy}", *sets)
     stage.run(cfg, quiet=True)
-    _, table = stage.load_segments(RunDir(cfg.run.workdir))
+    _, table = load_segments(RunDir(cfg.run.workdir))
     for ids, ends in zip(table["response_token_ids"].to_pylist(), table["segment_ends"].to_pylist()):
         assert check(ends, len(ids)), (strategy, ends, len(ids))
 
@@ -195,8 +196,10 @@ def test_other_strategies(tmp_path, strategy, sets, check):
 def test_punct_table_marks_sentence_ends():
     from transformers import AutoTokenizer
 
+    from segtool.core.boundaries import punct_table
+
     tok = AutoTokenizer.from_pretrained(ROOT / "data" / "models" / "tinystories-656k")
-    table = stage.punct_table(tok)
+    table = punct_table(tok)
     # Ids 3, 4, 8, 10 decode to "\n", "!", ",", "." (the tokenizer's vocabulary); 5 is '"', 11 is "0".
     assert table[[3, 4, 8, 10]].all() and not table[[5, 11, 0]].any()
 

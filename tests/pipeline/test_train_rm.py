@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from segtool.artifacts.manifest import RunDir
+from segtool.artifacts.tables import load_segments
 from segtool.config.loader import load_config
 from segtool.pipeline import train_rm as stage
 from segtool.training import checkpoints
@@ -57,12 +58,12 @@ def test_first_step_loss_matches_a_per_sequence_computation(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from segtool.models.reward import build_from_causal_lm
-    from segtool.pipeline import segment
+    from segtool.models.rm_batches import pairs_from_segments
 
     cfg = tiny(tmp_path / "run", "train_rm.max_steps=1")
     result = stage.run(cfg, quiet=True)
-    _, table = segment.load_segments(RunDir(cfg.run.workdir))
-    _, pairs = stage.pairs_from_segments(table)
+    _, table = load_segments(RunDir(cfg.run.workdir))
+    _, pairs = pairs_from_segments(table)
     train_idx, _ = stage.split_rows(len(pairs), 0.25, cfg.run.seed)
     first = train_idx[np.random.default_rng([cfg.run.seed, 0]).permutation(len(train_idx))][:8]
     torch.manual_seed(cfg.run.seed)

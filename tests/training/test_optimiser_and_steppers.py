@@ -9,8 +9,8 @@ import torch
 
 from segtool.config.schema import OptimConfig
 from segtool.core.schedule import warmup_cosine
+from segtool.models.precision import make_autocast, no_autocast
 from segtool.training.optim import build_optimiser
-from segtool.training.precision import make_autocast, no_autocast
 from segtool.training.steppers import LocalStepper
 
 SETTINGS = OptimConfig(lr=1.0, min_lr_ratio=0.1, warmup_ratio=0.25, adam_beta1=0.8, adam_beta2=0.9, weight_decay=0.01,

@@ -16,7 +16,7 @@ def build(cfg, bench: str, *, api_key: str | None = None, rm: str | None = None)
     kind = cfg.eval.judge
     if kind == "proxy":
         from segtool.eval.judges.proxy import ProxyJudge
-        from segtool.pipeline.rm_scoring import resolve_rm_folder
+        from segtool.models.rm_scoring import resolve_rm_folder  # lazy: it loads torch; other judges need none
 
         folder, parents = resolve_rm_folder(cfg, rm)
         return ProxyJudge(cfg, folder, parents)

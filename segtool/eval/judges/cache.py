@@ -73,8 +73,8 @@ def _write(path: Path, obj) -> None:
 def answer_all(judge, cache: JudgeCache, requests: list, *, progress_label: str = "judging", quiet: bool = False) -> list:
     """Completions for ``requests`` (ChatRequest), from the cache where answered before, else from
     the judge; every fresh answer is cached as soon as it arrives."""
+    from segtool.console import progress
     from segtool.eval.judges.base import Completion
-    from segtool.pipeline.common import progress
 
     out: list = [None] * len(requests)
     pending: dict[str, list[int]] = {}  # identical requests are asked once

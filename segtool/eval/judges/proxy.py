@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from segtool.artifacts.fingerprint import fingerprint_path
+from segtool.console import progress
+from segtool.core.batching import pair_micro_batches
 from segtool.eval.judges.cache import JudgeCache
+from segtool.inputs.rows import Pair
+from segtool.models.precision import make_autocast
 
 
 class ProxyJudge:
     proxy = True
 
     def __init__(self, cfg, folder, parents: list[str]):
-        from segtool.artifacts.fingerprint import fingerprint_path
-
         self.cfg, self.folder, self.parents = cfg, folder, parents
         self.identity = {"kind": "rm-proxy", "rm": fingerprint_path(folder)}
         self.name = "reward-model-proxy"
@@ -44,13 +49,7 @@ class ProxyJudge:
         return [_probability(r) for r in replies]
 
     def _score(self, items, quiet: bool) -> list[list[float]]:
-        import numpy as np
-
-        from segtool.core.batching import pair_micro_batches
-        from segtool.inputs.rows import Pair
-        from segtool.pipeline import rm_scoring
-        from segtool.pipeline.common import progress
-        from segtool.training.precision import make_autocast
+        from segtool.models import rm_scoring  # lazy: it loads torch, not needed to plan an eval
 
         if self._setup is None:
             self._setup = rm_scoring.load_setup(self.cfg, self.folder)

@@ -1,5 +1,5 @@
 """Score new text with a trained reward model, segmented exactly as in its training (shared by
-`eval rm`, `show rewards`, the proxy judge and ``segtool.reward_model``).
+`eval rm`, `eval credit`, `show rewards`, the proxy judge and ``segtool.reward_model``).
 
 The RM folder's segtool_rm.json says how: strategy, c_ent, n, EOS policy, template and lengths.
 Entropy segmentation needs pi_SFT; it must be the model the RM was trained from (checked by
@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.core.batching import pair_micro_batches
+from segtool.core.boundaries import punct_table
+from segtool.core.rewards import segment_rewards
 from segtool.errors import ArtifactError, ConfigError, InputError
-from segtool.models.reward import METADATA
+from segtool.inputs.formatting import Encoder
+from segtool.models.loading import DTYPES, load_causal_lm, pick_device, resolve_model_source
+from segtool.models.reward import METADATA, load_reward_model
+from segtool.models.rm_batches import Example, collate, pairs_from_segments, sequence_scores
+from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, shard_table
 
 REQUIRED_KEYS = {"strategy", "c_ent", "n", "eos_in_last_segment", "readout", "aggregation", "template",
                  "max_len", "max_prompt_len", "sft_model"}
@@ -61,12 +69,7 @@ def read_metadata(folder: Path) -> dict:
 
 
 def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
-    import torch
-    from transformers import AutoTokenizer
-
-    from segtool.inputs.formatting import Encoder
-    from segtool.models.loading import DTYPES, pick_device
-    from segtool.models.reward import load_reward_model
+    from transformers import AutoTokenizer  # lazy: transformers takes seconds to import
 
     meta = read_metadata(folder)
     seg = dataclasses.replace(cfg.segment, strategy=meta["strategy"], c_ent=meta["c_ent"], n=meta["n"],
@@ -82,17 +85,11 @@ def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
 
 def segment_pairs(setup: ScoringSetup, pairs) -> list:
     """[(chosen Example, rejected Example)] segmented as in the RM's training."""
-    from segtool.pipeline.segment import encode_pairs
-    from segtool.pipeline.train_rm import pairs_from_segments
-
     return pairs_from_segments(_segment_table(setup, encode_pairs(pairs, setup.encoder)))[1]
 
 
 def segment_responses(setup: ScoringSetup, items) -> list:
     """[Example] for (prompt messages, response text) items, segmented as in the RM's training."""
-    from segtool.pipeline.segment import Sequence
-    from segtool.pipeline.train_rm import Example
-
     seqs = []
     for k, (messages, response) in enumerate(items):
         prompt, ids = setup.encoder.encode(messages, response)
@@ -107,9 +104,6 @@ def segment_responses(setup: ScoringSetup, items) -> list:
 def _segment_table(setup: ScoringSetup, seqs):
     """The segment table of encoded sequences (in their order), with entropies from pi_SFT when the
     strategy needs them."""
-    from segtool.models.loading import load_causal_lm, resolve_model_source
-    from segtool.pipeline.segment import compute_entropies, punct_table, shard_table
-
     if setup.cfg.segment.strategy == "entropy":
         source = resolve_model_source(setup.cfg.model)
         if source.fingerprint() != setup.meta["sft_model"]:
@@ -131,10 +125,6 @@ def batch_scores(setup: ScoringSetup, examples: list, autocast) -> np.ndarray:
 
 def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = False):
     """One forward pass over ``examples``: (e(x, y) [N] float32, v [N, L] float32 or None)."""
-    import torch
-
-    from segtool.pipeline.train_rm import collate, sequence_scores
-
     batch = collate(examples, setup.encoder.tokenizer.pad_token_id or 0)
     with torch.no_grad(), autocast():
         outputs = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
@@ -144,11 +134,6 @@ def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = 
 
 def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
     """r_t of every segment of one example (METHOD §3 read-out), float32."""
-    import torch
-
-    from segtool.core.rewards import segment_rewards
-    from segtool.pipeline.train_rm import collate
-
     batch = collate([example], setup.encoder.tokenizer.pad_token_id or 0)
     with torch.no_grad():
         values, _ = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
@@ -164,8 +149,6 @@ def score_pairs(setup: ScoringSetup, pairs, micro_batch: int, autocast, keep_val
     rejected) arrays of v from the last prompt token to the EOS (len(response) + 1, float32);
     otherwise values is None.
     """
-    from segtool.core.batching import pair_micro_batches
-
     scores = np.zeros((len(pairs), 2), dtype=np.float32)
     values = [[None, None] for _ in pairs] if keep_values else None
     for idx in pair_micro_batches(pairs, np.arange(len(pairs)), micro_batch):
