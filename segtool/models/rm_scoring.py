@@ -23,7 +23,7 @@ from segtool.core.boundaries import punct_table
 from segtool.core.rewards import segment_rewards
 from segtool.errors import ArtifactError, ConfigError, InputError
 from segtool.inputs.formatting import Encoder
-from segtool.models.loading import DTYPES, load_causal_lm, pick_device, resolve_model_source
+from segtool.models.loading import DTYPES, load_causal_lm, pad_id_of, pick_device, resolve_model_source
 from segtool.models.reward import METADATA, load_reward_model
 from segtool.models.rm_batches import Example, collate, pairs_from_segments, sequence_scores
 from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, shard_table
@@ -125,7 +125,7 @@ def batch_scores(setup: ScoringSetup, examples: list, autocast) -> np.ndarray:
 
 def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = False):
     """One forward pass over ``examples``: (e(x, y) [N] float32, v [N, L] float32 or None)."""
-    batch = collate(examples, setup.encoder.tokenizer.pad_token_id or 0)
+    batch = collate(examples, pad_id_of(setup.encoder.tokenizer))
     with torch.no_grad(), autocast():
         outputs = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
         e = sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device, outputs)
@@ -134,7 +134,7 @@ def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = 
 
 def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
     """r_t of every segment of one example (METHOD §3 read-out), float32."""
-    batch = collate([example], setup.encoder.tokenizer.pad_token_id or 0)
+    batch = collate([example], pad_id_of(setup.encoder.tokenizer))
     with torch.no_grad():
         values, _ = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
         r = segment_rewards(values, batch["ends"].to(setup.device), batch["rows"].to(setup.device),
