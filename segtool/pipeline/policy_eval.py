@@ -91,11 +91,18 @@ def summary_of(evaluation: dict, prefix: str) -> dict:
     return {f"{prefix}_{k}": round(float(evaluation[k]), 4) for k in keys if k in evaluation}
 
 
+def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) prompt positions from a seeded shuffle; the held-out ones are never trained on."""
+    if n_eval >= n:
+        raise ConfigError(f"ppo.eval_prompts ({n_eval}) leaves no training prompts out of {n}",
+                          "lower ppo.eval_prompts or give more prompts")
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    return perm[: n - n_eval], np.sort(perm[n - n_eval :])
+
+
 def split_heldout(n: int, n_eval: int, seed: int, key: str):
     """(train, held-out) positions: the same seeded split as PPO's, so every policy stage is
     evaluated on the same prompts."""
-    from segtool.pipeline.ppo import split_prompts
-
     if n_eval >= n:
         raise ConfigError(f"{key} ({n_eval}) leaves no training rows out of {n}", f"lower {key} or give more data")
     return split_prompts(n, n_eval, seed)

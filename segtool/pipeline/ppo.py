@@ -26,6 +26,7 @@ from segtool.config.schema import Config
 from segtool.console import STDERR
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline.common import StageResult
+from segtool.pipeline.policy_eval import split_prompts
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
@@ -50,15 +51,6 @@ def plan(cfg: Config) -> Plan:
              "prompt_rows": {"max_rows": cfg.data.max_rows, "name": cfg.data.name, "split": cfg.data.split}}
     ident["ppo"].pop("prompts", None)  # enters by content hash above, not by path
     return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
-
-
-def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) prompt positions from a seeded shuffle; the held-out ones are never trained on."""
-    if n_eval >= n:
-        raise ConfigError(f"ppo.eval_prompts ({n_eval}) leaves no training prompts out of {n}",
-                          "lower ppo.eval_prompts or give more prompts")
-    perm = np.random.default_rng([seed, 7]).permutation(n)
-    return perm[: n - n_eval], np.sort(perm[n - n_eval :])
 
 
 @dataclass(frozen=True)
