@@ -245,6 +245,20 @@ class RunDir:
 
         self._update(change)
 
+    def add_files(self, art_id: str, names: list[str]) -> None:
+        """Record several written files in one manifest update: a kill records all of them or none
+        (a checkpoint folder must never be listed with some of its files missing)."""
+        record = self.get(art_id)
+        metas = {}
+        for name in names:
+            path = self.path_of(record, name)
+            metas[name] = {"size": path.stat().st_size, "sha256": file_hash(path)}
+
+        def change(manifest):
+            manifest["artifacts"][art_id]["files"].update(metas)
+
+        self._update(change)
+
     def remove_files(self, art_id: str, names: list[str]) -> None:
         """Forget recorded files (the caller deletes them after this returns)."""
 

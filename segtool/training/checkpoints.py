@@ -36,8 +36,8 @@ def latest_checkpoint(rundir: RunDir, record: dict) -> Path | None:
 
 def _record_folder(rundir: RunDir, art_id: str, name: str) -> None:
     folder = rundir.path_of(rundir.get(art_id), name)
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rundir.add_file(art_id, f"{name}/{f.relative_to(folder).as_posix()}")
+    rundir.add_files(art_id, [f"{name}/{f.relative_to(folder).as_posix()}"
+                              for f in sorted(p for p in folder.rglob("*") if p.is_file())])
 
 
 def save_folder(rundir: RunDir, art_id: str, step: int, write: Callable[[Path], None]) -> None:

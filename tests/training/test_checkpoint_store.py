@@ -88,3 +88,30 @@ def test_one_model_checkpoint_restores_weights_optimiser_schedule_and_rng(tmp_pa
     assert state["step"] == 1 and state["metrics"] == [1.0]
     assert (one_step(restored), restored.lr()) == expected[:2]
     assert torch.equal(restored.model.weight, expected[2])
+
+
+def test_a_checkpoint_folder_is_recorded_in_one_manifest_update(tmp_path, monkeypatch):
+    """A kill while recording must not leave a checkpoint listed with some of its files missing:
+    resume would pick it and fail (clean-up deletes the unrecorded rest)."""
+    rundir = RunDir(tmp_path)
+    begin(rundir)
+    seen = []  # the checkpoint files listed after each manifest update
+    real = rundir._update
+
+    def update(change):
+        result = real(change)
+        seen.append({f for f in rundir.get(ART)["files"] if f.startswith("checkpoint-")})
+        return result
+
+    monkeypatch.setattr(rundir, "_update", update)
+
+    def write(folder):
+        for name in ("a.pt", "b.pt", "sub/c.pt"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(b"x")
+
+    checkpoints.save_folder(rundir, ART, 1, write)
+    record = rundir.get(ART)
+    assert {f for f in record["files"] if f.startswith("checkpoint-")} == {
+        "checkpoint-000001/a.pt", "checkpoint-000001/b.pt", "checkpoint-000001/sub/c.pt"}
+    assert seen[0] == set(record["files"])  # the first update listed every file at once
