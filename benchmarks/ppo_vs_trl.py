@@ -171,7 +171,7 @@ def segtool_prompt_positions(n: int, case: Case) -> tuple[list[int] | None, str]
         return None, "every prompt (segtool.pipeline.ppo.split_prompts not importable)"
     train, _ = split_prompts(n, case.eval_prompts, case.seed)
     try:
-        from segtool.pipeline.ppo import iteration_prompts
+        from segtool.core.schedule import iteration_prompts
 
         picked = [int(i) for it in range(case.K) for i in iteration_prompts(train, it, case.B, case.seed)]
     except (ImportError, TypeError, ValueError):

@@ -119,3 +119,10 @@ class AdaptiveKL:
         error = max(min((kl - self.target) / self.target, 0.2), -0.2)
         self.beta *= 1 + error * n_steps / self.horizon
         return self.beta
+
+
+def value_clip(c) -> float:
+    """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set)."""
+    if c.value_clip:
+        return c.value_clip
+    return 0.2 if c.reward_mode in ("bandit", "segment-as-bandit") else 0.25

@@ -24,6 +24,7 @@ from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR
+from segtool.core.schedule import iteration_prompts
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.policy_eval import split_prompts
@@ -70,14 +71,6 @@ def load_prompts(cfg: Config, encoder) -> Prompts:
     ids = [encoder.encode_prompt(r.messages) for r in rows]
     train_idx, eval_idx = split_prompts(len(rows), cfg.ppo.eval_prompts, cfg.run.seed)
     return Prompts(rows, ids, train_idx, eval_idx, skipped)
-
-
-def iteration_prompts(train_idx: np.ndarray, iteration: int, rollout_batch: int, seed: int) -> np.ndarray:
-    """Prompts of iteration ``iteration`` (0-based): consecutive slices of a per-episode shuffle."""
-    per_episode = len(train_idx) // rollout_batch
-    episode, k = divmod(iteration, per_episode)
-    order = train_idx[np.random.default_rng([seed, episode]).permutation(len(train_idx))]
-    return order[k * rollout_batch : (k + 1) * rollout_batch]
 
 
 def total_iterations(c, n_train: int) -> int:

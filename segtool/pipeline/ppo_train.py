@@ -13,18 +13,11 @@ import torch
 
 from segtool import distributed
 from segtool.core.batching import micro_batches
-from segtool.core.ppo import policy_loss, value_loss
+from segtool.core.ppo import policy_loss, value_clip, value_loss
 from segtool.errors import ConfigError
 from segtool.models.policy import logprobs, pack, state_values, to_aligned
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
-
-
-def value_clip(c) -> float:
-    """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set)."""
-    if c.value_clip:
-        return c.value_clip
-    return 0.2 if c.reward_mode in ("bandit", "segment-as-bandit") else 0.25
 
 
 TRAIN_LOGIT_CHUNK = 512  # LM-head positions per chunk in the policy's training forward pass

@@ -225,7 +225,7 @@ def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, 
              metrics: list) -> None:
     """Sample, select and train in each iteration; a checkpoint every rs.checkpoint_every."""
     from segtool.models.loading import pad_id_of
-    from segtool.pipeline.ppo import iteration_prompts
+    from segtool.core.schedule import iteration_prompts
 
     cfg, c = ctx.cfg, ctx.cfg.rs
     pad_id = pad_id_of(models.tokenizer)

@@ -258,7 +258,8 @@ def test_mode_and_model_mismatches_are_clear_errors(rundir):
 
 
 def test_prompt_split_and_iteration_slices_are_seeded_and_disjoint():
-    from segtool.pipeline.ppo import iteration_prompts, split_prompts
+    from segtool.core.schedule import iteration_prompts
+    from segtool.pipeline.ppo import split_prompts
 
     train, held = split_prompts(40, 8, seed=3)
     assert len(set(train) | set(held)) == 40 and not set(train) & set(held)
