@@ -166,9 +166,9 @@ def segtool_prompt_positions(n: int, case: Case) -> tuple[list[int] | None, str]
     nothing from exactly K full batches, trains on the same prompts, batched differently); else its
     training pool (its seeded hold-out removed); else None (every prompt)."""
     try:
-        from segtool.pipeline.ppo import split_prompts
+        from segtool.core.splits import heldout_split as split_prompts
     except ImportError:
-        return None, "every prompt (segtool.pipeline.ppo.split_prompts not importable)"
+        return None, "every prompt (segtool.core.splits.heldout_split not importable)"
     train, _ = split_prompts(n, case.eval_prompts, case.seed)
     try:
         from segtool.core.schedule import iteration_prompts

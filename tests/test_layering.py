@@ -5,7 +5,8 @@ import ast
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "segtool" / "core"
-ALLOWED = {"torch", "numpy", "math", "dataclasses", "__future__", "typing", "collections"}
+# scikit-learn only for the normaliser's robust line fit (calibration.py: HuberRegressor)
+ALLOWED = {"torch", "numpy", "math", "dataclasses", "__future__", "typing", "collections", "sklearn"}
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -100,9 +100,10 @@ def _batches(live, prompts, answers, size: int) -> list[list[int]]:
 
 def _generate(model, encoder, prompts, budget, temperature, settings: Settings, seed: int):
     from segtool.models.generation import generate
+    from segtool.models.loading import pad_id_of
 
     tok = encoder.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else encoder.eos_id
+    pad = pad_id_of(tok)
     out = generate(model, prompts, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
                    temperature=temperature, top_p=settings.top_p, batch_size=len(prompts), seed=seed,
                    force_eos=False)

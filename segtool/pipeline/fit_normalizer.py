@@ -81,7 +81,9 @@ def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
     import pyarrow.parquet as pq
     import torch
 
-    from segtool.models.loading import DTYPES, pick_device
+    from transformers import AutoTokenizer
+
+    from segtool.models.loading import DTYPES, pad_id_of, pick_device
     from segtool.models.reward import load_reward_model
 
     c = cfg.normalizer
@@ -101,14 +103,14 @@ def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
     examples = [ex for i in picked for ex in pairs[i]]  # chosen, rejected of each pair
     device = pick_device(cfg.model.device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
-    pad = rm.hf.config.pad_token_id or 0
+    pad = pad_id_of(AutoTokenizer.from_pretrained(folder))  # the tokenizer saved beside the RM
     points = calibration_points(rm, examples, meta["readout"], pad, device, cfg.train_rm.micro_batch)
     last = points["reward"][np.cumsum([len(e.ends) for e in examples]) - 1]
     return Calibration(meta, row_ids, picked, overlap, points, last)
 
 
 def compute(ctx: Context) -> Outcome:
-    from segtool.pipeline.normalizer_fit import fit_normaliser
+    from segtool.core.calibration import fit_normaliser
 
     c, trained = ctx.cfg.normalizer, ctx.parents["train-rm"]
     calib = calibrate(ctx.cfg, ctx.rundir, ctx.rundir.get(trained.artifact_id))

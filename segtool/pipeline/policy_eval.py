@@ -11,6 +11,7 @@ import numpy as np
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.core.splits import heldout_split
 from segtool.errors import ArtifactError, ConfigError
 from segtool.eval.answering import without_special_strings
 from segtool.models.generation import generate, hash_seed
@@ -91,21 +92,12 @@ def summary_of(evaluation: dict, prefix: str) -> dict:
     return {f"{prefix}_{k}": round(float(evaluation[k]), 4) for k in keys if k in evaluation}
 
 
-def split_prompts(n: int, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) prompt positions from a seeded shuffle; the held-out ones are never trained on."""
-    if n_eval >= n:
-        raise ConfigError(f"ppo.eval_prompts ({n_eval}) leaves no training prompts out of {n}",
-                          "lower ppo.eval_prompts or give more prompts")
-    perm = np.random.default_rng([seed, 7]).permutation(n)
-    return perm[: n - n_eval], np.sort(perm[n - n_eval :])
-
-
 def split_heldout(n: int, n_eval: int, seed: int, key: str):
     """(train, held-out) positions: the same seeded split as PPO's, so every policy stage is
     evaluated on the same prompts."""
     if n_eval >= n:
         raise ConfigError(f"{key} ({n_eval}) leaves no training rows out of {n}", f"lower {key} or give more data")
-    return split_prompts(n, n_eval, seed)
+    return heldout_split(n, n_eval, seed)
 
 
 def rm_folder_of(rundir: RunDir, rm_id: str):

@@ -27,7 +27,7 @@ from segtool.console import STDERR
 from segtool.core.schedule import iteration_prompts
 from segtool.errors import ArtifactError, ConfigError
 from segtool.pipeline.common import StageResult
-from segtool.pipeline.policy_eval import split_prompts
+from segtool.pipeline.policy_eval import split_heldout
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
@@ -69,7 +69,7 @@ def load_prompts(cfg: Config, encoder) -> Prompts:
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     ids = [encoder.encode_prompt(r.messages) for r in rows]
-    train_idx, eval_idx = split_prompts(len(rows), cfg.ppo.eval_prompts, cfg.run.seed)
+    train_idx, eval_idx = split_heldout(len(rows), cfg.ppo.eval_prompts, cfg.run.seed, "ppo.eval_prompts")
     return Prompts(rows, ids, train_idx, eval_idx, skipped)
 
 

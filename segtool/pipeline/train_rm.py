@@ -20,6 +20,7 @@ from segtool.config.loader import identity_view
 from segtool.config.schema import Config, OptimConfig
 from segtool.console import STDERR, progress
 from segtool.core.batching import pair_micro_batches
+from segtool.core.splits import fraction_split
 from segtool.errors import ConfigError
 from segtool.models.rm_batches import collate, pairs_from_segments, sequence_scores
 from segtool.pipeline import segment
@@ -47,9 +48,7 @@ def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.
     """Disjoint (train, eval) positions, both sorted; at least one pair in each."""
     if n < 2:
         raise ConfigError(f"train-rm needs at least 2 preference pairs, got {n}", "give more data (data.max_rows)")
-    perm = np.random.default_rng(seed).permutation(n)
-    n_eval = min(max(1, round(eval_fraction * n)), n - 1)
-    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+    return fraction_split(n, eval_fraction, seed)
 
 
 # -- model math ---------------------------------------------------------------------------------

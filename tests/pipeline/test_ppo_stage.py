@@ -259,11 +259,11 @@ def test_mode_and_model_mismatches_are_clear_errors(rundir):
 
 def test_prompt_split_and_iteration_slices_are_seeded_and_disjoint():
     from segtool.core.schedule import iteration_prompts
-    from segtool.pipeline.ppo import split_prompts
+    from segtool.core.splits import heldout_split
 
-    train, held = split_prompts(40, 8, seed=3)
+    train, held = heldout_split(40, 8, seed=3)
     assert len(set(train) | set(held)) == 40 and not set(train) & set(held)
-    assert np.array_equal(split_prompts(40, 8, seed=3)[1], held)
+    assert np.array_equal(heldout_split(40, 8, seed=3)[1], held)
     first = [iteration_prompts(train, it, 8, seed=3) for it in range(4)]
     assert len(set(np.concatenate(first))) == 32  # one episode: every training prompt once
     assert np.array_equal(iteration_prompts(train, 1, 8, seed=3), first[1])

@@ -64,8 +64,9 @@ class LocalJudge:
 
     def _complete(self, model, tokenizer, encoder, prompts, budget, temperature, top_k, seed) -> list[Completion]:
         from segtool.models.generation import generate
+        from segtool.models.loading import pad_id_of
 
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eos_id
+        pad = pad_id_of(encoder.tokenizer)
         out = generate(model, prompts, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
                        temperature=temperature, batch_size=len(prompts), seed=seed, force_eos=False)
         tops = self._top_logprobs(model, tokenizer, prompts, out.responses, top_k) if top_k else [None] * len(prompts)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from segtool.pipeline.normalizer_fit import below_floor, fit_line, fit_normaliser
+from segtool.core.calibration import below_floor, fit_line, fit_normaliser
 
 
 def synthetic(a=0.5, b=1.0, c=-0.3, d=0.6, outlier_bins=(), seed=0):

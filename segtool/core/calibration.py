@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from segtool.core.normalizer import Normaliser, bin_stats
+from sklearn.linear_model import HuberRegressor
+
+from .normalizer import Normaliser, bin_stats
 
 
 def fit_line(x: np.ndarray, y: np.ndarray, method: str, epsilon: float = 1.35) -> tuple[float, float]:
@@ -16,8 +18,6 @@ def fit_line(x: np.ndarray, y: np.ndarray, method: str, epsilon: float = 1.35) -
     if len(x) < 2 or np.ptp(x) == 0:
         return 0.0, float(np.mean(y))  # one location only: a constant
     if method == "huber":
-        from sklearn.linear_model import HuberRegressor
-
         model = HuberRegressor(epsilon=epsilon).fit(x.reshape(-1, 1), y)
         return float(model.coef_[0]), float(model.intercept_)
     slope, intercept = np.polyfit(x, y, 1)
