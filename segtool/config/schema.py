@@ -160,6 +160,12 @@ class TrainRMConfig(Section):
     eval_fraction: float = knob(0.05, "share of pairs held out for evaluation (never trained on)", limits=OPEN_UNIT)
     bf16: str = knob("auto", "bf16 autocast: auto (on when the device supports it), true or false", choices=BF16)
     gradient_checkpointing: bool = knob(True, "recompute activations in the backward pass to save memory", identity=False)
+    packing: str = knob("auto", "reward-model passes (train-rm, eval rm, fit-normalizer, credit, proxy judge) on sequences "
+                        "packed into rows instead of padded: auto (on when a probe shows the architecture honours "
+                        "position-id packing, else off with a note), on (error if not), off", identity=False,
+                        choices=PACKING)
+    pack_width: int = knob(2048, "tokens per packed row of reward-model passes (a longer sequence gets a row of its own)",
+                           identity=False, limits=AT_LEAST_ONE)
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
     zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False, limits=Limits(0, 3))
 
