@@ -80,7 +80,6 @@ def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
     segmented exactly as in its training."""
     import pyarrow.parquet as pq
     import torch
-
     from transformers import AutoTokenizer
 
     from segtool.models.loading import DTYPES, pad_id_of, pick_device

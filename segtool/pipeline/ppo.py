@@ -104,7 +104,6 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     from segtool.core.boundaries import punct_table
     from segtool.inputs.formatting import Encoder
     from segtool.models.entropy import split_causal_lm
-    from segtool.models.packing import packing_width
     from segtool.models.loading import (
         DTYPES,
         load_causal_lm,
@@ -113,6 +112,7 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
         pick_device,
         resolve_model_source,
     )
+    from segtool.models.packing import packing_width
     from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
     from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
     from segtool.pipeline.ppo_rollout import Scorer, reward_spec

@@ -224,8 +224,8 @@ def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
 def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, train_idx, iterations: range,
              metrics: list) -> None:
     """Sample, select and train in each iteration; a checkpoint every rs.checkpoint_every."""
-    from segtool.models.loading import pad_id_of
     from segtool.core.schedule import iteration_prompts
+    from segtool.models.loading import pad_id_of
 
     cfg, c = ctx.cfg, ctx.cfg.rs
     pad_id = pad_id_of(models.tokenizer)
