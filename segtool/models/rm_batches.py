@@ -66,6 +66,12 @@ def collate(examples: list[Example], pad_id: int, pack_width: int = 0):
     }
 
 
+def forward_batch(rm, batch, device):
+    """(values [B, W] float32, hidden [B, W, H]) of ``rm`` on a collated batch, packed when it has a plan."""
+    plan = batch["plan"].to(device) if batch["plan"] is not None else None
+    return rm(batch["input_ids"].to(device), batch["attention_mask"].to(device), plan)
+
+
 def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=None):
     """e(x, y) for every sequence of a collated batch: [B] float32.
 
@@ -77,8 +83,7 @@ def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=N
 
     ends, rows = batch["ends"].to(device), batch["rows"].to(device)
     if outputs is None:
-        plan = batch["plan"].to(device) if batch.get("plan") is not None else None
-        outputs = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device), plan)
+        outputs = forward_batch(rm, batch, device)
     values, hidden = outputs
     r = segment_rewards(values, ends, rows, readout, batch["prompt_last"].to(device))
     scores = rm.segment_scores(hidden[rows, ends]) if aggregation == "attention" else None

@@ -160,9 +160,9 @@ def build_trainer(cfg: Config, total: int, device: str):
 
     from segtool import distributed
     from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, resolve_model_source
-    from segtool.models.packing import packing_width
     from segtool.models.precision import make_autocast, no_autocast
     from segtool.models.reward import build_from_causal_lm
+    from segtool.models.rm_scoring import rm_pack_width
     from segtool.training.loading import enable_gradient_checkpointing
     from segtool.training.optim import build_optimiser
 
@@ -175,10 +175,7 @@ def build_trainer(cfg: Config, total: int, device: str):
                               attention=c.aggregation == "attention", seed=cfg.run.seed)
     if c.gradient_checkpointing:
         enable_gradient_checkpointing(rm.hf)
-    width, note = packing_width(c.packing, c.pack_width, {"reward model": rm.backbone}, rm.hf.config.vocab_size, device,
-                                "train_rm.packing")
-    if note and distributed.is_main():
-        STDERR.print(f"[yellow]note:[/] {note}", highlight=False)
+    width = rm_pack_width(rm, cfg, device)
     autocast = make_autocast(c.bf16, device, "train_rm.bf16")
     settings = c.optim
     opt, sched = build_optimiser(rm, settings, total)
