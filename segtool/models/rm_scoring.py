@@ -28,7 +28,7 @@ from segtool.models.loading import DTYPES, load_causal_lm, pad_id_of, pick_devic
 from segtool.models.packing import packing_width
 from segtool.models.reward import METADATA, load_reward_model
 from segtool.models.rm_batches import Example, collate, forward_batch, pairs_from_segments, sequence_scores
-from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, shard_table
+from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, entropy_pack_width, shard_table
 
 REQUIRED_KEYS = {"strategy", "c_ent", "n", "eos_in_last_segment", "readout", "aggregation", "template",
                  "max_len", "max_prompt_len", "sft_model"}
@@ -124,7 +124,9 @@ def _segment_table(setup: ScoringSetup, seqs):
                 "the configured model is not the pi_SFT this reward model was segmented with",
                 "pass that model with --set model.path=... (entropy segments depend on it)",
             )
-        entropies = compute_entropies(load_causal_lm(source, setup.cfg.model, setup.device), seqs, setup.cfg, setup.device)
+        sft = load_causal_lm(source, setup.cfg.model, setup.device)
+        entropies = compute_entropies(sft, seqs, setup.cfg, setup.device,
+                                      pack_width=entropy_pack_width(sft, setup.cfg, setup.device))
     else:  # these strategies never look at entropies
         entropies = [np.zeros(len(s.response), dtype=np.float32) for s in seqs]
     table_punct = punct_table(setup.encoder.tokenizer) if setup.cfg.segment.strategy == "punct" else None

@@ -4,6 +4,7 @@ float32 rounding, measured against a float64 run of the same model and inputs (c
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -230,3 +231,30 @@ def test_collate_counts_the_tokens_the_backbone_runs():
     assert padded["tokens"] == packed["tokens"] == 28
     assert padded["computed"] == 3 * 14 and padded["plan"] is None
     assert packed["computed"] == 2 * 14  # rows [14] and [8 + 6]
+
+
+def test_entropy_passes_packed_equal_padded(model, model64, assert_same_up_to_rounding):
+    """The segment stage's entropies (compute_entropies) packed with per-sequence attention equal the
+    padded batches' up to rounding, and the packed batches fill the token budget by real tokens."""
+    from segtool.config.schema import Config
+    from segtool.models.segmentation import Sequence, compute_entropies, entropy_pack_width
+
+    gen = torch.Generator().manual_seed(2)
+    seqs = [Sequence(k, "chosen", torch.randint(3, 2048, (p,), generator=gen).tolist(),
+                     torch.randint(3, 2048, (r,), generator=gen).tolist()) for k, (p, r) in
+            enumerate(((20, 9), (7, 14), (13, 6), (30, 3), (5, 25)))]
+    cfg = Config()
+    assert entropy_pack_width(copy.deepcopy(model), cfg, "cpu") == cfg.segment.pack_width  # Llama: the probe passes
+    assert any(len(row) > 1 for row in bins([len(s.prompt) + len(s.response) for s in seqs], 40))  # rows are shared
+
+    def flat(entropies):
+        return torch.from_numpy(np.concatenate(entropies))
+
+    exact = flat(compute_entropies(model64, seqs, cfg, "cpu"))
+    padded = flat(compute_entropies(model, seqs, cfg, "cpu"))
+    varlen = copy.deepcopy(model)
+    from segtool.models.varlen import enable_varlen
+
+    assert enable_varlen(varlen.model)
+    packed = flat(compute_entropies(varlen, seqs, cfg, "cpu", pack_width=40))
+    assert_same_up_to_rounding(packed, padded, exact.double(), "packed entropies")
