@@ -15,10 +15,12 @@ import numpy as np
 
 FEATURES = ("length", "headers", "lists", "bold")
 _FENCED = re.compile(r"```([^`]*)```")
-# one pattern per counted element: headers #..###### , ordered / unordered list items, **bold** / __bold__
-_HEADER = re.compile(r"^#{1,6}\s", re.MULTILINE)
-_LISTS = (re.compile(r"^\s*\d+\.\s", re.MULTILINE), re.compile(r"^\s*[-*+]\s", re.MULTILINE))
-_BOLD = (re.compile(r"\*\*[^*\n]+\*\*"), re.compile(r"__[^_\n]+__"))
+# the counted elements, by kind, under the names of the official answer metadata
+_PATTERNS = {
+    "header_count": {f"h{n}": re.compile(rf"^#{{{n}}}\s", re.MULTILINE) for n in range(1, 7)},
+    "list_count": {"ordered": re.compile(r"^\s*\d+\.\s", re.MULTILINE), "unordered": re.compile(r"^\s*[-*+]\s", re.MULTILINE)},
+    "bold_count": {"**": re.compile(r"\*\*[^*\n]+\*\*"), "__": re.compile(r"__[^_\n]+__")},
+}
 
 
 def without_code(text: str) -> str:
@@ -30,11 +32,17 @@ def without_code(text: str) -> str:
     return text
 
 
+def markdown_metadata(text: str) -> dict[str, dict[str, int]]:
+    """{"header_count": {"h1".."h6"}, "list_count": {"ordered", "unordered"}, "bold_count": {"**", "__"}}
+    of an answer, code blocks excluded: the markdown part of the official answer metadata."""
+    prose = without_code(text)
+    return {group: {kind: len(p.findall(prose)) for kind, p in kinds.items()} for group, kinds in _PATTERNS.items()}
+
+
 def markdown_counts(text: str) -> tuple[int, int, int]:
     """(headers, list items, bold spans) of an answer, code blocks excluded."""
-    prose = without_code(text)
-    return (len(_HEADER.findall(prose)), sum(len(p.findall(prose)) for p in _LISTS),
-            sum(len(p.findall(prose)) for p in _BOLD))
+    meta = markdown_metadata(text)
+    return tuple(sum(meta[group].values()) for group in _PATTERNS)
 
 
 def answer_features(text: str, token_len: int) -> tuple[int, int, int, int]:

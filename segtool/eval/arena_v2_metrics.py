@@ -98,3 +98,44 @@ def category_scores(outcomes: list[float], model_style: np.ndarray, baseline_sty
             "upper_style": float(np.percentile(styled, INTERVAL[1])),
             "style_coefficients": {name: named.get(name) for name in FEATURES},
             "battles": int(len(y)), "rounds": rounds, "seed": seed}
+
+
+def report(records: list[dict], styles: dict[str, tuple], skipped: dict[str, str], *, rounds: int = 100,
+           seed: int = 42) -> dict:
+    """Per category (show_result.py scores each on its own): scores with and without style control.
+    ``styles``: uid -> (model's, baseline's) (token length, headers, lists, bold); ``skipped``: category
+    -> why it was not judged."""
+    by_category: dict[str, list[dict]] = {}
+    for r in records:
+        by_category.setdefault(r["category"], []).append(r)
+    categories = {}
+    for category, rows in by_category.items():
+        outcomes, model_rows, base_rows, unusable = [], [], [], 0
+        for r in rows:
+            scores = question_scores(r["games"][0]["score"], r["games"][1]["score"])
+            if scores is None:
+                unusable += 1
+                continue
+            model_feat, base_feat = styles[r["uid"]]
+            outcomes += scores
+            model_rows += [model_feat] * len(scores)
+            base_rows += [base_feat] * len(scores)
+        entry = {"baseline": rows[0]["baseline"], "questions": len(rows), "unusable_questions": unusable}
+        if outcomes:
+            entry.update(category_scores(outcomes, np.array(model_rows), np.array(base_rows), rounds=rounds, seed=seed))
+        categories[category] = entry
+    return {"categories": categories, "scored_categories": [c for c, e in categories.items() if "score" in e],
+            "skipped_categories": dict(skipped)}
+
+
+HEADLINE = "hard_prompt"  # the official leaderboard: hard prompts, style control
+
+
+def headline(board: dict) -> dict:
+    """score / lower / upper of the official configuration (hard_prompt with style control), or {} when
+    that category was not scored."""
+    entry = board["categories"].get(HEADLINE, {})
+    if "score_style" not in entry:
+        return {}
+    return {"score": entry["score_style"], "lower": entry["lower_style"], "upper": entry["upper_style"],
+            "headline": f"{HEADLINE}, style control"}
