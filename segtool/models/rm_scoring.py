@@ -19,7 +19,7 @@ import torch
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
 from segtool.console import STDERR
-from segtool.core.batching import pair_micro_batches
+from segtool.core.batching import micro_batches, pair_micro_batches
 from segtool.core.boundaries import punct_table
 from segtool.core.rewards import segment_rewards
 from segtool.errors import ArtifactError, ConfigError, InputError
@@ -145,6 +145,16 @@ def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = 
         outputs = forward_batch(setup.rm, batch, setup.device)
         e = sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device, outputs)
     return e.float().cpu().numpy(), (outputs[0].float().cpu().numpy() if keep_values else None)
+
+
+def score_responses(setup: ScoringSetup, items, micro_batch: int, autocast) -> np.ndarray:
+    """e(x, y) of every (prompt messages, response text) item, each response its own sequence as in
+    training, in length-sorted micro-batches: [N] float32 in the items' order."""
+    examples = segment_responses(setup, items)
+    scores = np.zeros(len(examples), dtype=np.float32)
+    for idx in micro_batches(np.arange(len(examples)), [e.length for e in examples], micro_batch):
+        scores[idx] = batch_scores(setup, [examples[i] for i in idx], autocast)
+    return scores
 
 
 def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
