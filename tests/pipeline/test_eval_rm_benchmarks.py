@@ -3,7 +3,6 @@ candidate is scored on its own, as `segtool.reward_model` scores it, and the rep
 arithmetic over those scores."""
 
 import json
-import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -32,22 +31,9 @@ def workdir(tmp_path_factory):
     return workdir
 
 
-def cli(capfd, monkeypatch, *args):
-    from segtool.cli.app import main
-
-    capfd.readouterr()
-    monkeypatch.setattr(sys, "argv", ["segtool", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, *capfd.readouterr()
-
-
-def test_rewardbench2_on_a_tiny_file(workdir, tmp_path, write_jsonl, capfd, monkeypatch):
+def test_rewardbench2_on_a_tiny_file(workdir, tmp_path, write_jsonl, cli):
     data = write_jsonl(tmp_path / "rb2.jsonl", RB2_ROWS)
-    code, out, err = cli(capfd, monkeypatch, "eval", "rm", "--preset", "tiny", "--workdir", workdir,
+    code, out, err = cli("eval", "rm", "--preset", "tiny", "--workdir", workdir,
                              "--data", data, "--format", "rewardbench2", "--json")
     assert code == 0, err
     record = json.loads(out)
@@ -71,19 +57,19 @@ def test_rewardbench2_on_a_tiny_file(workdir, tmp_path, write_jsonl, capfd, monk
     assert metrics["score"] == pytest.approx(recomputed["score"])
     assert metrics["score"] == pytest.approx(sum(s["score"] for s in metrics["subsets"].values()) / 3)
 
-    code, out, _ = cli(capfd, monkeypatch, "eval", "rm", "--preset", "tiny", "--workdir", workdir,
+    code, out, _ = cli("eval", "rm", "--preset", "tiny", "--workdir", workdir,
                            "--data", data, "--format", "rewardbench2")
     assert code == 0 and "RewardBench 2" in out and "Ties" in out and "overall" in out
 
 
-def test_rmbench_table_and_a_bad_format(workdir, tmp_path, write_jsonl, capfd, monkeypatch):
+def test_rmbench_table_and_a_bad_format(workdir, tmp_path, write_jsonl, cli):
     rows = [{"id": f"{d}/0", "domain": d, "prompt": "Say hello.", "chosen": ["Hello.", "Hello there, friend.", "**Hello** there."],
              "rejected": ["Bye.", "Goodbye, friend.", "**Goodbye** now."]} for d in ("chat", "safety-refuse")]
     data = write_jsonl(tmp_path / "rmb.jsonl", rows)
-    code, out, err = cli(capfd, monkeypatch, "eval", "rm", "--preset", "tiny", "--workdir", workdir,
+    code, out, err = cli("eval", "rm", "--preset", "tiny", "--workdir", workdir,
                              "--data", data, "--format", "rmbench")
     assert code == 0, err
     assert "RM-Bench" in out and all(word in out for word in ("chat", "safety", "hard", "normal", "easy"))
-    code, out, err = cli(capfd, monkeypatch, "eval", "rm", "--preset", "tiny", "--workdir", workdir,
+    code, out, err = cli("eval", "rm", "--preset", "tiny", "--workdir", workdir,
                              "--data", data, "--format", "rewardbench")
     assert code == 1 and err.startswith("error: unknown eval rm format 'rewardbench'") and "hint: use one of" in err
