@@ -32,13 +32,14 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-# Knobs that version 1 did not have, at the value its code used: there they stay out of the identity.
+# Knobs that version 1 did not have (or that came later), at the value its code used: there they stay
+# out of the identity, so artifacts made before keep their ids.
 _FIXED_OPTIM = {"adam_beta1": 0.9, "adam_beta2": 0.95}
 FIXED_BEFORE: dict[str, dict[str, Any]] = {
     "dpo": {f"optim.{key}": value for key, value in _FIXED_OPTIM.items()},
-    "rs": {f"optim.{key}": value for key, value in _FIXED_OPTIM.items()},
-    "ppo": {f"{model}.{key}": value for model in ("actor", "critic")
-            for key, value in {**_FIXED_OPTIM, "weight_decay": 0.0}.items()},
+    "rs": {**{f"optim.{key}": value for key, value in _FIXED_OPTIM.items()}, "generator": "hf"},
+    "ppo": {**{f"{model}.{key}": value for model in ("actor", "critic")
+               for key, value in {**_FIXED_OPTIM, "weight_decay": 0.0}.items()}, "generator": "hf"},
 }
 
 
@@ -61,5 +62,5 @@ def identity_names(section: str, values: dict[str, Any]) -> dict[str, Any]:
             for t in targets:
                 del nested[t]
     fixed = FIXED_BEFORE.get(section, {})
-    out.update({key: value for key, value in nested.items() if key not in fixed or fixed[key] != value})
-    return out
+    out.update(nested)
+    return {key: value for key, value in out.items() if key not in fixed or fixed[key] != value}

@@ -40,6 +40,7 @@ from segtool.config.modes import (
     CRITIC_INITS,
     DATA_FORMATS,
     DTYPES,
+    GENERATORS,
     GOLD_SCORERS,
     INTERPOLATIONS,
     JUDGES,
@@ -65,6 +66,13 @@ def packing_knob(passes: str):
     return knob("auto", f"{passes} on sequences packed into rows instead of padded: auto (on when a probe shows the "
                 "architecture honours position-id packing, else off with a note), on (error if not), off",
                 identity=False, choices=PACKING)
+
+
+def generator_knob(samples: str):
+    """The one sampling-engine switch of ppo, rs and eval (README: Generators)."""
+    return knob("hf", f"what samples {samples}: hf (transformers generate) or vllm (a vLLM engine built once from the "
+                "in-memory policy and updated in place after every policy update; needs vLLM installed)",
+                choices=GENERATORS)
 
 
 def pack_width_knob(default: int):
@@ -235,6 +243,7 @@ class PPOConfig(Section):
     iterations: int = knob(0, "stop after this many rollout batches (0 = all episodes)", limits=NON_NEGATIVE)
     max_prompt_len: int = knob(1024, "prompt tokens kept (the right end), at most the RM's max_prompt_len (paper 1024)", limits=AT_LEAST_ONE)
     sampling: SamplingConfig = table(SamplingConfig, "rollouts and the held-out evaluation")
+    generator: str = generator_knob("the rollouts and the held-out evaluation")
     mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)", choices=MASKS)
     gold: str = knob("none", "also score rollouts and held-out answers with a programmatic gold scorer: none, or defects "
                      "(segtool.credit.gold: repeated sentences, unfinished endings, listed insults, wrong arithmetic; "
@@ -278,6 +287,7 @@ class EvalConfig(Section):
     max_new_tokens: int = knob(0, "answer length limit (0 = the benchmark's default: alpaca 2048, arena 4096, mtbench 1024, gsm8k 512)", limits=NON_NEGATIVE)
     temperature: float = knob(0.0, "sampling temperature of alpaca, arena and gsm8k answers (0 = greedy); MT-Bench uses FastChat's per-category temperatures", limits=NON_NEGATIVE)
     top_p: float = knob(1.0, "nucleus sampling for answers sampled with temperature > 0", limits=UPPER_UNIT)
+    generator: str = generator_knob("the benchmark answers")
     limit: int = knob(0, "use only the first N prompts of a benchmark (0 = all)", limits=NON_NEGATIVE)
     gsm8k_shots: int = knob(0, "GSM8K few-shot examples (the first k shipped train problems, as chat turns); 0 = zero-shot", limits=NON_NEGATIVE)
     arena_creative_baseline: str = knob("", "Arena-Hard v2.0: gemini-2.0-flash-001's answers (an arena-hard-auto v2.0 model_answer jsonl with metadata.token_len), the creative_writing baseline, which does not ship; empty = that category is skipped")
@@ -355,6 +365,7 @@ class RSConfig(Section):
     iterations: int = knob(0, "stop after this many iterations (0 = all episodes)", limits=NON_NEGATIVE)
     optim: OptimConfig = table(OptimConfig, "the policy's optimiser", lr=1e-6)
     sampling: SamplingConfig = table(SamplingConfig, "the k samples per prompt and the held-out evaluation")
+    generator: str = generator_knob("the k samples per prompt and the held-out evaluation")
     bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false", choices=BF16)
     micro_batch: int = knob(8, "samples per training forward pass", identity=False, limits=AT_LEAST_ONE)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)

@@ -5,6 +5,11 @@ Prompts are token ids (already formatted by ``inputs.formatting.Encoder``). Batc
 length-sorted prompts so left padding stays small, and every batch is seeded from (seed, batch
 index): the same call gives the same samples whatever ran before it, which is what makes PPO's
 --resume reproduce an uninterrupted run.
+
+A *generator* is what a stage samples with: ``gen.load(model)`` makes it sample from that model's
+current weights, ``gen(prompts, **generate_kwargs)`` returns ``Generated``, ``gen.close()`` frees it.
+``HFGenerator`` (here) and ``models.vllm_engine.VLLMGenerator`` are the two; ``models.generators``
+picks one by the ``generator`` knob.
 """
 
 from __future__ import annotations
@@ -84,23 +89,38 @@ def generate(
             attn[r, width - len(prompts[i]) :] = 1
         torch.manual_seed(hash_seed(seed, b))
         out = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=config)
-        new = out[:, width:].cpu()
-        is_eos = new == eos_id
-        has_eos = is_eos.any(dim=1)
-        first = torch.where(has_eos, is_eos.int().argmax(dim=1), torch.full_like(has_eos, new.shape[1], dtype=torch.long))
-        for r, i in enumerate(idx):
-            n = int(first[r]) + 1 if has_eos[r] else new.shape[1]
-            row = new[r, :n].tolist()
-            if not has_eos[r]:
-                truncated[i] = True
-                if force_eos:
-                    row[-1] = eos_id
-            responses[i] = row
-            new_tokens += n
+        for i, new in zip(idx, out[:, width:].cpu().tolist()):
+            responses[i], truncated[i] = finish_response(new, eos_id, force_eos)
+            new_tokens += len(responses[i])
         if advance is not None:
             advance(len(idx))
     model.train(was_training)
     return Generated(responses, truncated, new_tokens)
+
+
+def finish_response(new: list[int], eos_id: int, force_eos: bool) -> tuple[list[int], bool]:
+    """(response, truncated): the generated ids up to and including the first EOS; without one the
+    response is truncated and, with ``force_eos``, its last token becomes EOS. Every generator ends its
+    samples here, so truncation and EOS handling cannot differ between them."""
+    if eos_id in new:
+        return new[: new.index(eos_id) + 1], False
+    return (new[:-1] + [eos_id] if force_eos and new else list(new)), True
+
+
+class HFGenerator:
+    """The ``hf`` generator: transformers ``generate`` on the live model (``load`` only points at it)."""
+
+    def __init__(self, model=None):
+        self.model = model
+
+    def load(self, model) -> None:
+        self.model = model
+
+    def __call__(self, prompts: list[list[int]], **kwargs) -> Generated:
+        return generate(self.model, prompts, **kwargs)
+
+    def close(self) -> None:
+        self.model = None
 
 
 def hash_seed(seed: int, index: int) -> int:

@@ -21,6 +21,7 @@ from segtool.config.schema import Config
 from segtool.console import STDERR, progress
 from segtool.errors import ArtifactError
 from segtool.eval import benchmarks
+from segtool.models.generators import make_generator
 
 SCHEMA_VERSION = 2  # 2: special-token strings removed from the answers (older answers keep them)
 SHARD = "part-{:05d}.parquet"
@@ -94,6 +95,8 @@ def identity(cfg: Config, bench: str, target: Target) -> dict:
         ident["temperature"] = cfg.eval.temperature
     if bench == "gsm8k":
         ident["gsm8k_shots"] = cfg.eval.gsm8k_shots
+    if cfg.eval.generator != "hf":  # answers made before the knob keep their ids
+        ident["generator"] = cfg.eval.generator
     return ident
 
 
@@ -157,13 +160,20 @@ def _generate(cfg, bench, target, rundir, art_id, ident, resume, quiet) -> tuple
     shards = [items[k : k + size] for k in range(0, len(items), size)]
     todo = [k for k in range(len(shards)) if SHARD.format(k) not in record["files"]]
     turns_left = sum(len(q.turns) for k in todo for q in shards[k])
-    with progress(quiet, turns_left, f"{bench} answers ({target.name})", unit="turns") as advance:
-        for k in todo:
-            answers = answering.answer_questions(model, encoder, bench, shards[k], settings, shots=shots,
-                                                 context=context, advance=advance)
-            with atomic_path(rundir.path_of(record, SHARD.format(k))) as tmp:
-                pq.write_table(_table(answers), tmp)
-            rundir.add_file(art_id, SHARD.format(k), {"questions": len(answers)})
+    longest = min(context, encoder.max_prompt_len + settings.max_new_tokens)  # prompts keep their right end
+    generator = make_generator(cfg.eval.generator, model, max_model_len=longest, max_batch=cfg.eval.batch_size,
+                               seed=cfg.run.seed, knob="eval.generator") if todo else None
+    try:
+        with progress(quiet, turns_left, f"{bench} answers ({target.name})", unit="turns") as advance:
+            for k in todo:
+                answers = answering.answer_questions(model, encoder, bench, shards[k], settings, shots=shots,
+                                                     context=context, advance=advance, generator=generator)
+                with atomic_path(rundir.path_of(record, SHARD.format(k))) as tmp:
+                    pq.write_table(_table(answers), tmp)
+                rundir.add_file(art_id, SHARD.format(k), {"questions": len(answers)})
+    finally:
+        if generator is not None:
+            generator.close()
     record = rundir.get(art_id)
     rundir.verify(record)
     table = pa.concat_tables([pq.read_table(rundir.path_of(record, SHARD.format(k))) for k in range(len(shards))])

@@ -14,7 +14,7 @@ from segtool.config.schema import Config
 from segtool.core.splits import heldout_split
 from segtool.errors import ArtifactError, ConfigError
 from segtool.eval.answering import without_special_strings
-from segtool.models.generation import generate, hash_seed
+from segtool.models.generation import HFGenerator, hash_seed
 from segtool.models.policy import logprobs_entropy, pack
 
 EVAL_STREAM = -1  # hash_seed index of the evaluation samples (training iterations use 0, 1, ...)
@@ -28,7 +28,8 @@ def gold_rewards(gold, tokenizer, responses: list[list[int]]) -> list[float]:
 
 
 def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
-                   seed: int, device, autocast, generate_batch: int = 32, forward_batch: int = 16, gold=None) -> dict:
+                   seed: int, device, autocast, generate_batch: int = 32, forward_batch: int = 16, gold=None,
+                   generator=None) -> dict:
     """Mean raw reward e(x, y) (the RM's own segmentation and aggregation), the normalised reward PPO
     optimises (sum of per-token scores, when the scorer has a normaliser), response length, sequence
     KL to pi_SFT, and share of responses cut at max_new_tokens, over one sample per prompt; with
@@ -37,8 +38,9 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
 
     if not prompts:
         return {}
+    sample = generator or HFGenerator(policy)  # holding ``policy``'s weights
     with autocast():
-        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=max_new_tokens,
+        gen = sample(prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=max_new_tokens,
                        temperature=temperature, top_p=top_p, min_new_tokens=2, batch_size=generate_batch,
                        seed=hash_seed(seed, EVAL_STREAM), force_eos=True)
     rewards, kls, normalised = [], [], []
@@ -74,13 +76,16 @@ class HeldOut:
     device: str
     autocast: object
     gold: object = None  # gold(responses) -> rewards, or None
+    generator: object = None  # the stage's generator (models.generators); None = hf
 
     def __call__(self, policy) -> dict:
         s, c = self.section.sampling, self.section
+        generator = self.generator or HFGenerator()
+        generator.load(policy)
         return heldout_reward(policy, self.scorer, self.prompts, max_new_tokens=s.max_new_tokens,
                               temperature=s.temperature, top_p=s.top_p, seed=self.seed, device=self.device,
                               autocast=self.autocast, generate_batch=c.generate_batch, forward_batch=c.forward_batch,
-                              gold=self.gold)
+                              gold=self.gold, generator=generator)
 
     def before_after(self, reference, policy) -> dict:
         """pi_SFT (the reference) and the trained policy on the same prompts and seeds."""

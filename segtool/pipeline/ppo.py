@@ -26,6 +26,7 @@ from segtool.config.schema import Config
 from segtool.console import STDERR
 from segtool.core.schedule import iteration_prompts
 from segtool.errors import ArtifactError, ConfigError
+from segtool.models.generators import make_generator
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.policy_eval import split_heldout
 from segtool.pipeline.runner import run_stage
@@ -288,8 +289,6 @@ def compute(ctx: Context) -> Outcome:
                        folders=("rollouts",))
     gold = gold_reward(c, setup.tokenizer)
     # rank 0 only: no collectives inside
-    held_out = HeldOut(setup.scorer, [prompts.ids[i] for i in prompts.eval_idx], c, cfg.run.seed, setup.device, autocast,
-                       gold)
 
     start, metrics, before = 0, [], None
     state = load_checkpoint(rundir, record, setup, steppers) if ctx.resuming else None
@@ -299,14 +298,22 @@ def compute(ctx: Context) -> Outcome:
             kl_ctl.beta = state["beta"]
         if ctx.main:
             STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
-    if ctx.main:
-        _drop_rollouts_after(rundir, ctx.plan.art_id, start)
-        if before is None:
-            before = held_out(setup.policy)  # the policy is still pi_SFT here
-    ctx.sync()
+    # built once, from the policy as resumed; _iterate pushes every update into it
+    generator = make_generator(c.generator, setup.policy, max_model_len=setup.encoder.max_prompt_len + c.sampling.max_new_tokens,
+                               max_batch=max(c.generate_batch, 1), seed=cfg.run.seed, knob="ppo.generator")
+    held_out = HeldOut(setup.scorer, [prompts.ids[i] for i in prompts.eval_idx], c, cfg.run.seed, setup.device, autocast,
+                       gold, generator)
+    try:
+        if ctx.main:
+            _drop_rollouts_after(rundir, ctx.plan.art_id, start)
+            if before is None:
+                before = held_out(setup.policy)  # the policy is still pi_SFT here
+        ctx.sync()
 
-    _iterate(ctx, setup, steppers, prompts, autocast, kl_ctl, gold, range(start, total), metrics, before)
-    final = _finish(ctx, setup, metrics, before, held_out(setup.policy), prompts, total) if ctx.main else None
+        _iterate(ctx, setup, steppers, prompts, autocast, kl_ctl, gold, range(start, total), metrics, before, generator)
+        final = _finish(ctx, setup, metrics, before, held_out(setup.policy), prompts, total) if ctx.main else None
+    finally:
+        generator.close()
     return Outcome({"iterations": total, "episodes": total * c.rollout_batch}, final)
 
 
@@ -331,7 +338,7 @@ def gold_reward(c, tokenizer):
 
 
 def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, kl_ctl, gold, iterations: range,
-             metrics: list, before) -> None:
+             metrics: list, before, generator) -> None:
     """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every."""
     from segtool import distributed
     from segtool.pipeline.ppo_rollout import collect
@@ -348,11 +355,12 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
             picked = iteration_prompts(prompts.train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
             beta = kl_ctl.beta if kl_ctl is not None else c.kl_coef
             rollout = collect(setup.policy, setup.critic, setup.scorer, [prompts.ids[i] for i in picked], cfg,
-                              cfg.run.seed, it, setup.device, autocast, beta, reduce)
+                              cfg.run.seed, it, setup.device, autocast, beta, reduce, generator)
             _write_rollouts(ctx.rundir, art_id, ctx.record, rollout, setup.tokenizer, it + 1,
                             [prompts.rows[i].row_id for i in picked])
             t1 = time.perf_counter()
             trained = train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
+            generator.load(setup.policy)  # the next rollout samples from the updated weights
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
                  "beta": beta, "lr_actor": steppers[0].lr()}

@@ -21,7 +21,7 @@ from segtool.core.ppo import gae, interpolate, place_on_eos, shape_rewards, whit
 from segtool.core.rewards import aggregate, segment_rewards
 from segtool.errors import ConfigError
 from segtool.models.entropy import reference_pass
-from segtool.models.generation import generate, hash_seed
+from segtool.models.generation import HFGenerator, hash_seed
 from segtool.models.policy import Packed, logprobs_entropy, pack, state_values, to_aligned
 
 
@@ -188,15 +188,18 @@ def _cat_aligned(parts: list[torch.Tensor], width: int) -> torch.Tensor:
 
 
 def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed: int, iteration: int, device,
-            autocast, beta: float, reduce=None) -> Rollout:
-    """Sample one response per prompt with the policy and turn them into PPO's training targets."""
+            autocast, beta: float, reduce=None, generator=None) -> Rollout:
+    """Sample one response per prompt with the policy (through ``generator``, holding the policy's
+    current weights; hf by default) and turn them into PPO's training targets: the ids alone leave
+    the generator, every log-prob comes from the scoring passes below."""
     from segtool.distributed import rank as process_rank
 
     c = cfg.ppo
     rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()
+    sample = generator or HFGenerator(policy)
     with autocast():
-        gen = generate(policy, prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id,
+        gen = sample(prompts, eos_id=scorer.eos_id, pad_id=scorer.pad_id,
                        max_new_tokens=c.sampling.max_new_tokens, temperature=c.sampling.temperature,
                        top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                        seed=hash_seed(seed, iteration * 1000 + rank), force_eos=True)

@@ -26,6 +26,7 @@ from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR, progress
 from segtool.errors import ConfigError
+from segtool.models.generators import make_generator
 from segtool.pipeline import segment, train_rm
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
@@ -71,18 +72,20 @@ def total_iterations(c, n_train: int) -> int:
 
 
 def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, iteration: int, device, autocast,
-                      token_scorer=None) -> dict:
-    """k samples per prompt, their rewards, the best of each prompt, and its loss mask."""
+                      token_scorer=None, generator=None) -> dict:
+    """k samples per prompt (from ``generator``, holding the policy's weights; hf by default), their
+    rewards, the best of each prompt, and its loss mask."""
     import torch
 
     from segtool.core.rs import best_of_k
-    from segtool.models.generation import generate, hash_seed
+    from segtool.models.generation import HFGenerator, hash_seed
     from segtool.models.policy import pack
     from segtool.pipeline.ppo_rollout import score_batch
 
     repeated = [p for p in prompts for _ in range(c.k)]  # prompt-major: sample j of prompt i at i * k + j
+    sample = generator or HFGenerator(policy)
     with autocast():
-        gen = generate(policy, repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.sampling.max_new_tokens,
+        gen = sample(repeated, eos_id=scorer.eos_id, pad_id=scorer.pad_id, max_new_tokens=c.sampling.max_new_tokens,
                        temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2, batch_size=c.generate_batch,
                        seed=hash_seed(seed, iteration), force_eos=True)
     rewards = torch.zeros(len(repeated))
@@ -186,9 +189,16 @@ def compute(ctx: Context) -> Outcome:
         start, metrics = state["step"], state["metrics"]
         STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
 
-    _iterate(ctx, models, stepper, autocast, prompt_ids, train_idx, range(start, total), metrics)
-    held_out = HeldOut(models.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, ctx.device, autocast)
-    evaluation = held_out.before_after(models.ref, models.policy)
+    # built once, from the policy as resumed; _iterate pushes every update into it
+    generator = make_generator(c.generator, models.policy, max_model_len=models.encoder.max_prompt_len + c.sampling.max_new_tokens,
+                               max_batch=max(c.generate_batch, 1), seed=cfg.run.seed, knob="rs.generator")
+    try:
+        _iterate(ctx, models, stepper, autocast, prompt_ids, train_idx, range(start, total), metrics, generator)
+        held_out = HeldOut(models.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, ctx.device, autocast,
+                           generator=generator)
+        evaluation = held_out.before_after(models.ref, models.policy)
+    finally:
+        generator.close()
     _write_outputs(ctx, models, metrics, evaluation, total)
     kept_all = sum(m["tokens"] * (1 - m["masked_fraction"]) for m in metrics)
     final = {"iterations": total, "train_prompts": int(len(train_idx)), "k": c.k,
@@ -224,7 +234,7 @@ def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
 
 
 def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, train_idx, iterations: range,
-             metrics: list) -> None:
+             metrics: list, generator) -> None:
     """Sample, select and train in each iteration; a checkpoint every rs.checkpoint_every."""
     from segtool.core.schedule import iteration_prompts
     from segtool.models.loading import pad_id_of
@@ -237,10 +247,11 @@ def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, 
             lr = stepper.lr()
             picked = iteration_prompts(train_idx, it, c.rollout_batch, cfg.run.seed)
             sel = sample_and_select(models.policy, models.scorer, [prompt_ids[i] for i in picked], c, cfg.run.seed, it,
-                                    ctx.device, autocast, models.token_scorer)
+                                    ctx.device, autocast, models.token_scorer, generator)
             t1 = time.perf_counter()
             losses = train_on(models.policy, models.ref, sel, c, pad_id, ctx.device, autocast, stepper, (cfg.run.seed, it),
                               cfg.segment.chunk_size, models.scorer.pack_width)
+            generator.load(models.policy)  # the next iteration samples from the updated weights
             tokens = sum(len(r) for r in sel["responses"])
             kept = float(sum(m.sum() for m in sel["masks"]))
             metrics.append({"iteration": it + 1, "reward_mean": float(sel["rewards"].mean()),
