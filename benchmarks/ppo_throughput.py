@@ -32,6 +32,7 @@ import torch
 
 from segtool.errors import ConfigError
 from segtool.models.generators import make_generator
+from segtool.models.precision import compute_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
@@ -135,7 +136,8 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
     t_build = time.perf_counter()
     try:  # as the stage builds it: once, from the in-memory policy
         generator = make_generator(generator_name, setup.policy, max_model_len=setup.encoder.max_prompt_len
-                                   + c.sampling.max_new_tokens, max_batch=c.generate_batch, seed=0, knob="ppo.generator")
+                                   + c.sampling.max_new_tokens, max_batch=c.generate_batch, seed=0, knob="ppo.generator",
+                                   dtype=compute_dtype(autocast, next(setup.policy.parameters()).dtype))
     except ConfigError as err:
         counter.close()
         return base | {"error": err.message}

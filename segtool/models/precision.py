@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
+
 from segtool.errors import ConfigError
 
 
@@ -14,8 +16,6 @@ def no_autocast():
 def make_autocast(bf16: str, device: str, knob: str):
     """A zero-argument factory of the autocast context for ``device``: bf16 when ``bf16`` is "true",
     or "auto" and the device supports it; ``knob`` names the setting in the error for "true"."""
-    import torch
-
     if bf16 == "false":
         return no_autocast
     kind = "cuda" if device.startswith("cuda") else "cpu"
@@ -25,3 +25,8 @@ def make_autocast(bf16: str, device: str, knob: str):
     if not supported:
         return no_autocast
     return lambda: torch.autocast(kind, dtype=torch.bfloat16)
+
+
+def compute_dtype(autocast, weights_dtype: torch.dtype) -> torch.dtype:
+    """The dtype passes run in under ``autocast`` (a ``make_autocast`` factory): bf16, or the weights' own."""
+    return weights_dtype if autocast is no_autocast else torch.bfloat16

@@ -19,6 +19,7 @@ vLLM is optional: it is imported here, lazily, and only when a stage asks for it
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import shutil
@@ -91,7 +92,8 @@ def check_supported(vllm_platform, config, knob: str) -> None:
 class VLLMGenerator:
     """A vLLM engine that samples from the weights last given to ``load``."""
 
-    def __init__(self, model, *, max_model_len: int, max_batch: int, seed: int = 0, knob: str = "generator"):
+    def __init__(self, model, *, max_model_len: int, max_batch: int, seed: int = 0, knob: str = "generator",
+                 dtype: torch.dtype | None = None):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: weights are handed over, not piped
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # never pin the training process's threads
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -100,7 +102,7 @@ class VLLMGenerator:
 
         config = model.config
         check_supported(current_platform, config, knob)
-        dtype = next(model.parameters()).dtype
+        dtype = dtype or next(model.parameters()).dtype  # a stage's bf16 autocast: sample in bf16 too
         max_model_len = min(max_model_len, int(getattr(config, "max_position_embeddings", max_model_len)))
         self.folder = tempfile.mkdtemp(prefix="segtool-vllm-")
         config.save_pretrained(self.folder)  # the architecture only; weights come from memory (load)
@@ -154,7 +156,9 @@ class VLLMGenerator:
         return Generated(responses, truncated, new_tokens)
 
     def close(self) -> None:
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            del llm
+        """Free the engine (its KV cache and weights) for whatever the stage does next."""
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         shutil.rmtree(self.folder, ignore_errors=True)

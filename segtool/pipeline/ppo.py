@@ -27,6 +27,7 @@ from segtool.console import STDERR
 from segtool.core.schedule import iteration_prompts
 from segtool.errors import ArtifactError, ConfigError
 from segtool.models.generators import make_generator
+from segtool.models.precision import compute_dtype, make_autocast
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.policy_eval import split_heldout
 from segtool.pipeline.runner import run_stage
@@ -266,7 +267,6 @@ def compute(ctx: Context) -> Outcome:
 
     from segtool import distributed
     from segtool.core.ppo import AdaptiveKL
-    from segtool.models.precision import make_autocast
     from segtool.pipeline.policy_eval import HeldOut
     from segtool.pipeline.ppo_train import make_optimisers
 
@@ -300,7 +300,8 @@ def compute(ctx: Context) -> Outcome:
             STDERR.print(f"resuming {STAGE} after iteration {start} of {total}")
     # built once, from the policy as resumed; _iterate pushes every update into it
     generator = make_generator(c.generator, setup.policy, max_model_len=setup.encoder.max_prompt_len + c.sampling.max_new_tokens,
-                               max_batch=max(c.generate_batch, 1), seed=cfg.run.seed, knob="ppo.generator")
+                               max_batch=c.generate_batch, seed=cfg.run.seed, knob="ppo.generator",
+                               dtype=compute_dtype(autocast, next(setup.policy.parameters()).dtype))
     held_out = HeldOut(setup.scorer, [prompts.ids[i] for i in prompts.eval_idx], c, cfg.run.seed, setup.device, autocast,
                        gold, generator)
     try:

@@ -27,6 +27,7 @@ from segtool.config.schema import Config
 from segtool.console import STDERR, progress
 from segtool.errors import ConfigError
 from segtool.models.generators import make_generator
+from segtool.models.precision import compute_dtype, make_autocast
 from segtool.pipeline import segment, train_rm
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
@@ -160,7 +161,6 @@ def compute(ctx: Context) -> Outcome:
     import torch
 
     from segtool.inputs.prompts import read_prompts
-    from segtool.models.precision import make_autocast
     from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
     from segtool.training.optim import build_optimiser
     from segtool.training.steppers import LocalStepper
@@ -191,7 +191,8 @@ def compute(ctx: Context) -> Outcome:
 
     # built once, from the policy as resumed; _iterate pushes every update into it
     generator = make_generator(c.generator, models.policy, max_model_len=models.encoder.max_prompt_len + c.sampling.max_new_tokens,
-                               max_batch=max(c.generate_batch, 1), seed=cfg.run.seed, knob="rs.generator")
+                               max_batch=c.generate_batch, seed=cfg.run.seed, knob="rs.generator",
+                               dtype=compute_dtype(autocast, next(models.policy.parameters()).dtype))
     try:
         _iterate(ctx, models, stepper, autocast, prompt_ids, train_idx, range(start, total), metrics, generator)
         held_out = HeldOut(models.scorer, [prompt_ids[i] for i in eval_idx], c, cfg.run.seed, ctx.device, autocast,

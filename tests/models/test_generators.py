@@ -87,3 +87,10 @@ def test_kv_cache_holds_the_whole_batch_at_full_length():
     per_token = 2 * 3 * 1 * 32 * 4  # keys and values, layers, kv heads, head size, float32 bytes
     size = kv_cache_bytes(config, torch.float32, max_model_len=200, max_batch=5, block=128)
     assert size == per_token * 128 * 3 * 5  # 200 tokens -> 2 blocks, + 1 spare, for each of 5 sequences
+
+
+def test_the_engine_computes_in_the_stages_autocast_dtype():
+    from segtool.models.precision import compute_dtype, make_autocast
+
+    assert compute_dtype(make_autocast("false", "cpu", "ppo.bf16"), torch.float32) == torch.float32
+    assert compute_dtype(make_autocast("true", "cpu", "ppo.bf16"), torch.float32) == torch.bfloat16
