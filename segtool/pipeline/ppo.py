@@ -288,7 +288,6 @@ def compute(ctx: Context) -> Outcome:
     record = ctx.begin(inputs, layout={"iterations": total, "world_size": distributed.world()}, staged=("policy",),
                        folders=("rollouts",))
     gold = gold_reward(c, setup.tokenizer)
-    # rank 0 only: no collectives inside
 
     start, metrics, before = 0, [], None
     state = load_checkpoint(rundir, record, setup, steppers) if ctx.resuming else None
@@ -302,6 +301,7 @@ def compute(ctx: Context) -> Outcome:
     generator = make_generator(c.generator, setup.policy, max_model_len=setup.encoder.max_prompt_len + c.sampling.max_new_tokens,
                                max_batch=c.generate_batch, seed=cfg.run.seed, knob="ppo.generator",
                                dtype=compute_dtype(autocast, next(setup.policy.parameters()).dtype))
+    # rank 0 only: no collectives inside
     held_out = HeldOut(setup.scorer, [prompts.ids[i] for i in prompts.eval_idx], c, cfg.run.seed, setup.device, autocast,
                        gold, generator)
     try:
