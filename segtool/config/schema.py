@@ -50,6 +50,7 @@ from segtool.config.modes import (
     PACKING,
     READOUTS,
     REWARD_MODES,
+    REWARD_SOURCES,
     STRATEGIES,
     TEMPLATES,
 )
@@ -213,6 +214,16 @@ class PPOConfig(Section):
     c_ent: float = knob(0.0, "entropy cut-off for PPO-time segments in bandit-as-segment mode (0 = the reward model's c_ent)", limits=NON_NEGATIVE)
     interpolation: str = knob("even", "segment reward -> tokens: even (paper: r_t / |a_t| on every token), repeat or end",
                               choices=INTERPOLATIONS)
+    reward_source: str = knob("rm", "rm (the reward model, as ppo.reward_mode places it) or dpo (RTO, arXiv 2404.18922: "
+                              "every token gets beta log pi_DPO/pi_SFT from the DPO policy of this config, trained first)",
+                              choices=REWARD_SOURCES)
+    dpo_reward_scale: float = knob(0.0, "reward_source = dpo: beta of the token reward beta log pi_DPO/pi_SFT "
+                                   "(0 = the DPO policy's own dpo.beta; RTO's released recipe: 0.05)", limits=NON_NEGATIVE)
+    dpo_reward_clip: float = knob(0.0, "reward_source = dpo: each token's DPO reward is clamped to [-clip, clip] "
+                                  "(0 = off; RTO's released recipe: 0.05)", limits=NON_NEGATIVE)
+    dpo_rm_weight: float = knob(0.0, "reward_source = dpo: weight of the reward model's reward (placed as ppo.reward_mode "
+                                "says) added to the DPO token rewards (0 = none; RTO's released recipe: 1 with a "
+                                "sequence-reward mode)", limits=NON_NEGATIVE)
     reward_clamp: float = knob(10.0, "per-token rewards are clamped to [-reward_clamp, reward_clamp]", limits=POSITIVE)
     missing_eos_penalty: float = knob(0.0, "subtracted from the reward of responses cut at max_new_tokens (0 = off)", limits=NON_NEGATIVE)
     kl_coef: float = knob(0.01, "beta of the per-token k1 KL penalty -beta (log pi - log pi_SFT)", limits=NON_NEGATIVE)
@@ -236,6 +247,10 @@ class PPOConfig(Section):
     max_prompt_len: int = knob(1024, "prompt tokens kept (the right end), at most the RM's max_prompt_len (paper 1024)", limits=AT_LEAST_ONE)
     sampling: SamplingConfig = table(SamplingConfig, "rollouts and the held-out evaluation")
     mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)", choices=MASKS)
+    forking_ratio: float = knob(0.0, "forking tokens (arXiv 2506.01939): the policy loss keeps only the ceil(ratio x n) "
+                                "highest-entropy tokens (the policy's entropy at sampling) of the n the ppo.mask keeps "
+                                "in each rollout batch; the value loss keeps all (0 = off; the paper: 0.2)",
+                                limits=UNIT_INTERVAL)
     gold: str = knob("none", "also score rollouts and held-out answers with a programmatic gold scorer: none, or defects "
                      "(segtool.credit.gold: repeated sentences, unfinished endings, listed insults, wrong arithmetic; "
                      "gold reward = -count)", choices=GOLD_SCORERS)
@@ -254,9 +269,23 @@ class PPOConfig(Section):
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False, limits=Limits(0, 2))
 
     def rules(self) -> list[Rule]:
+        dpo_knobs = [f"ppo.{k} = {getattr(self, k)}" for k in ("dpo_reward_scale", "dpo_reward_clip", "dpo_rm_weight")
+                     if getattr(self, k)]
+        rm_unread = self.reward_source == "dpo" and not self.dpo_rm_weight
         return [(self.rollout_batch % self.train_batch == 0 and self.train_batch % self.micro_batch == 0,
                  f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
-                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")]
+                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes"),
+                (self.reward_source == "dpo" or not dpo_knobs,
+                 f"{', '.join(dpo_knobs)} shape DPO token rewards, which ppo.reward_source = rm does not use",
+                 "set ppo.reward_source = dpo, or drop them"),
+                (not (rm_unread and self.interpolation != "even"),
+                 f"ppo.interpolation = {self.interpolation!r} places the reward model's segment rewards, which "
+                 "ppo.reward_source = dpo with dpo_rm_weight = 0 does not add",
+                 "drop ppo.interpolation, or set ppo.dpo_rm_weight > 0 to add the reward model's reward"),
+                (not (rm_unread and self.c_ent > 0 and self.reward_mode != "bandit-as-segment"),
+                 f"ppo.c_ent = {self.c_ent} segments the reward model's rewards, which ppo.reward_source = dpo with "
+                 "dpo_rm_weight = 0 does not add",
+                 "drop ppo.c_ent, or set ppo.dpo_rm_weight > 0 to add the reward model's reward")]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from segtool.config.schema import Config
 from segtool.console import STDERR
 from segtool.core.schedule import iteration_prompts
 from segtool.errors import ArtifactError, ConfigError
+from segtool.pipeline import dpo
+from segtool.pipeline.adaptive_rewards import Source, TokenScorer
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.policy_eval import split_heldout
 from segtool.pipeline.runner import run_stage
@@ -46,6 +48,8 @@ def plan(cfg: Config) -> Plan:
     from segtool.pipeline.segment import data_identity
 
     parents = [train_rm.plan(cfg).art_id, fit_normalizer.plan(cfg).art_id]
+    if cfg.ppo.reward_source == "dpo":
+        parents.append(dpo.plan(cfg).art_id)
     prompts_cfg = dataclasses.replace(cfg.data, path=prompts_path(cfg))
     ident = {**identity_view(cfg, ("ppo",)), "seed": cfg.run.seed,
              "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
@@ -115,7 +119,7 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     from segtool.models.packing import packing_width
     from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
     from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
-    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
+    from segtool.pipeline.ppo_rollout import DPOReward, Scorer, reward_spec
     from segtool.training.loading import load_trainable
 
     c = cfg.ppo
@@ -147,9 +151,14 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     needs_punct = "punct" in (spec.rm_strategy, spec.ppo_strategy)
     backbones = {"reference": split_causal_lm(ref)[0], "reward model": rm.backbone, "policy": split_causal_lm(policy)[0],
                  "critic": critic.backbone}
+    dpo_reward = None
+    if c.reward_source == "dpo":  # RTO: the DPO policy, sharing PPO's pi_SFT as its reference
+        token_scorer = TokenScorer(cfg, dpo_source(cfg, rundir), device, source.fingerprint(), ref=ref)
+        dpo_reward = DPOReward(token_scorer, c.dpo_reward_scale, c.dpo_reward_clip, c.dpo_rm_weight)
+        backbones["DPO policy"] = split_causal_lm(token_scorer.policy)[0]
     pack_width, note = packing_width(c.packing, c.pack_width, backbones, ref.config.vocab_size, device, "ppo.packing")
     scorer = Scorer(ref, rm, normaliser, spec, punct_table(tokenizer) if needs_punct else None, pad_id,
-                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width)
+                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width, dpo_reward)
     return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device, note)
 
 
@@ -284,6 +293,8 @@ def compute(ctx: Context) -> Outcome:
     inputs = {"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
               "prompts": ctx.plan.identity_config["prompts"], "train_prompts": int(len(prompts.train_idx)),
               "eval_prompts": int(len(prompts.eval_idx)), "skipped_prompt_rows": prompts.skipped}
+    if c.reward_source == "dpo":
+        inputs["dpo_policy"] = ctx.parents["dpo"].artifact_id
     record = ctx.begin(inputs, layout={"iterations": total, "world_size": distributed.world()}, staged=("policy",),
                        folders=("rollouts",))
     gold = gold_reward(c, setup.tokenizer)
@@ -310,7 +321,27 @@ def compute(ctx: Context) -> Outcome:
     return Outcome({"iterations": total, "episodes": total * c.rollout_batch}, final)
 
 
-DEFINITION = Stage(STAGE, plan, compute, parents=("train-rm", "fit-normalizer"), data_parallel=True)
+def parents_for(cfg: Config):
+    """The reward model and its normaliser; with ppo.reward_source = dpo also the DPO policy of this
+    config (RTO's token rewards), trained first when missing."""
+    yield "train-rm", cfg
+    yield "fit-normalizer", cfg
+    if cfg.ppo.reward_source == "dpo":
+        yield "dpo", cfg
+
+
+def dpo_source(cfg: Config, rundir: RunDir) -> Source:
+    """The DPO policy of this config (``segtool dpo`` with the same settings), for RTO's token rewards."""
+    art_id = dpo.plan(cfg).art_id
+    record = rundir.get(art_id)
+    if record is None or record["status"] != "complete":
+        raise ArtifactError(f"ppo.reward_source = dpo needs the DPO policy of this config, and {rundir.root} has no "
+                            f"complete dpo artifact {art_id[:12]}",
+                            "run `segtool dpo` with the same settings there first (`segtool ppo` and `segtool run` do)")
+    return Source("dpo", rundir.path_of(record, "policy"), (art_id,), "")
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents_for=parents_for, data_parallel=True)
 
 
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
@@ -341,7 +372,7 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
     cfg, c, art_id, total = ctx.cfg, ctx.cfg.ppo, ctx.plan.art_id, iterations.stop
     logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
     reduce = sum_over_ranks if distributed.launched() else None
-    with LiveView(ctx.quiet, total, f"ppo ({c.reward_mode}) {art_id[:12]}") as view:
+    with LiveView(ctx.quiet, total, f"ppo ({c.reward_mode if c.reward_source == 'rm' else 'dpo token rewards'}) {art_id[:12]}") as view:
         view.update(metrics)
         for it in iterations:
             t0 = time.perf_counter()
@@ -438,7 +469,9 @@ def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict
     train_seconds = sum(m["seconds"] for m in metrics)
     return {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
+        "reward_source": c.reward_source,
         **_before_after(before, after), "eval_prompts": len(prompts.eval_idx), "mask": c.mask,
+        "forking_ratio": c.forking_ratio,
         "masked_fraction": round(sum(m["masked_fraction"] for m in metrics) / max(len(metrics), 1), 4),
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
