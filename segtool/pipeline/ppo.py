@@ -210,6 +210,7 @@ def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
         "kl": pa.array(rows(r.kl), f32),
         "logp": pa.array(rows(r.logp), f32),
         "ref_logp": pa.array(rows(r.ref_logp), f32),
+        "entropy": pa.array(rows(r.entropy), f32),  # the policy's, at sampling: what ppo.forking_ratio ranks
         "value": pa.array(rows(r.values), f32),
         "advantage": pa.array(rows(r.advantages), f32),
         "return": pa.array(rows(r.returns), f32),
