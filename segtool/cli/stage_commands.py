@@ -31,6 +31,8 @@ normalizer.kind = global, last or none.
 Per iteration: sample, one pi_SFT pass for KL log-probs and segmenting entropies, RM segment
 rewards, location-aware normalisation, interpolation, KL penalty, GAE, clipped policy/value
 updates. Modes (ppo.reward_mode): segment, token, bandit, bandit-as-segment, segment-as-bandit.
+ppo.reward_source = dpo (RTO) rewards every token with beta log pi_DPO/pi_SFT of this config's DPO
+policy (trained first); ppo.forking_ratio keeps only the highest-entropy tokens in the policy loss.
 Writes per-iteration rollouts, checkpoints (--resume), the policy in Hugging Face layout,
 metrics and held-out reward before/after. Runs the earlier stages first when missing.
 """,
