@@ -22,7 +22,7 @@ import numpy as np
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
-from segtool.config.schema import Config
+from segtool.config.schema import Config, NormalizerConfig
 from segtool.console import STDERR
 from segtool.core.schedule import iteration_prompts
 from segtool.errors import ArtifactError, ConfigError
@@ -43,10 +43,20 @@ def prompts_path(cfg: Config) -> str:
     return cfg.ppo.prompts or cfg.data.path
 
 
+def _check(cfg: Config) -> None:
+    """Cross-section knobs RTO leaves unused (ppo's own are checked by its schema rules)."""
+    c, default = cfg.ppo, NormalizerConfig.kind
+    if c.reward_source == "dpo" and not c.dpo_rm_weight and cfg.normalizer.kind != default:
+        raise ConfigError(f"normalizer.kind = {cfg.normalizer.kind!r} normalises the reward model's rewards, which "
+                          "ppo.reward_source = dpo with dpo_rm_weight = 0 does not add",
+                          f"drop normalizer.kind (default {default!r}), or set ppo.dpo_rm_weight > 0")
+
+
 def plan(cfg: Config) -> Plan:
     from segtool.pipeline import fit_normalizer, train_rm
     from segtool.pipeline.segment import data_identity
 
+    _check(cfg)
     parents = [train_rm.plan(cfg).art_id, fit_normalizer.plan(cfg).art_id]
     if cfg.ppo.reward_source == "dpo":
         parents.append(dpo.plan(cfg).art_id)
@@ -325,6 +335,7 @@ def compute(ctx: Context) -> Outcome:
 def parents_for(cfg: Config):
     """The reward model and its normaliser; with ppo.reward_source = dpo also the DPO policy of this
     config (RTO's token rewards), trained first when missing."""
+    _check(cfg)  # before anything is trained for nothing
     yield "train-rm", cfg
     yield "fit-normalizer", cfg
     if cfg.ppo.reward_source == "dpo":

@@ -419,6 +419,9 @@ def test_rto_ppo_trains_the_dpo_policy_first_and_records_it(rundir):
     from segtool.pipeline import dpo, ppo
 
     workdir = rundir()
+    with pytest.raises(ConfigError, match="normalizer.kind = 'global' normalises the reward model's rewards"):
+        ppo.run(config("tiny-dpo", workdir, "ppo.reward_source=dpo", "normalizer.kind=global", *DPO_SETS), quiet=True)
+    assert RunDir(workdir).head("dpo") is None  # refused before anything was trained
     cfg = config("tiny-dpo", workdir, "ppo.reward_source=dpo", "ppo.iterations=1", *DPO_SETS)
     result = ppo.run(cfg, quiet=True)
     rd = RunDir(workdir)
