@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from segtool.models.varlen import uses_varlen
+
 
 @dataclass
 class PackPlan:
@@ -92,7 +94,6 @@ def backbone_hidden(backbone, input_ids: torch.Tensor, attention_mask: torch.Ten
     if plan is None:
         out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    from segtool.models.varlen import uses_varlen
 
     extra = {"segtool_spans": plan.spans} if uses_varlen(backbone) else {}
     out = backbone(input_ids=plan.input_ids, position_ids=plan.position_ids, use_cache=False, **extra)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-# torch (and core.rewards, built on it) is imported inside the functions below: the train-rm stage
-# module imports this one, and planning a stage (`segtool status`) loads no torch.
+from segtool.core.rewards import aggregate, segment_rewards
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,6 @@ def pairs_from_segments(table) -> tuple[np.ndarray, list[tuple[Example, Example]
 
 def collate(examples: list[Example], pad_id: int):
     """Right-padded batch plus flat segment positions: ends [S] absolute, rows [S]."""
-    import torch
-
     width = max(e.length for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -63,10 +61,6 @@ def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=N
 
     outputs: the (values, hidden) of ``rm`` on this batch when the caller already ran it.
     """
-    import torch
-
-    from segtool.core.rewards import aggregate, segment_rewards
-
     ends, rows = batch["ends"].to(device), batch["rows"].to(device)
     if outputs is None:
         outputs = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))

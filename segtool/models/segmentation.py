@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.schema import Config
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.errors import InputError
+from segtool.models.entropy import response_entropy
 
 SIDES = ("chosen", "rejected")
 
@@ -40,11 +42,6 @@ def encode_pairs(pairs, encoder) -> list[Sequence]:
 
 def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None) -> list[np.ndarray]:
     """Response-position entropies for every sequence: one backbone pass per length-sorted batch."""
-    # lazy: the segment stage module imports this one, and planning a stage loads no torch
-    import torch
-
-    from segtool.models.entropy import response_entropy
-
     out: list[np.ndarray] = [None] * len(seqs)
     lengths = [len(s.prompt) + len(s.response) for s in seqs]
     for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens):
