@@ -3,16 +3,15 @@ one OptimConfig (a stage's `optim` table, or PPO's `actor` / `critic`)."""
 
 from __future__ import annotations
 
+import torch
+
 from segtool.config.schema import OptimConfig
+from segtool.core.schedule import warmup_cosine
 
 
 def build_optimiser(model, settings: OptimConfig, total_steps: int, fused: bool | None = None):
     """(AdamW over ``model``'s parameters, LambdaLR: warm-up then cosine to min_lr_ratio * lr over
     ``total_steps``). ``fused`` is passed to AdamW only when given (None keeps torch's own choice)."""
-    import torch
-
-    from segtool.core.schedule import warmup_cosine
-
     kernel = {} if fused is None else {"fused": fused}
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
                             weight_decay=settings.weight_decay, **kernel)
