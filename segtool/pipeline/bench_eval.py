@@ -14,11 +14,17 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from segtool.artifacts.files import strict_json
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segtool.artifacts.files import atomic_path, atomic_write_text, strict_json
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
-from segtool.eval import benchmarks
+from segtool.errors import ConfigError
+from segtool.eval import alpaca_judging, arena_judging, benchmarks, formats, judges, mtbench_judging, stored
+from segtool.eval.gsm8k_metrics import last_number, reference_answer
+from segtool.eval.reports import markdown_report
 from segtool.pipeline import bench_answers
 from segtool.pipeline import stage as protocol
 from segtool.pipeline.bench_answers import Target
@@ -48,8 +54,6 @@ def baseline_target(cfg: Config) -> Target | None:
 def check_judge(cfg: Config, bench: str, judge=None) -> None:
     """Refuse what cannot work before anything is generated: a reward model cannot grade MT-Bench."""
     if bench == "mtbench" and (cfg.eval.judge == "proxy" or getattr(judge, "proxy", False)):
-        from segtool.errors import ConfigError
-
         raise ConfigError("MT-Bench grades single answers on a 1-10 scale, which a reward model cannot give",
                           "use an LLM judge: --judge http (an OpenAI-compatible endpoint) or --judge hf --judge-model DIR")
 
@@ -69,8 +73,6 @@ class Plan:
 def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | None = None, rm: str | None = None,
          stage: str | None = None) -> Plan:
     """The eval artifact's identity, computed without loading any model."""
-    from segtool.eval import judges
-
     check_judge(cfg, bench, judge)
     answers_id = bench_answers.plan_id(cfg, bench, target)
     ident = {"bench": bench, "answers": answers_id}
@@ -147,14 +149,11 @@ def _baseline_answers(cfg: Config, the_plan: Plan, items, resume, force, quiet) 
 
 
 def _judge(cfg: Config, the_plan: Plan, rows: list[dict], *, resume, force, quiet) -> tuple[dict, dict]:
-    from segtool.eval import alpaca_judging, arena_judging, formats, mtbench_judging, stored
-    from segtool.eval.judges import cache_for
-
     bench, judge, name = the_plan.bench, the_plan.judge, the_plan.target.name
     by_index = {q.index: q for q in benchmarks.questions(bench)}
     items = [by_index[r["index"]] for r in rows]
     outputs = [r["turns"][0] for r in rows]
-    cache = cache_for(cfg, judge)
+    cache = judges.cache_for(cfg, judge)
     files = {}  # the answers in the benchmark's format are in the answers artifact
     common = {"judge": judge.label, "judge_name": judge.name, "judge_kind": judge.identity["kind"], "proxy": judge.proxy}
     if bench == "mtbench":
@@ -187,9 +186,6 @@ def _judge(cfg: Config, the_plan: Plan, rows: list[dict], *, resume, force, quie
 
 
 def _grade_gsm8k(rows: list[dict], target: Target) -> tuple[dict, dict]:
-    from segtool.eval import formats
-    from segtool.eval.gsm8k_metrics import last_number, reference_answer
-
     by_index = {q.index: q for q in benchmarks.questions("gsm8k")}
     graded = []
     for r in rows:
@@ -204,11 +200,6 @@ def _grade_gsm8k(rows: list[dict], target: Target) -> tuple[dict, dict]:
 
 def _write_judgments_parquet(path, bench: str, records: list[dict]) -> None:
     """The judgments as a flat table (one row per annotation / game / rated turn)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-
     if bench == "alpaca":
         cols = {k: [r[k] for r in records] for k in ("instruction", "generator_1", "generator_2", "output_1", "output_2")}
         cols["preference"] = pa.array([r["preference"] for r in records], pa.float64())
@@ -224,14 +215,10 @@ def _write_judgments_parquet(path, bench: str, records: list[dict]) -> None:
 
 
 def _write_text(path, text: str) -> None:
-    from segtool.artifacts.files import atomic_write_text
-
     atomic_write_text(path, text)
 
 
 def _report(cfg: Config, metrics: dict) -> str:
-    from segtool.eval.reports import markdown_report
-
     return markdown_report(metrics["benchmark"], [metrics])
 
 

@@ -8,14 +8,20 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.core.normalizer import Normaliser
 from segtool.core.splits import heldout_split
 from segtool.errors import ArtifactError, ConfigError
 from segtool.eval.answering import without_special_strings
 from segtool.models.generation import generate, hash_seed
+from segtool.models.loading import DTYPES, pad_id_of, resolve_model_source
 from segtool.models.policy import logprobs_entropy, pack
+from segtool.models.reward import METADATA, load_reward_model
+from segtool.pipeline.ppo_rollout import Scorer, reward_spec, score_batch
+from segtool.pipeline.segment import punct_table
 
 EVAL_STREAM = -1  # hash_seed index of the evaluation samples (training iterations use 0, 1, ...)
 
@@ -33,8 +39,6 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
     optimises (sum of per-token scores, when the scorer has a normaliser), response length, sequence
     KL to pi_SFT, and share of responses cut at max_new_tokens, over one sample per prompt; with
     ``gold(responses) -> rewards``, also the mean gold reward."""
-    from segtool.pipeline.ppo_rollout import score_batch
-
     if not prompts:
         return {}
     with autocast():
@@ -111,14 +115,6 @@ def rm_folder_of(rundir: RunDir, rm_id: str):
 def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tokens: int, key: str):
     """A PPO ``Scorer`` that reads only the raw sequence reward e(x, y) (RM's own segmentation and
     aggregation, no normaliser) and the reference log-probs: what ``heldout_reward`` needs."""
-    import torch
-
-    from segtool.core.normalizer import Normaliser
-    from segtool.models.loading import DTYPES, pad_id_of, resolve_model_source
-    from segtool.models.reward import METADATA, load_reward_model
-    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.pipeline.segment import punct_table
-
     meta = json.loads((rm_folder / METADATA).read_text())
     if resolve_model_source(cfg.model).fingerprint() != meta["sft_model"]:
         raise ConfigError("model.path is not the pi_SFT the reward model was trained from",

@@ -19,7 +19,6 @@ from segtool.models.policy import logprobs, pack, state_values, to_aligned
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
 
-
 TRAIN_LOGIT_CHUNK = 512  # LM-head positions per chunk in the policy's training forward pass
 
 
