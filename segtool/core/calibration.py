@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from sklearn.linear_model import HuberRegressor
 
 from .normalizer import Normaliser, bin_stats
