@@ -52,14 +52,8 @@ class RewardModel:
         """e(x, y) for each (prompt, response), in length-sorted batches."""
         if not items:
             return []
-        examples = rm_scoring.segment_responses(self._setup, [(_messages(p), _text(r)) for p, r in items])
-        order = sorted(range(len(examples)), key=lambda i: -examples[i].length)
-        out = [0.0] * len(examples)
-        for k in range(0, len(order), self._batch_size):
-            chunk = order[k : k + self._batch_size]
-            for i, e in zip(chunk, rm_scoring.batch_scores(self._setup, [examples[i] for i in chunk], contextlib.nullcontext)):
-                out[i] = float(e)
-        return out
+        texts = [(_messages(p), _text(r)) for p, r in items]
+        return rm_scoring.score_responses(self._setup, texts, self._batch_size, contextlib.nullcontext).tolist()
 
     def segments(self, prompt, response: str) -> list[Segment]:
         """The response's segments as the RM reads them: text, token span and reward r_t. Tokens after

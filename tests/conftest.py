@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -86,3 +87,22 @@ def _write_jsonl(path, rows) -> Path:
 @pytest.fixture
 def write_jsonl():
     return _write_jsonl
+
+
+@pytest.fixture
+def cli(capfd, monkeypatch):
+    """(exit code, stdout, stderr) of ``segtool ARGS`` run in this process through its entry point."""
+    from segtool.cli.app import main
+
+    def run(*args):
+        capfd.readouterr()
+        monkeypatch.setattr(sys, "argv", ["segtool", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run

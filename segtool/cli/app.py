@@ -143,27 +143,58 @@ def status(opts: StageOptions):
 def eval_rm(
     opts: StageOptions,
     rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder [default: the run directory's train-rm model].")] = None,
+    format_: Annotated[str, typer.Option("--format", help="pairs (preference rows), rewardbench2 (allenai/reward-bench-2 rows) or rmbench (THU-KEG/RM-Bench rows).")] = "pairs",
 ):
     """Pairwise accuracy and mean margin of a reward model on a preference file (--data), per `subset`
-    field and overall, segmenting the text exactly as the RM was trained."""
-    from rich.table import Table
-
+    field and overall; or, with --format rewardbench2|rmbench, that benchmark's official scores.
+    Every response is segmented exactly as the RM was trained."""
     from segtool.pipeline import eval_rm as stage
 
     cfg = opts.load()
-    result = stage.run(cfg, rm, force=opts.force, quiet=opts.json_)
+    result = stage.run(cfg, rm, fmt=format_, force=opts.force, quiet=opts.json_)
     if opts.json_:
         emit_json(result.to_json())
         return
     m = result.record["metrics"]
-    table = Table(title=f"reward model {m['rm']} on {cfg.data.path}", title_justify="left")
+    title = f"reward model {m['rm']} on {cfg.data.path}"
+    show = {"rewardbench2": _rewardbench2_table, "rmbench": _rmbench_table}.get(format_, _pairs_table)
+    STDOUT.print(show(m, title))
+
+
+def _pairs_table(m: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
     for col in ("subset", "pairs", "accuracy", "mean margin"):
         table.add_column(col, justify="right" if col != "subset" else "left")
     for name, sub in m["subsets"].items():
         table.add_row(name, str(sub["pairs"]), f"{sub['accuracy']:.4f}", f"{sub['mean_margin']:.4f}")
     if len(m["subsets"]) > 1:
         table.add_row("[bold]overall[/]", str(m["pairs"]), f"{m['accuracy']:.4f}", f"{m['mean_margin']:.4f}")
-    STDOUT.print(table)
+    return table
+
+
+def _rewardbench2_table(m: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=f"RewardBench 2: {title}", title_justify="left")
+    for col in ("subset", "rows", "score"):
+        table.add_column(col, justify="right" if col != "subset" else "left")
+    for name, sub in m["subsets"].items():
+        table.add_row(name, str(sub["rows"]), f"{sub['score']:.4f}")
+    table.add_row("[bold]overall[/] (mean of subsets)", str(m["rows"]), f"{m['score']:.4f}")
+    return table
+
+
+def _rmbench_table(m: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=f"RM-Bench: {title}", title_justify="left")
+    for col in ("domain", "rows", "hard", "normal", "easy", "score"):
+        table.add_column(col, justify="right" if col != "domain" else "left")
+    for name, row in [*m["domains"].items(), ("[bold]overall[/] (mean of domains)", m)]:
+        table.add_row(name, str(row["rows"]), *(f"{row[k]:.4f}" for k in ("hard", "normal", "easy", "score")))
+    return table
 
 
 @show_app.command("segments")

@@ -53,9 +53,29 @@ def register(eval_app) -> None:
               limit: LIMIT = None, compare: COMPARE = None,
               from_judgments: Annotated[Path | None, typer.Option("--from-judgments", help="Only compute the scores from arena-hard-auto judgments: a model_judgment/<judge>/ folder (one jsonl per model) or one jsonl file; no judge is called.", show_default=False)] = None,
               answers: Annotated[Path | None, typer.Option("--answers", help="With --from-judgments: model_answer jsonl file or folder, for the average token counts.", show_default=False)] = None,
-              baseline_name: Annotated[str, typer.Option("--baseline-name", help="With --from-judgments: the baseline's name in the battles.")] = "gpt-4-0314"):
-        """Arena-Hard v0.1: score against gpt-4-0314 (Bradley-Terry, two games per question, strong
-        verdicts x3) with its 95% bootstrap interval (100 rounds, seed 42) and average answer tokens."""
+              baseline_name: Annotated[str, typer.Option("--baseline-name", help="With --from-judgments: the baseline's name in the battles.")] = "gpt-4-0314",
+              version: Annotated[str, typer.Option("--version", help="Arena-Hard version: v0.1 (500 questions, baseline gpt-4-0314) or v2.0 (750 questions, per-category baselines and judge prompts, scores with and without style control).")] = "v0.1",
+              creative_baseline: Annotated[str | None, typer.Option("--creative-baseline", help="With --version v2.0: gemini-2.0-flash-001's answers (arena-hard-auto v2.0 model_answer jsonl), the creative_writing baseline; without it that category is skipped (default: eval.arena_creative_baseline).", show_default=False)] = None):
+        """Arena-Hard. v0.1: score against gpt-4-0314 (Bradley-Terry, two games per question, strong
+        verdicts x3) with its 95% bootstrap interval (100 rounds, seed 42) and average answer tokens.
+        v2.0 (--version v2.0): per category (hard_prompt vs o3-mini, creative_writing vs gemini-2.0-flash-001)
+        Bradley-Terry scores with 90% bootstrap intervals, with and without style control."""
+        if version not in ("v0.1", "v2.0"):
+            from segtool.errors import ConfigError
+
+            raise ConfigError(f"--version {version!r} is not an Arena-Hard version", "use v0.1 or v2.0")
+        if version == "v2.0":
+            if from_judgments is not None:
+                from segtool.errors import ConfigError
+
+                raise ConfigError("--from-judgments reads Arena-Hard v0.1 judgments only",
+                                  "drop --version v2.0, or judge the answers with `segtool eval arena --version v2.0`")
+            _evaluate("arena-v2", opts, locals())
+            return
+        if creative_baseline is not None:
+            from segtool.errors import ConfigError
+
+            raise ConfigError("--creative-baseline applies to Arena-Hard v2.0 only", "add --version v2.0")
         if from_judgments is not None:
             from segtool.eval import stored
 
@@ -105,7 +125,8 @@ def register(eval_app) -> None:
 
 def _overrides(args: dict) -> list[str]:
     """Flags that are shorthands for --set eval.KEY=VALUE (so the manifest records them)."""
-    keys = {"judge": "judge", "judge_url": "base_url", "judge_model": "judge_model", "baseline": "baseline", "limit": "limit"}
+    keys = {"judge": "judge", "judge_url": "base_url", "judge_model": "judge_model", "baseline": "baseline", "limit": "limit",
+            "creative_baseline": "arena_creative_baseline"}
     return [f"eval.{key}={json.dumps(args[flag])}" for flag, key in keys.items() if args.get(flag) is not None]
 
 

@@ -47,7 +47,9 @@ class StageOptions:
 
 def stage_command(fn):
     """Give ``fn(opts: StageOptions, **own)`` the shared options as real CLI parameters."""
-    own = [p for name, p in inspect.signature(fn).parameters.items() if name != "opts"]
+    # eval_str: typer reads the __signature__ given below as is, so string annotations (modules with
+    # `from __future__ import annotations`) must be resolved here or their typer.Option is lost
+    own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != "opts"]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         for name, (annotation, default) in SHARED.items()

@@ -60,6 +60,18 @@ from segtool.config.stages import KNOWN_STAGES
 CONFIG_VERSION = 2
 
 
+def packing_knob(passes: str):
+    """The packing switch of one stage's backbone passes (models.packing)."""
+    return knob("auto", f"{passes} on sequences packed into rows instead of padded: auto (on when a probe shows the "
+                "architecture honours position-id packing, else off with a note), on (error if not), off",
+                identity=False, choices=PACKING)
+
+
+def pack_width_knob(default: int):
+    return knob(default, "tokens per packed row (a longer sequence gets a row of its own)", identity=False,
+                limits=AT_LEAST_ONE)
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with linear warm-up and cosine decay (one per trained model)."""
@@ -132,7 +144,10 @@ class SegmentConfig(Section):
     n: int = knob(5, "segment length in tokens for the ngram strategy", limits=AT_LEAST_ONE)
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
     chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False, limits=AT_LEAST_ONE)
-    batch_tokens: int = knob(16384, "padded tokens per forward batch (length-sorted batches)", identity=False, limits=AT_LEAST_ONE)
+    batch_tokens: int = knob(16384, "tokens per forward batch (length-sorted batches; padded tokens count unless packed)",
+                             identity=False, limits=AT_LEAST_ONE)
+    packing: str = packing_knob("pi_SFT's entropy passes")
+    pack_width: int = pack_width_knob(2048)
     shard_rows: int = knob(1024, "input rows per output shard (the unit of --resume)", identity=False, limits=AT_LEAST_ONE)
     adaptive_source: str = knob("rm", "adaptive: per-token rewards from rm (value differences v_i - v_(i-1) of a segment RM) or dpo (implicit reward beta log pi/pi_ref of a DPO policy)",
                                 choices=ADAPTIVE_SOURCES)
@@ -160,6 +175,8 @@ class TrainRMConfig(Section):
     eval_fraction: float = knob(0.05, "share of pairs held out for evaluation (never trained on)", limits=OPEN_UNIT)
     bf16: str = knob("auto", "bf16 autocast: auto (on when the device supports it), true or false", choices=BF16)
     gradient_checkpointing: bool = knob(True, "recompute activations in the backward pass to save memory", identity=False)
+    packing: str = packing_knob("reward-model passes (train-rm, eval rm, fit-normalizer, credit, proxy judge)")
+    pack_width: int = pack_width_knob(2048)
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
     zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False, limits=Limits(0, 3))
 
@@ -229,10 +246,8 @@ class PPOConfig(Section):
     micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False, limits=AT_LEAST_ONE)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
-    packing: str = knob("auto", "backbone passes on sequences packed into rows instead of padded: auto (on when a probe "
-                        "shows the architecture honours position-id packing, else off with a note), on (error if not), off",
-                        identity=False, choices=PACKING)
-    pack_width: int = knob(1024, "tokens per packed row (a longer sequence gets a row of its own)", identity=False, limits=AT_LEAST_ONE)
+    packing: str = packing_knob("backbone passes")
+    pack_width: int = pack_width_knob(1024)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
     log_to: str = knob("none", "also log metrics to tensorboard or wandb (when installed)", identity=False,
                        choices=METRIC_LOGGERS)
@@ -265,6 +280,7 @@ class EvalConfig(Section):
     top_p: float = knob(1.0, "nucleus sampling for answers sampled with temperature > 0", limits=UPPER_UNIT)
     limit: int = knob(0, "use only the first N prompts of a benchmark (0 = all)", limits=NON_NEGATIVE)
     gsm8k_shots: int = knob(0, "GSM8K few-shot examples (the first k shipped train problems, as chat turns); 0 = zero-shot", limits=NON_NEGATIVE)
+    arena_creative_baseline: str = knob("", "Arena-Hard v2.0: gemini-2.0-flash-001's answers (an arena-hard-auto v2.0 model_answer jsonl with metadata.token_len), the creative_writing baseline, which does not ship; empty = that category is skipped")
     bootstrap_rounds: int = knob(100, "Arena-Hard bootstrap rounds for the 95% interval (seed 42, as the official tool)", limits=AT_LEAST_ONE)
     proxy_prompts: int = knob(16, "AlpacaEval prompts in the offline proxy evaluation that ends `segtool run`", limits=NON_NEGATIVE)
     concurrency: int = knob(8, "judge requests in flight at once (http judge)", identity=False, limits=AT_LEAST_ONE)
@@ -313,6 +329,8 @@ class DPOConfig(Section):
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
     generate_batch: int = knob(32, "prompts per generate() call (evaluation)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (evaluation)", identity=False, limits=AT_LEAST_ONE)
+    packing: str = packing_knob("policy, reference and reward-model passes")
+    pack_width: int = pack_width_knob(2048)
 
     def rules(self) -> list[Rule]:
         return [(self.global_batch % self.micro_batch == 0,
@@ -341,6 +359,8 @@ class RSConfig(Section):
     micro_batch: int = knob(8, "samples per training forward pass", identity=False, limits=AT_LEAST_ONE)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass", identity=False, limits=AT_LEAST_ONE)
+    packing: str = packing_knob("policy, reference and reward-model passes")
+    pack_width: int = pack_width_knob(2048)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
 
     def rules(self) -> list[Rule]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def length_sorted_batches(lengths, batch_tokens: int) -> list[np.ndarray]:
-    """Group indices longest-first so that len(batch) * max_len(batch) <= batch_tokens.
+def length_sorted_batches(lengths, batch_tokens: int, packed: bool = False) -> list[np.ndarray]:
+    """Group indices longest-first so that len(batch) * max_len(batch) <= batch_tokens (padded
+    batches), or sum of lengths <= batch_tokens (``packed``: no padding to pay for).
 
     A sequence longer than the budget still gets a batch of its own.
     """
@@ -15,8 +16,11 @@ def length_sorted_batches(lengths, batch_tokens: int) -> list[np.ndarray]:
     order = np.argsort(-lengths, kind="stable")
     batches, start = [], 0
     while start < order.size:
-        longest = int(lengths[order[start]])
-        size = max(1, batch_tokens // max(longest, 1))
+        if packed:
+            within = np.cumsum(lengths[order[start:]]) <= batch_tokens
+            size = max(1, int(within.sum()))  # sorted longest-first: the running sum crosses once
+        else:
+            size = max(1, batch_tokens // max(int(lengths[order[start]]), 1))
         batches.append(order[start : start + size])
         start += size
     return batches

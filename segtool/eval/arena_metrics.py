@@ -61,7 +61,7 @@ def battles(verdicts_game1, verdicts_game2) -> list[str]:
     return [o for v in verdicts_game1 for o in _game(v, True)] + [o for v in verdicts_game2 for o in _game(v, False)]
 
 
-def _unpenalised() -> dict:
+def unpenalised() -> dict:
     """No regularisation: C = inf from scikit-learn 1.8 on (penalty=None is deprecated there)."""
     major, minor = (int(x) for x in sklearn.__version__.split(".")[:2])
     return {"C": math.inf} if (major, minor) >= (1, 8) else {"penalty": None}
@@ -94,7 +94,7 @@ def mle_ratings(games: list[tuple[str, str, str]], baseline: str) -> dict[str, f
             y[i] = y[n + i] = float(w == "model_a")
             if w == "tie":
                 y[i] = 1.0  # first copy an A win, second copy a B win
-        coef = LogisticRegression(fit_intercept=False, tol=1e-8, **_unpenalised()).fit(X, y).coef_[0]
+        coef = LogisticRegression(fit_intercept=False, tol=1e-8, **unpenalised()).fit(X, y).coef_[0]
         elo = SCALE * coef + INIT
         if baseline in index:
             elo += INIT - elo[index[baseline]]

@@ -31,6 +31,8 @@ class Spec:
 SPECS = {
     "alpaca": Spec("alpaca", DATA / "alpaca_eval" / "alpaca_eval_gpt4_baseline.json.gz", 2048, "gpt-4-1106-preview", "gpt4_1106_preview"),
     "arena": Spec("arena", DATA / "arena_hard" / "question.jsonl.gz", 4096, "gpt-4-1106-preview", "gpt-4-0314"),
+    # v2.0's baseline differs per category (ARENA_V2_BASELINES); o3-mini is the hard_prompt one
+    "arena-v2": Spec("arena-v2", DATA / "arena_hard_v2" / "question.jsonl.gz", 4096, "gpt-4.1", "o3-mini-2025-01-31"),
     "mtbench": Spec("mtbench", DATA / "mt_bench" / "question.jsonl", 1024, "gpt-4", ""),
     "gsm8k": Spec("gsm8k", DATA / "gsm8k" / "test.jsonl.gz", 512, "", ""),
 }
@@ -101,6 +103,8 @@ def _questions(bench: str) -> tuple[Question, ...]:
             turns = _need(row, "turns", list, where)
             out.append(Question(str(_need(row, "question_id", str, where)), i, row.get("category", ""),
                                 (_need(turns[0], "content", str, where),), {"cluster": row.get("cluster", "")}))
+    elif bench == "arena-v2":
+        out = list(arena_v2_questions(path))
     elif bench == "mtbench":
         for i, row in enumerate(read_jsonl(path)):
             where = f"{path}: line {i + 1}"
@@ -112,6 +116,20 @@ def _questions(bench: str) -> tuple[Question, ...]:
             where = f"{path}: line {i + 1}"
             out.append(Question(str(i), i, "gsm8k", (_need(row, "question", str, where),),
                                 {"solution": _need(row, "answer", str, where)}))
+    return tuple(out)
+
+
+def arena_v2_questions(path: Path) -> tuple[Question, ...]:
+    """Arena-Hard-Auto v2.0 questions (uid, category, subcategory, prompt) of a question.jsonl."""
+    out = []
+    for i, row in enumerate(read_jsonl(path)):
+        where = f"{path}: line {i + 1}"
+        category = _need(row, "category", str, where)
+        if category not in arena_v2_settings():
+            raise InputError(f"{where}: field 'category' = {category!r} has no judge settings",
+                             f"use one of: {', '.join(arena_v2_settings())}")
+        out.append(Question(_need(row, "uid", str, where), i, category, (_need(row, "prompt", str, where),),
+                            {"subcategory": row.get("subcategory", "")}))
     return tuple(out)
 
 
@@ -143,6 +161,76 @@ def official_baseline(bench: str, items: list[Question]) -> list[str]:
         table = arena_baseline()
         return [table[q.qid]["content"] for q in items]
     raise ConfigError(f"{bench} has no official baseline answers", "MT-Bench grades single answers; GSM8K has references")
+
+
+@cache
+def arena_v2_settings() -> dict[str, dict]:
+    """category -> {"baseline", "system_prompt"} of arena-hard-auto v2.0 (utils/judge_utils.py)."""
+    import yaml  # PyYAML: a dependency of transformers and datasets
+
+    return yaml.safe_load((DATA / "arena_hard_v2" / "judge_settings.yaml").read_text())
+
+
+@cache
+def arena_v2_judge_config() -> dict:
+    """arena-hard-auto's v2.0 judge config (template, verdict patterns, temperature, max_tokens)."""
+    import yaml
+
+    return yaml.safe_load((DATA / "arena_hard_v2" / "arena-hard-v2.0.yaml").read_text())
+
+
+def arena_v2_answers(path: Path) -> dict[str, dict]:
+    """uid -> {"model", "content", "token_len"} of a model_answer jsonl in arena-hard-auto v2.0's schema
+    (uid, model, messages[-1].content.answer, metadata.token_len)."""
+    out = {}
+    for i, row in enumerate(read_jsonl(path)):
+        where = f"{path}: line {i + 1}"
+        hint = "give an arena-hard-auto v2.0 model_answer jsonl (metadata added by its utils/add_markdown_info.py)"
+        uid = row.get("uid")
+        messages = row.get("messages")
+        content = messages[-1].get("content") if isinstance(messages, list) and messages and isinstance(messages[-1], dict) else None
+        answer = content.get("answer") if isinstance(content, dict) else None
+        token_len = (row.get("metadata") or {}).get("token_len") if isinstance(row.get("metadata"), dict) else None
+        for field_name, ok in (("uid", isinstance(uid, str) and uid), ("model", isinstance(row.get("model"), str)),
+                               ("messages[-1].content.answer", isinstance(answer, str)),
+                               ("metadata.token_len", isinstance(token_len, int) and not isinstance(token_len, bool))):
+            if not ok:
+                raise InputError(f"{where}: field '{field_name}' is missing or malformed", hint)
+        out[uid] = {"model": row["model"], "content": answer, "token_len": token_len}
+    return out
+
+
+ARENA_V2_SHIPPED = DATA / "arena_hard_v2" / "model_answer"
+
+
+def arena_v2_baselines(items: list[Question], creative_file: str = "") -> tuple[dict[str, str], dict[str, dict]]:
+    """(category -> why it is skipped, uid -> baseline answer) for v2.0's per-category baselines: the
+    shipped o3-mini answers, and for creative_writing ``creative_file`` (its gemini-2.0-flash-001 answers
+    do not ship). A category whose baseline answers are not available is skipped, never substituted."""
+    tables: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    answers: dict[str, dict] = {}
+    for category in dict.fromkeys(q.category for q in items):
+        model = arena_v2_settings()[category]["baseline"]
+        path = ARENA_V2_SHIPPED / f"{model}.jsonl.gz"
+        if category == "creative_writing" and creative_file:
+            path = Path(creative_file).expanduser()
+            if not path.is_file():
+                raise InputError(f"eval.arena_creative_baseline: {path} does not exist",
+                                 f"give {model}'s answers as an arena-hard-auto v2.0 model_answer jsonl")
+        elif not path.is_file():
+            skipped[category] = (f"its baseline {model}'s answers are not shipped; give them with "
+                                 "--creative-baseline FILE (an arena-hard-auto v2.0 model_answer jsonl)")
+            continue
+        if path not in tables:
+            tables[path] = arena_v2_answers(path)
+        table = tables[path]
+        missing = [q.qid for q in items if q.category == category and q.qid not in table]
+        if missing:
+            raise InputError(f"{path}: no answer to question uid {missing[0]} ({len(missing)} missing in {category})",
+                             f"give {model}'s answers to every {category} question")
+        answers.update({q.qid: table[q.qid] for q in items if q.category == category})
+    return skipped, answers
 
 
 @cache

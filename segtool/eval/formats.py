@@ -5,6 +5,9 @@
 * Arena-Hard: ``model_answer.jsonl`` (arena-hard-auto's data/arena-hard-v0.1/model_answer/<model>.jsonl):
   {question_id, answer_id, model_id, choices: [{index, turns: [{content, token_len}]}], tstamp}.
   ``token_len`` is counted with the answering model's own tokenizer (the official files use tiktoken).
+* Arena-Hard-Auto v2.0: ``model_answer.jsonl`` (data/arena-hard-v2.0/model_answer/<model>.jsonl):
+  {uid, ans_id, model, messages: [user, {role: assistant, content: {answer}}], tstamp, metadata} with
+  ``metadata`` as utils/add_markdown_info.py writes it (token_len, header/list/bold counts).
 * MT-Bench: ``model_answer.jsonl`` (FastChat's data/mt_bench/model_answer/<model>.jsonl):
   {question_id, answer_id, model_id, choices: [{index, turns: [turn 1, turn 2]}], tstamp}.
 * GSM8K: ``answers.jsonl``: {question, answer (the reference solution), output, generator}.
@@ -16,11 +19,14 @@ import json
 import time
 
 from segtool.artifacts.files import atomic_write_text, stable_hash
+from segtool.eval.arena_style import markdown_metadata
 from segtool.eval.benchmarks import questions
 
-ANSWER_FILES = {"alpaca": "model_outputs.json", "arena": "model_answer.jsonl", "mtbench": "model_answer.jsonl",
+ANSWER_FILES = {"alpaca": "model_outputs.json", "arena": "model_answer.jsonl", "arena-v2": "model_answer.jsonl",
+                "mtbench": "model_answer.jsonl",
                 "gsm8k": "answers.jsonl"}
-JUDGMENT_FILES = {"alpaca": "annotations.json", "arena": "judgment.jsonl", "mtbench": "judgment_single.jsonl"}
+JUDGMENT_FILES = {"alpaca": "annotations.json", "arena": "judgment.jsonl", "arena-v2": "judgment.jsonl",
+                  "mtbench": "judgment_single.jsonl"}
 
 
 def _answer_id(name: str, qid: str) -> str:
@@ -41,12 +47,21 @@ def answer_records(bench: str, name: str, answers: list[dict]) -> list[dict]:
             out.append({"question_id": q.qid, "answer_id": _answer_id(name, q.qid), "model_id": name,
                         "choices": [{"index": 0, "turns": [{"content": a["turns"][0], "token_len": int(a["new_tokens"][0])}]}],
                         "tstamp": now})
+        elif bench == "arena-v2":
+            out.append(arena_v2_answer(name, q, a["turns"][0], int(a["new_tokens"][0]), now))
         elif bench == "mtbench":
             out.append({"question_id": q.meta["question_id"], "answer_id": _answer_id(name, q.qid), "model_id": name,
                         "choices": [{"index": 0, "turns": list(a["turns"])}], "tstamp": now})
         else:
             out.append({"question": q.turns[0], "answer": q.meta["solution"], "output": a["turns"][0], "generator": name})
     return out
+
+
+def arena_v2_answer(name: str, question, text: str, token_len: int, tstamp: float) -> dict:
+    metadata = {"token_len": token_len, **markdown_metadata(text)}
+    return {"uid": question.qid, "ans_id": _answer_id(name, question.qid), "model": name,
+            "messages": [{"role": "user", "content": question.turns[0]},
+                         {"role": "assistant", "content": {"answer": text}}], "tstamp": tstamp, "metadata": metadata}
 
 
 def write_records(path, records: list[dict], as_list: bool) -> None:

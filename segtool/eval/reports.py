@@ -29,6 +29,10 @@ def _ci(m):
     return f"(-{m['score'] - m['lower']:.1f}, +{m['upper'] - m['score']:.1f})"
 
 
+def _category(m: dict, category: str, key: str):
+    return (m.get("categories") or {}).get(category, {}).get(key)
+
+
 def _int(v):
     return "—" if v is None else f"{int(v):,}"
 
@@ -41,13 +45,19 @@ COLUMNS = {
                ("n", lambda m: _int(m.get("n_total")))],
     "arena": [("score", lambda m: _pct(m.get("score"))), ("95% CI", _ci), ("avg tokens", lambda m: _int(m.get("avg_tokens"))),
               ("battles", lambda m: _int(m.get("battles")))],
+    "arena-v2": [("hard (style ctrl)", lambda m: _pct(m.get("score"))), ("90% CI", _ci),
+                 ("hard", lambda m: _pct(_category(m, "hard_prompt", "score"))),
+                 ("creative (style ctrl)", lambda m: _pct(_category(m, "creative_writing", "score_style"))),
+                 ("creative", lambda m: _pct(_category(m, "creative_writing", "score"))),
+                 ("avg tokens", lambda m: _int(m.get("avg_tokens")))],
     "mtbench": [("turn 1", lambda m: _pct(m.get("turn_1"), 2)), ("turn 2", lambda m: _pct(m.get("turn_2"), 2)),
                 ("overall", lambda m: _pct(m.get("overall"), 2)), ("rated", lambda m: _int(m.get("rated"))),
                 ("unrated", lambda m: _int(m.get("unrated")))],
     "gsm8k": [("accuracy", lambda m: _pct(None if m.get("accuracy") is None else 100 * m["accuracy"], 2)),
               ("correct", lambda m: _int(m.get("correct"))), ("n", lambda m: _int(m.get("questions")))],
 }
-TITLES = {"alpaca": "AlpacaEval 2.0", "arena": "Arena-Hard v0.1", "mtbench": "MT-Bench", "gsm8k": "GSM8K"}
+TITLES = {"alpaca": "AlpacaEval 2.0", "arena": "Arena-Hard v0.1", "arena-v2": "Arena-Hard v2.0", "mtbench": "MT-Bench",
+          "gsm8k": "GSM8K"}
 
 
 def rows(bench: str, results: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -67,6 +77,16 @@ def notes(results: list[dict]) -> list[str]:
             out.append(f"{r.get('model')}: length-controlled win rate {r['lc_note']}")
         if r.get("n_unparsed"):
             out.append(f"{r.get('model')}: {r['n_unparsed']} judgments without a readable preference (dropped)")
+        for category, why in (r.get("skipped_categories") or {}).items():
+            out.append(f"{r.get('model')}: category {category} skipped: {why}")
+        if r.get("scored_categories") is not None:
+            out.append(f"{r.get('model')}: scored categories: {', '.join(r['scored_categories']) or 'none'}")
+        for category, entry in (r.get("categories") or {}).items():
+            if entry.get("unusable_questions"):
+                out.append(f"{r.get('model')}: {category}: {entry['unusable_questions']} questions without two usable verdicts (dropped)")
+            if entry.get("style_coefficients"):
+                coefs = ", ".join(f"{k} {'—' if v is None else f'{v:+.3f}'}" for k, v in entry["style_coefficients"].items())
+                out.append(f"{r.get('model')}: {category}: style coefficients {coefs}")
         if r.get("unparsed_games"):
             out.append(f"{r.get('model')}: {r['unparsed_games']} games without a verdict (not counted)")
     return out
@@ -102,10 +122,10 @@ def _main_value(bench: str, m: dict) -> tuple[float | None, tuple[float, float] 
         lc = m.get("length_controlled_winrate")
         se = m.get("standard_error") or 0.0
         return (lc, None, "LC win rate (%)") if lc is not None else (m.get("win_rate"), (se, se), "win rate (%) ± SE")
-    if bench == "arena":
+    if bench in ("arena", "arena-v2"):
         s = m.get("score")
         bar = (s - m["lower"], m["upper"] - s) if s is not None and m.get("lower") is not None else None
-        return s, bar, "score (%) with 95% CI"
+        return s, bar, "score (%) with " + ("90% CI" if bench == "arena-v2" else "95% CI")
     if bench == "mtbench":
         return m.get("overall"), None, "overall score (1-10)"
     return (None if m.get("accuracy") is None else 100 * m["accuracy"]), None, "accuracy (%)"
@@ -113,7 +133,7 @@ def _main_value(bench: str, m: dict) -> tuple[float | None, tuple[float, float] 
 
 def _length(bench: str, m: dict):
     return {"alpaca": ("avg length (characters)", m.get("avg_length")),
-            "arena": ("avg tokens", m.get("avg_tokens"))}.get(bench, (None, None))
+            "arena": ("avg tokens", m.get("avg_tokens")), "arena-v2": ("avg tokens", m.get("avg_tokens"))}.get(bench, (None, None))
 
 
 def plot_png(bench: str, results: list[dict]) -> bytes:

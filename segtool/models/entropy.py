@@ -24,16 +24,18 @@ def response_entropy(
     attention_mask: torch.Tensor,
     response_mask: torch.Tensor,
     chunk_size: int = 256,
+    plan=None,
 ) -> torch.Tensor:
-    """Entropy H_j at every True position of ``response_mask``, flat in row-major order.
+    """Entropy H_j at every True position of ``response_mask``, flat in row-major order (``plan``:
+    the backbone runs packed, models.packing).
 
     input_ids, attention_mask, response_mask: [B, T] (right padding). The distribution at
     position t predicts token t + 1, so response_mask marks the positions of y_0 .. y_{n-1}.
     Returns [N] float32 on the model's device.
     """
+
     backbone, head = split_causal_lm(model)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+    hidden = backbone_hidden(backbone, input_ids, attention_mask, plan)
     softcap = getattr(model.config, "final_logit_softcapping", None)
     return chunked_entropy(
         hidden[response_mask.bool()], head.weight, chunk_size, softcap=softcap, bias=getattr(head, "bias", None)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from segtool.models.varlen import uses_varlen
+from segtool.errors import ConfigError
+from segtool.models.varlen import enable_varlen, uses_varlen
 
 
 @dataclass
@@ -94,7 +95,6 @@ def backbone_hidden(backbone, input_ids: torch.Tensor, attention_mask: torch.Ten
     if plan is None:
         out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-
     extra = {"segtool_spans": plan.spans} if uses_varlen(backbone) else {}
     out = backbone(input_ids=plan.input_ids, position_ids=plan.position_ids, use_cache=False, **extra)
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
@@ -129,3 +129,21 @@ def supports_packing(backbone, vocab_size: int, device) -> bool:
     dtype = next(backbone.parameters()).dtype
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2  # bf16 SmolLM2: 0.006-0.015; broken: 0.37
     return packing_error(backbone, vocab_size, device) < tolerance
+
+
+def packing_width(mode: str, width: int, backbones: dict, vocab_size: int, device, knob: str) -> tuple[int, str]:
+    """``width`` when packing is on (``mode`` auto or on) and every backbone passes the probe; 0
+    (padded batches) otherwise, with the reason. ``mode`` on makes a failed probe an error naming
+    ``knob``. Each backbone is switched to per-sequence attention on packed rows (SDPA models) first,
+    so the probe checks what will run."""
+    if mode == "off":
+        return 0, ""
+    for name, backbone in backbones.items():
+        enable_varlen(backbone)
+        if not supports_packing(backbone, vocab_size, device):
+            why = (f"the {name} ({type(backbone).__name__}) gives different hidden states when sequences are packed "
+                   "by position ids")
+            if mode == "on":
+                raise ConfigError(why, f'set {knob} = "off" (padded batches) for this architecture')
+            return 0, f"packing off: {why}; using padded batches"
+    return width, ""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from segtool.core.rewards import aggregate, segment_rewards
+from segtool.models.packing import plan_packing
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ def pairs_from_segments(table) -> tuple[np.ndarray, list[tuple[Example, Example]
     return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
 
 
-def collate(examples: list[Example], pad_id: int):
-    """Right-padded batch plus flat segment positions: ends [S] absolute, rows [S]."""
+def collate(examples: list[Example], pad_id: int, pack_width: int = 0):
+    """Right-padded batch plus flat segment positions: ends [S] absolute, rows [S]. With
+    ``pack_width`` > 0 the backbone runs the sequences packed into rows of up to that many tokens
+    (``plan``; models.packing) and every read-out stays in the padded layout.
+    ``computed`` counts the token positions the backbone runs (padded or packed)."""
     width = max(e.length for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -45,6 +49,7 @@ def collate(examples: list[Example], pad_id: int):
         mask[r, : e.length] = 1
         ends.append(len(e.prompt) + e.ends)
         rows.append(np.full(len(e.ends), r))
+    plan = plan_packing(ids, mask.sum(1), pack_width, pad_id) if pack_width > 0 else None
     return {
         "input_ids": ids,
         "attention_mask": mask,
@@ -53,7 +58,15 @@ def collate(examples: list[Example], pad_id: int):
         "prompt_last": torch.tensor([len(e.prompt) - 1 for e in examples]),
         "eos": torch.tensor([e.length - 1 for e in examples]),
         "tokens": int(mask.sum()),
+        "plan": plan,
+        "computed": plan.tokens if plan is not None else ids.numel(),
     }
+
+
+def forward_batch(rm, batch, device):
+    """(values [B, W] float32, hidden [B, W, H]) of ``rm`` on a collated batch, packed when it has a plan."""
+    plan = batch["plan"].to(device) if batch["plan"] is not None else None
+    return rm(batch["input_ids"].to(device), batch["attention_mask"].to(device), plan)
 
 
 def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=None):
@@ -63,7 +76,7 @@ def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=N
     """
     ends, rows = batch["ends"].to(device), batch["rows"].to(device)
     if outputs is None:
-        outputs = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        outputs = forward_batch(rm, batch, device)
     values, hidden = outputs
     r = segment_rewards(values, ends, rows, readout, batch["prompt_last"].to(device))
     scores = rm.segment_scores(hidden[rows, ends]) if aggregation == "attention" else None

@@ -19,15 +19,17 @@ from transformers import AutoTokenizer
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
-from segtool.core.batching import pair_micro_batches
+from segtool.console import STDERR
+from segtool.core.batching import micro_batches, pair_micro_batches
 from segtool.core.boundaries import punct_table
 from segtool.core.rewards import segment_rewards
 from segtool.errors import ArtifactError, ConfigError, InputError
 from segtool.inputs.formatting import Encoder
 from segtool.models.loading import DTYPES, load_causal_lm, pad_id_of, pick_device, resolve_model_source
+from segtool.models.packing import packing_width
 from segtool.models.reward import METADATA, load_reward_model
-from segtool.models.rm_batches import Example, collate, pairs_from_segments, sequence_scores
-from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, shard_table
+from segtool.models.rm_batches import Example, collate, forward_batch, pairs_from_segments, sequence_scores
+from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, entropy_pack_width, shard_table
 
 REQUIRED_KEYS = {"strategy", "c_ent", "n", "eos_in_last_segment", "readout", "aggregation", "template",
                  "max_len", "max_prompt_len", "sft_model"}
@@ -41,6 +43,7 @@ class ScoringSetup:
     rm: object
     encoder: object
     device: str
+    pack_width: int = 0  # tokens per packed row of the RM's passes (train_rm.packing); 0 = padded
 
 
 def resolve_rm_folder(cfg: Config, rm: str | None) -> tuple[Path, list[str]]:
@@ -79,7 +82,17 @@ def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
     device = pick_device(cfg.model.device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
     encoder = Encoder.create(AutoTokenizer.from_pretrained(folder), tok_cfg.max_len, tok_cfg.max_prompt_len, tok_cfg.template)
-    return ScoringSetup(folder, meta, run_cfg, rm, encoder, device)
+    return ScoringSetup(folder, meta, run_cfg, rm, encoder, device, rm_pack_width(rm, cfg, device))
+
+
+def rm_pack_width(rm, cfg: Config, device) -> int:
+    """Tokens per packed row for ``rm``'s passes under train_rm.packing (0: padded; a note says why
+    when the probe turned packing off)."""
+    width, note = packing_width(cfg.train_rm.packing, cfg.train_rm.pack_width, {"reward model": rm.backbone},
+                                rm.hf.config.vocab_size, device, "train_rm.packing")
+    if note:
+        STDERR.print(f"[yellow]note:[/] {note}", highlight=False)
+    return width
 
 
 def segment_pairs(setup: ScoringSetup, pairs) -> list:
@@ -110,7 +123,9 @@ def _segment_table(setup: ScoringSetup, seqs):
                 "the configured model is not the pi_SFT this reward model was segmented with",
                 "pass that model with --set model.path=... (entropy segments depend on it)",
             )
-        entropies = compute_entropies(load_causal_lm(source, setup.cfg.model, setup.device), seqs, setup.cfg, setup.device)
+        sft = load_causal_lm(source, setup.cfg.model, setup.device)
+        entropies = compute_entropies(sft, seqs, setup.cfg, setup.device,
+                                      pack_width=entropy_pack_width(sft, setup.cfg, setup.device))
     else:  # these strategies never look at entropies
         entropies = [np.zeros(len(s.response), dtype=np.float32) for s in seqs]
     table_punct = punct_table(setup.encoder.tokenizer) if setup.cfg.segment.strategy == "punct" else None
@@ -124,18 +139,28 @@ def batch_scores(setup: ScoringSetup, examples: list, autocast) -> np.ndarray:
 
 def _forward(setup: ScoringSetup, examples: list, autocast, keep_values: bool = False):
     """One forward pass over ``examples``: (e(x, y) [N] float32, v [N, L] float32 or None)."""
-    batch = collate(examples, pad_id_of(setup.encoder.tokenizer))
+    batch = collate(examples, pad_id_of(setup.encoder.tokenizer), setup.pack_width)
     with torch.no_grad(), autocast():
-        outputs = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
+        outputs = forward_batch(setup.rm, batch, setup.device)
         e = sequence_scores(setup.rm, batch, setup.meta["readout"], setup.meta["aggregation"], setup.device, outputs)
     return e.float().cpu().numpy(), (outputs[0].float().cpu().numpy() if keep_values else None)
 
 
+def score_responses(setup: ScoringSetup, items, micro_batch: int, autocast) -> np.ndarray:
+    """e(x, y) of every (prompt messages, response text) item, each response its own sequence as in
+    training, in length-sorted micro-batches: [N] float32 in the items' order."""
+    examples = segment_responses(setup, items)
+    scores = np.zeros(len(examples), dtype=np.float32)
+    for idx in micro_batches(np.arange(len(examples)), [e.length for e in examples], micro_batch):
+        scores[idx] = batch_scores(setup, [examples[i] for i in idx], autocast)
+    return scores
+
+
 def segment_rewards_of(setup: ScoringSetup, example) -> np.ndarray:
     """r_t of every segment of one example (METHOD §3 read-out), float32."""
-    batch = collate([example], pad_id_of(setup.encoder.tokenizer))
+    batch = collate([example], pad_id_of(setup.encoder.tokenizer))  # one sequence: nothing to pack
     with torch.no_grad():
-        values, _ = setup.rm(batch["input_ids"].to(setup.device), batch["attention_mask"].to(setup.device))
+        values, _ = forward_batch(setup.rm, batch, setup.device)
         r = segment_rewards(values, batch["ends"].to(setup.device), batch["rows"].to(setup.device),
                             setup.meta["readout"], batch["prompt_last"].to(setup.device))
     return r.float().cpu().numpy()

@@ -12,10 +12,12 @@ import torch
 
 from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.errors import InputError
-from segtool.models.entropy import response_entropy
+from segtool.models.entropy import response_entropy, split_causal_lm
+from segtool.models.packing import packing_width, plan_packing
 
 SIDES = ("chosen", "rejected")
 
@@ -40,11 +42,13 @@ def encode_pairs(pairs, encoder) -> list[Sequence]:
     return seqs
 
 
-def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None) -> list[np.ndarray]:
-    """Response-position entropies for every sequence: one backbone pass per length-sorted batch."""
+def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None,
+                      pack_width: int = 0) -> list[np.ndarray]:
+    """Response-position entropies for every sequence: one backbone pass per length-sorted batch,
+    packed into rows of ``pack_width`` tokens when it is > 0 (see ``entropy_pack_width``)."""
     out: list[np.ndarray] = [None] * len(seqs)
     lengths = [len(s.prompt) + len(s.response) for s in seqs]
-    for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens):
+    for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens, packed=pack_width > 0):
         width = max(lengths[i] for i in batch)
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         attn = torch.zeros_like(ids)
@@ -54,8 +58,9 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, adv
             ids[r, : lengths[i]] = torch.tensor(s.prompt + s.response)
             attn[r, : lengths[i]] = 1
             resp[r, len(s.prompt) : lengths[i]] = True
+        plan = plan_packing(ids, attn.sum(1), pack_width, 0).to(device) if pack_width > 0 else None
         flat = response_entropy(
-            model, ids.to(device), attn.to(device), resp.to(device), cfg.segment.chunk_size
+            model, ids.to(device), attn.to(device), resp.to(device), cfg.segment.chunk_size, plan
         ).cpu().numpy()  # one host copy per batch
         offset = 0
         for i in batch:
@@ -111,3 +116,14 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
     columns["band"] = lists(np.concatenate([a.band for a in adaptive]), lengths)
     columns["pivots"] = lists(np.concatenate(flips), np.array([len(f) for f in flips]))
     return pa.Table.from_pydict(columns, schema=SEGMENTS_ADAPTIVE)
+
+
+def entropy_pack_width(model, cfg: Config, device) -> int:
+    """Tokens per packed row of pi_SFT's entropy passes under segment.packing (0: padded; a note
+    says why when the probe turned packing off)."""
+
+    width, note = packing_width(cfg.segment.packing, cfg.segment.pack_width, {"pi_SFT": split_causal_lm(model)[0]},
+                                model.config.vocab_size, device, "segment.packing")
+    if note:
+        STDERR.print(f"[yellow]note:[/] {note}", highlight=False)
+    return width

@@ -13,16 +13,30 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from segtool.artifacts.files import atomic_path, atomic_write_text, strict_json
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
-from segtool.errors import ConfigError
-from segtool.eval import alpaca_judging, arena_judging, benchmarks, formats, judges, mtbench_judging, stored
+from segtool.console import STDERR
+from segtool.errors import ConfigError, InputError
+from segtool.eval import (
+    alpaca_judging,
+    arena_judging,
+    arena_v2_judging,
+    arena_v2_metrics,
+    benchmarks,
+    formats,
+    judges,
+    mtbench_judging,
+    stored,
+)
+from segtool.eval.arena_style import answer_features
 from segtool.eval.gsm8k_metrics import last_number, reference_answer
 from segtool.eval.reports import markdown_report
 from segtool.pipeline import bench_answers
@@ -82,12 +96,19 @@ def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | 
         judge = judge or judges.build(cfg, bench, api_key=api_key, rm=rm)
         ident.update(judge=judge.identity, judge_max_tokens=cfg.eval.judge_max_tokens)
         parents += list(getattr(judge, "parents", []))
-    if bench in ("alpaca", "arena"):  # pairwise against a baseline; MT-Bench grades single answers
+    if bench in ("alpaca", "arena", "arena-v2"):  # pairwise against a baseline; MT-Bench grades single answers
         baseline = baseline_target(cfg)
         ident["baseline"] = "official" if baseline is None else bench_answers.plan_id(cfg, bench, baseline)
         parents += [] if baseline is None else [ident["baseline"]]
-        if bench == "arena":
+        if bench in ("arena", "arena-v2"):
             ident["bootstrap_rounds"] = cfg.eval.bootstrap_rounds
+        if bench == "arena-v2" and baseline is None and cfg.eval.arena_creative_baseline:
+            creative = Path(cfg.eval.arena_creative_baseline).expanduser()
+            if not creative.is_file():
+
+                raise InputError(f"eval.arena_creative_baseline: {creative} does not exist",
+                                 "give gemini-2.0-flash-001's answers as an arena-hard-auto v2.0 model_answer jsonl")
+            ident["creative_baseline"] = fingerprint_path(creative)
     stage = stage or stage_name(bench)
     return Plan(bench, stage, target, baseline, judge, artifact_id(stage, ident, parents, SCHEMA_VERSION), ident, parents)
 
@@ -156,6 +177,8 @@ def _judge(cfg: Config, the_plan: Plan, rows: list[dict], *, resume, force, quie
     cache = judges.cache_for(cfg, judge)
     files = {}  # the answers in the benchmark's format are in the answers artifact
     common = {"judge": judge.label, "judge_name": judge.name, "judge_kind": judge.identity["kind"], "proxy": judge.proxy}
+    if bench == "arena-v2":
+        return _judge_arena_v2(cfg, the_plan, items, rows, cache, common, resume=resume, force=force, quiet=quiet)
     if bench == "mtbench":
         records = mtbench_judging.judge(judge, cache, items, name, [list(r["turns"]) for r in rows],
                                         max_tokens=cfg.eval.judge_max_tokens, quiet=quiet)
@@ -185,6 +208,51 @@ def _judge(cfg: Config, the_plan: Plan, rows: list[dict], *, resume, force, quie
     return files, metrics
 
 
+def _judge_arena_v2(cfg: Config, the_plan: Plan, items, rows, cache, common, *, resume, force, quiet) -> tuple[dict, dict]:
+    """v2.0: each category against its own baseline; a category without baseline answers is skipped
+    and said so. Style features: the model's token counts from its own tokenizer, the baseline's from
+    its answer file (the official files count with tiktoken's gpt-4o encoding)."""
+
+    judge, name = the_plan.judge, the_plan.target.name
+    if the_plan.baseline is None:
+        skipped, table = benchmarks.arena_v2_baselines(items, cfg.eval.arena_creative_baseline)
+    else:
+        _, base_rows = bench_answers.ensure(cfg, "arena-v2", the_plan.baseline, resume=resume, force=force, quiet=quiet)
+        by_index = {r["index"]: r for r in base_rows}
+        skipped = {}
+        table = {q.qid: {"model": the_plan.baseline.name, "content": by_index[q.index]["turns"][0],
+                         "token_len": int(by_index[q.index]["new_tokens"][0])} for q in items}
+    for category, why in skipped.items():
+        STDERR.print(f"arena v2.0: category {category} skipped: {why}", highlight=False)
+    kept = [k for k, q in enumerate(items) if q.category not in skipped]
+    if not kept:
+
+        raise ConfigError(f"arena v2.0: no category can be scored ({', '.join(skipped)} skipped)",
+                          "raise eval.limit past the first category, or give --creative-baseline FILE")
+    questions = [items[k] for k in kept]
+    outputs = [rows[k]["turns"][0] for k in kept]
+    bases = [table[q.qid] for q in questions]
+    records = arena_v2_judging.judge(judge, cache, questions, [b["content"] for b in bases], [b["model"] for b in bases],
+                                     name, outputs, max_tokens=cfg.eval.judge_max_tokens, quiet=quiet)
+    styles = {q.qid: (answer_features(outputs[j], int(rows[kept[j]]["new_tokens"][0])),
+                      answer_features(bases[j]["content"], bases[j]["token_len"])) for j, q in enumerate(questions)}
+    try:
+        board = arena_v2_metrics.report(records, styles, skipped, rounds=cfg.eval.bootstrap_rounds)
+    except ValueError as err:
+
+        raise InputError(f"arena v2.0 scores of {name}: {err}", "check the answers: an answer and its baseline are both empty") from None
+    lens = [int(rows[k]["new_tokens"][0]) for k in kept]
+    metrics = {**common, "baseline": ", ".join(dict.fromkeys(b["model"] for b in bases)), "questions": len(questions),
+               "avg_tokens": int(sum(lens) / len(lens)), **board}
+    metrics.update(arena_v2_metrics.headline(board))
+    if judge.proxy:
+        metrics["note"] = PROXY_NOTE
+    metrics.update(cache.stats())
+    files = {formats.JUDGMENT_FILES["arena-v2"]: lambda p: formats.write_records(p, records, False),
+             "judgments.parquet": lambda p: _write_judgments_parquet(p, "arena-v2", records)}
+    return files, metrics
+
+
 def _grade_gsm8k(rows: list[dict], target: Target) -> tuple[dict, dict]:
     by_index = {q.index: q for q in benchmarks.questions("gsm8k")}
     graded = []
@@ -206,6 +274,10 @@ def _write_judgments_parquet(path, bench: str, records: list[dict]) -> None:
     elif bench == "arena":
         flat = [(r["question_id"], g + 1, game["score"], game["judgment"]) for r in records for g, game in enumerate(r["games"])]
         cols = dict(zip(("question_id", "game", "verdict", "judgment"), map(list, zip(*flat))))
+    elif bench == "arena-v2":
+        flat = [(r["uid"], r["category"], g + 1, game["score"], game["judgment"]["answer"])
+                for r in records for g, game in enumerate(r["games"])]
+        cols = dict(zip(("uid", "category", "game", "verdict", "judgment"), map(list, zip(*flat))))
     else:
         cols = {"question_id": [int(r["question_id"]) for r in records], "turn": [r["turn"] for r in records],
                 "prompt": [r["judge"][1] for r in records], "score": pa.array([float(r["score"]) for r in records]),

@@ -34,7 +34,6 @@ from segtool.console import STDERR, progress
 from segtool.core.batching import pair_micro_batches
 from segtool.core.dpo import dpo_loss, masked_sums
 from segtool.errors import ArtifactError, ConfigError
-from segtool.models.loading import pad_id_of
 from segtool.models.policy import logprobs, pack
 from segtool.models.precision import make_autocast
 from segtool.pipeline import segment, train_rm
@@ -132,10 +131,10 @@ def pairs_from_table(table, adaptive: bool) -> tuple[np.ndarray, list[tuple[Side
     return rows, [(by_row[r]["chosen"], by_row[r]["rejected"]) for r in rows]
 
 
-def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, chunk: int) -> dict:
+def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, chunk: int, pack_width: int = 0) -> dict:
     """DPO loss of pairs ``idx`` (chosen and rejected in one forward pass of each model)."""
     sides = [pairs[i][0] for i in idx] + [pairs[i][1] for i in idx]
-    batch = pack([s.prompt for s in sides], [s.response for s in sides], pad_id).to(device)
+    batch = pack([s.prompt for s in sides], [s.response for s in sides], pad_id, pack_width).to(device)
     rows = torch.repeat_interleave(torch.arange(len(sides), device=device), batch.lengths)
     keep = torch.from_numpy(np.concatenate([s.keep for s in sides])).to(device)
     with autocast():
@@ -174,7 +173,7 @@ def compute(ctx: Context) -> Outcome:
         start, metrics = state["step"], state["metrics"]
         STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    _train(policy, ref, pairs, train_idx, c, pad_id_of(tokenizer), ctx.device, autocast, stepper, start, total,
+    _train(policy, ref, pairs, train_idx, c, scorer, ctx.device, autocast, stepper, start, total,
            steps_per_epoch, cfg, metrics, rundir, ctx.plan.art_id, ctx.quiet)
     held_out = HeldOut(scorer, [pairs[i][0].prompt for i in eval_idx], c, cfg.run.seed, ctx.device, autocast)
     evaluation = held_out.before_after(ref, policy)
@@ -204,7 +203,7 @@ def build_trainer(cfg: Config, rundir: RunDir, rm_id: str, total: int, device: s
     if c.gradient_checkpointing:
         enable_gradient_checkpointing(policy)
     scorer, _ = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.sampling.max_new_tokens,
-                            "dpo.sampling.max_new_tokens")
+                            "dpo.sampling.max_new_tokens", packing=(c, "dpo", {"policy": policy}))
     autocast = make_autocast(c.bf16, device, "dpo.bf16")
     torch.manual_seed(cfg.run.seed)
     settings = c.optim
@@ -222,7 +221,7 @@ def kept_fractions(pairs, train_idx) -> dict:
             "rejected_kept_fraction": round(kept["rejected"] / tokens["rejected"], 4)}
 
 
-def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, stepper, start, total, steps_per_epoch,
+def _train(policy, ref, pairs, train_idx, c, scorer, device, autocast, stepper, start, total, steps_per_epoch,
            cfg, metrics, rundir, art_id, quiet) -> None:
     chunk = cfg.segment.chunk_size
     policy.train()
@@ -236,7 +235,7 @@ def _train(policy, ref, pairs, train_idx, c, pad_id, device, autocast, stepper, 
             sums = dict.fromkeys(("loss", "accuracy", "chosen_reward", "rejected_reward"), 0.0)
             tokens = 0
             for idx in pair_micro_batches(pairs, batch_idx, c.micro_batch):
-                out = pair_loss(policy, ref, pairs, idx, c, pad_id, device, autocast, chunk)
+                out = pair_loss(policy, ref, pairs, idx, c, scorer.pad_id, device, autocast, chunk, scorer.pack_width)
                 stepper.backward(out["loss"].mean(), len(idx) / len(batch_idx))
                 for key in sums:
                     sums[key] += float(out[key].detach().sum())

@@ -29,7 +29,8 @@ from segtool.core.rewards import segment_rewards
 from segtool.errors import ArtifactError
 from segtool.models.loading import DTYPES, pad_id_of, pick_device
 from segtool.models.reward import load_reward_model
-from segtool.models.rm_batches import collate, pairs_from_segments
+from segtool.models.rm_batches import collate, forward_batch, pairs_from_segments
+from segtool.models.rm_scoring import rm_pack_width
 from segtool.pipeline import train_rm
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
@@ -46,15 +47,16 @@ def plan(cfg: Config) -> Plan:
     return Plan.of(STAGE, ident, [parent], SCHEMA_VERSION)
 
 
-def calibration_points(rm, examples, readout: str, pad_id: int, device: str, micro: int) -> dict[str, np.ndarray]:
+def calibration_points(rm, examples, readout: str, pad_id: int, device: str, micro: int,
+                       pack_width: int = 0) -> dict[str, np.ndarray]:
     """Segment rewards of every example with their index k, count K and location p = (k + 1) / K."""
     rewards, ks, Ks, owner = [], [], [], []
     rm.eval()
     with torch.no_grad():
         for start in range(0, len(examples), micro):
             chunk = examples[start : start + micro]
-            batch = collate(chunk, pad_id)
-            values, _ = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            batch = collate(chunk, pad_id, pack_width)
+            values, _ = forward_batch(rm, batch, device)
             r = segment_rewards(values, batch["ends"].to(device), batch["rows"].to(device), readout,
                                 batch["prompt_last"].to(device)).float().cpu().numpy()
             rewards.append(r)
@@ -102,7 +104,8 @@ def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
     device = pick_device(cfg.model.device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
     pad = pad_id_of(AutoTokenizer.from_pretrained(folder))  # the tokenizer saved beside the RM
-    points = calibration_points(rm, examples, meta["readout"], pad, device, cfg.train_rm.micro_batch)
+    points = calibration_points(rm, examples, meta["readout"], pad, device, cfg.train_rm.micro_batch,
+                                rm_pack_width(rm, cfg, device))
     last = points["reward"][np.cumsum([len(e.ends) for e in examples]) - 1]
     return Calibration(meta, row_ids, picked, overlap, points, last)
 

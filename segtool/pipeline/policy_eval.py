@@ -12,12 +12,15 @@ import torch
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.normalizer import Normaliser
 from segtool.core.splits import heldout_split
 from segtool.errors import ArtifactError, ConfigError
 from segtool.eval.answering import without_special_strings
+from segtool.models.entropy import split_causal_lm
 from segtool.models.generation import generate, hash_seed
 from segtool.models.loading import DTYPES, pad_id_of, resolve_model_source
+from segtool.models.packing import packing_width
 from segtool.models.policy import logprobs_entropy, pack
 from segtool.models.reward import METADATA, load_reward_model
 from segtool.pipeline.ppo_rollout import Scorer, reward_spec, score_batch
@@ -112,9 +115,12 @@ def rm_folder_of(rundir: RunDir, rm_id: str):
     return rundir.path_of(record, "model")
 
 
-def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tokens: int, key: str):
+def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tokens: int, key: str,
+                packing=None):
     """A PPO ``Scorer`` that reads only the raw sequence reward e(x, y) (RM's own segmentation and
-    aggregation, no normaliser) and the reference log-probs: what ``heldout_reward`` needs."""
+    aggregation, no normaliser) and the reference log-probs: what ``heldout_reward`` needs.
+    ``packing``: (stage section with packing / pack_width, its name, {name: extra backbone}) packs
+    every pass of the stage when all its backbones pass the probe (``Scorer.pack_width``)."""
     meta = json.loads((rm_folder / METADATA).read_text())
     if resolve_model_source(cfg.model).fingerprint() != meta["sft_model"]:
         raise ConfigError("model.path is not the pi_SFT the reward model was trained from",
@@ -126,5 +132,14 @@ def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tok
     spec = reward_spec(mode, 0.0, meta)
     rm, _ = load_reward_model(rm_folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
     table = punct_table(tokenizer) if meta["strategy"] == "punct" else None
+    width = 0
+    if packing is not None:
+        section, name, others = packing
+        backbones = {"reference": split_causal_lm(ref)[0], "reward model": rm.backbone,
+                     **{k: split_causal_lm(m)[0] for k, m in others.items()}}
+        width, note = packing_width(section.packing, section.pack_width, backbones, ref.config.vocab_size, device,
+                                    f"{name}.packing")
+        if note:
+            STDERR.print(f"[yellow]note:[/] {note}", highlight=False)
     return Scorer(ref, rm, Normaliser("none"), spec, table, pad_id_of(tokenizer), tokenizer.eos_token_id,
-                  cfg.segment.chunk_size), meta
+                  cfg.segment.chunk_size, pack_width=width), meta

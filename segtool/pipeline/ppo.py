@@ -39,10 +39,9 @@ from segtool.inputs.formatting import Encoder
 from segtool.inputs.prompts import read_prompts
 from segtool.models.entropy import split_causal_lm
 from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pad_id_of, pick_device, resolve_model_source
-from segtool.models.packing import supports_packing
+from segtool.models.packing import packing_width
 from segtool.models.precision import make_autocast
 from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
-from segtool.models.varlen import enable_varlen
 from segtool.pipeline import fit_normalizer, ppo_train, train_rm
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.policy_eval import HeldOut, gold_rewards, split_heldout
@@ -145,26 +144,10 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     needs_punct = "punct" in (spec.rm_strategy, spec.ppo_strategy)
     backbones = {"reference": split_causal_lm(ref)[0], "reward model": rm.backbone, "policy": split_causal_lm(policy)[0],
                  "critic": critic.backbone}
-    pack_width, note = packing_width(c, backbones, ref.config.vocab_size, device)
+    pack_width, note = packing_width(c.packing, c.pack_width, backbones, ref.config.vocab_size, device, "ppo.packing")
     scorer = Scorer(ref, rm, normaliser, spec, punct_table(tokenizer) if needs_punct else None, pad_id,
                     encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width)
     return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device, note)
-
-
-def packing_width(c, backbones: dict, vocab_size: int, device) -> tuple[int, str]:
-    """ppo.pack_width when packing is on and every model passes the probe; 0 (padded) otherwise,
-    with the reason (an error under packing = "on")."""
-    if c.packing == "off":
-        return 0, ""
-    for name, backbone in backbones.items():
-        enable_varlen(backbone)  # per-sequence attention on packed rows (SDPA models); the probe checks it too
-        if not supports_packing(backbone, vocab_size, device):
-            why = (f"the {name} ({type(backbone).__name__}) gives different hidden states when sequences are packed "
-                   "by position ids")
-            if c.packing == "on":
-                raise ConfigError(why, 'set ppo.packing = "off" (padded batches) for this architecture')
-            return 0, f"packing off: {why}; using padded batches"
-    return c.pack_width, ""
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -25,11 +25,9 @@ TRAIN_LOGIT_CHUNK = 512  # LM-head positions per chunk in the policy's training 
 def make_optimisers(setup, c, steps_total: int, parallel: bool) -> list:
     """[actor stepper, critic stepper]; under DeepSpeed the engines' modules replace setup.policy and
     setup.critic."""
-    # fused: one kernel over all parameters instead of ~10 ops per tensor (CPU and CUDA)
-    fused = torch.device(setup.device).type in ("cpu", "cuda")
     models = (setup.policy, setup.critic)
     settings = (c.actor, c.critic)
-    built = [build_optimiser(model, s, steps_total, fused=fused) for model, s in zip(models, settings)]
+    built = [build_optimiser(model, s, steps_total) for model, s in zip(models, settings)]
     if not parallel:
         return [LocalStepper(m, opt, sched, s.grad_clip) for m, (opt, sched), s in zip(models, built, settings)]
     world = distributed.world()

@@ -97,7 +97,7 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
     rewards = torch.zeros(len(repeated))
     for start in range(0, len(repeated), c.forward_batch):
         idx = list(range(start, min(start + c.forward_batch, len(repeated))))
-        batch = pack([repeated[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id)
+        batch = pack([repeated[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id, scorer.pack_width)
         rewards[idx] = score_batch(scorer, batch, device)["seq_reward"]
     best = best_of_k(rewards, c.k).tolist()
     kept = [gen.responses[i] for i in best]
@@ -112,7 +112,8 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
             "best_rewards": rewards[best].numpy(), "truncated": float(np.mean(gen.truncated))}
 
 
-def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, stepper, rng_seed, chunk: int) -> dict:
+def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, stepper, rng_seed, chunk: int,
+             pack_width: int = 0) -> dict:
     """``updates`` passes of masked NLL + beta KL over the kept samples, train_batch per step."""
     policy.train()
     n = len(sel["responses"])
@@ -125,7 +126,8 @@ def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, stepper, 
             denom = float(sum(sel["masks"][i].sum() for i in idx))  # token mean over the whole step
             for k in range(0, len(idx), c.micro_batch):
                 mb = idx[k : k + c.micro_batch]
-                batch = pack([sel["prompts"][i] for i in mb], [sel["responses"][i] for i in mb], pad_id).to(device)
+                batch = pack([sel["prompts"][i] for i in mb], [sel["responses"][i] for i in mb], pad_id,
+                             pack_width).to(device)
                 m = torch.from_numpy(np.concatenate([sel["masks"][i] for i in mb])).to(device)
                 with autocast():
                     logp, kl = logprobs_and_kl(policy, ref, batch, chunk)
@@ -206,7 +208,7 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
 def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
     policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     scorer, meta = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, cfg.rs.sampling.max_new_tokens,
-                               "rs.sampling.max_new_tokens")
+                               "rs.sampling.max_new_tokens", packing=(cfg.rs, "rs", {"policy": policy}))
     token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if cfg.rs.mask == "adaptive" else None
     encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
     return Models(policy, ref, tokenizer, encoder, scorer, token_scorer)
@@ -226,7 +228,7 @@ def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, 
                                     ctx.device, autocast, models.token_scorer)
             t1 = time.perf_counter()
             losses = train_on(models.policy, models.ref, sel, c, pad_id, ctx.device, autocast, stepper, (cfg.run.seed, it),
-                              cfg.segment.chunk_size)
+                              cfg.segment.chunk_size, models.scorer.pack_width)
             tokens = sum(len(r) for r in sel["responses"])
             kept = float(sum(m.sum() for m in sel["masks"]))
             metrics.append({"iteration": it + 1, "reward_mean": float(sel["rewards"].mean()),

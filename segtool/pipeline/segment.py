@@ -28,7 +28,14 @@ from segtool.inputs.formatting import Encoder
 from segtool.inputs.readers import describe_source
 from segtool.inputs.rows import RowError, read_pairs
 from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
-from segtool.models.segmentation import SIDES, Sequence, compute_entropies, encode_pairs, shard_table
+from segtool.models.segmentation import (
+    SIDES,
+    Sequence,
+    compute_entropies,
+    encode_pairs,
+    entropy_pack_width,
+    shard_table,
+)
 from segtool.pipeline.adaptive_rewards import TokenScorer, resolve_source
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
@@ -160,11 +167,12 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
     shards = [pairs[i : i + shard_rows] for i in range(0, len(pairs), shard_rows)]
     todo = [k for k in range(len(shards)) if f"part-{k:05d}.parquet" not in record["files"]]
     passes = 2 if scorer is None else 4  # responses per input row, times one more pass for token rewards
+    width = entropy_pack_width(model, cfg, device) if todo else 0
     with progress(quiet, passes * sum(len(shards[k]) for k in todo), f"segment ({cfg.segment.strategy})") as advance:
         for k in todo:
             seqs = encode_pairs(shards[k], encoder)
             t0 = time.perf_counter()
-            entropies = compute_entropies(model, seqs, cfg, device, advance)
+            entropies = compute_entropies(model, seqs, cfg, device, advance, width)
             adaptive = adaptive_scores(scorer, seqs, cfg, advance) if scorer is not None else None
             forward_s = time.perf_counter() - t0
             table = shard_table(seqs, entropies, cfg, table_punct, adaptive)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, re
 from segtool.models.precision import make_autocast, no_autocast
 from segtool.models.reward import build_from_causal_lm, save_reward_model
 from segtool.models.rm_batches import collate, pairs_from_segments, sequence_scores
+from segtool.models.rm_scoring import rm_pack_width
 from segtool.pipeline import segment
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
@@ -65,24 +67,32 @@ def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.
 # -- model math ---------------------------------------------------------------------------------
 
 
-def pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast):
-    """Bradley-Terry loss of pairs ``idx`` with chosen and rejected in one forward pass."""
-    batch = collate([pairs[i][0] for i in idx] + [pairs[i][1] for i in idx], pad_id)
-    with autocast():
-        e = sequence_scores(rm, batch, cfg_rm.readout, cfg_rm.aggregation, device)
+@dataclass(frozen=True)
+class Passes:
+    """How the reward model's forward passes run."""
+    pad_id: int
+    pack_width: int  # tokens per packed row (models.packing); 0 = padded batches
+    device: str
+    autocast: object  # a context-manager factory (models.precision)
+def pair_loss(rm, pairs, idx, cfg_rm, passes: Passes):
+    """Bradley-Terry loss, accuracy and margin (tensors) of pairs ``idx`` with chosen and rejected in
+    one forward pass, and the batch's (non-pad tokens, tokens the backbone ran)."""
+    batch = collate([pairs[i][0] for i in idx] + [pairs[i][1] for i in idx], passes.pad_id, passes.pack_width)
+    with passes.autocast():
+        e = sequence_scores(rm, batch, cfg_rm.readout, cfg_rm.aggregation, passes.device)
     loss, acc, margin = bradley_terry(e[: len(idx)], e[len(idx) :], cfg_rm.margin)
-    return loss, acc, margin, batch["tokens"]
+    return loss, acc, margin, (batch["tokens"], batch["computed"])
 
 
-def evaluate(rm, pairs, indices, cfg_rm, pad_id, device, autocast, micro: int) -> dict:
+def evaluate(rm, pairs, indices, cfg_rm, passes: Passes, micro: int) -> dict:
     """Pairwise accuracy, mean margin and loss over ``indices`` (no gradients)."""
     rm.eval()
-    totals = np.zeros(3)
+    totals = torch.zeros(3)
     with torch.no_grad():
         for idx in pair_micro_batches(pairs, np.asarray(indices), micro):
-            loss, acc, margin, _ = pair_loss(rm, pairs, idx, cfg_rm, pad_id, device, autocast)
-            totals += np.array([loss.item(), acc.item(), margin.item()]) * len(idx)
-    loss, acc, margin = totals / max(len(indices), 1)
+            loss, acc, margin, _ = pair_loss(rm, pairs, idx, cfg_rm, passes)
+            totals += torch.stack([loss, acc, margin]).float().cpu() * len(idx)
+    loss, acc, margin = (totals / max(len(indices), 1)).tolist()
     return {"pairs": int(len(indices)), "accuracy": float(acc), "mean_margin": float(margin), "loss": float(loss)}
 
 
@@ -95,7 +105,7 @@ def compute(ctx: Context) -> Outcome:
     row_ids, pairs = pairs_from_segments(table)
     train_idx, eval_idx = split_rows(len(pairs), c.eval_fraction, cfg.run.seed)
     steps_per_epoch, total = schedule(c, len(train_idx), distributed.launched())
-    stepper, autocast, tokenizer, pad_id = build_trainer(cfg, total, ctx.device)
+    stepper, passes, tokenizer = build_trainer(cfg, total, ctx.device)
     inputs = {"model": segment.plan(cfg).inputs["model"], "train_pairs": int(len(train_idx)), "eval_pairs": int(len(eval_idx))}
     record = ctx.begin(inputs, layout={"steps": total, "world_size": distributed.world()}, staged=("model",))
     start, metrics = 0, []
@@ -106,9 +116,9 @@ def compute(ctx: Context) -> Outcome:
         if ctx.main:
             STDERR.print(f"resuming {STAGE} at step {start} of {total}")
 
-    _train(stepper, pairs, train_idx, c, pad_id, ctx.device, autocast, start, total, steps_per_epoch,
-           cfg.run.seed, metrics, ctx.rundir, ctx.plan.art_id, ctx.quiet)
-    evaluation = evaluate(stepper.model, pairs, eval_idx, c, pad_id, ctx.device, autocast, c.micro_batch)
+    _train(stepper, pairs, train_idx, c, passes, start, total, steps_per_epoch, cfg.run.seed, metrics, ctx.rundir,
+           ctx.plan.art_id, ctx.quiet)
+    evaluation = evaluate(stepper.model, pairs, eval_idx, c, passes, c.micro_batch)
     with stepper.full_weights():
         if ctx.main:
             _write_outputs(ctx.rundir, ctx.plan.art_id, stepper.model, tokenizer, cfg, ctx.parents["segment"], metrics,
@@ -147,8 +157,8 @@ def schedule(c, n_train: int, parallel: bool) -> tuple[int, int]:
 
 
 def build_trainer(cfg: Config, total: int, device: str):
-    """(stepper, autocast, tokenizer, pad id): pi_SFT's backbone with a value head and its optimiser, on one
-    process or data-parallel under a launcher."""
+    """(stepper, passes, tokenizer): pi_SFT's backbone with a value head and its optimiser, on one
+    process or data-parallel under a launcher, and how its forward passes run."""
     c = cfg.train_rm
     source = resolve_model_source(cfg.model)
     tokenizer = load_tokenizer(source, cfg.model)
@@ -158,12 +168,14 @@ def build_trainer(cfg: Config, total: int, device: str):
                               attention=c.aggregation == "attention", seed=cfg.run.seed)
     if c.gradient_checkpointing:
         enable_gradient_checkpointing(rm.hf)
+    width = rm_pack_width(rm, cfg, device)
     autocast = make_autocast(c.bf16, device, "train_rm.bf16")
     settings = c.optim
     opt, sched = build_optimiser(rm, settings, total)
     if distributed.launched():  # DeepSpeed handles bf16 itself (bf16 weights, fp32 master copy) instead of autocast
-        return deepspeed_stepper(rm, opt, sched, c, settings, bf16=autocast is not no_autocast), no_autocast, tokenizer, pad_id
-    return LocalStepper(rm, opt, sched, settings.grad_clip), autocast, tokenizer, pad_id
+        stepper = deepspeed_stepper(rm, opt, sched, c, settings, bf16=autocast is not no_autocast)
+        return stepper, Passes(pad_id, width, device, no_autocast), tokenizer
+    return LocalStepper(rm, opt, sched, settings.grad_clip), Passes(pad_id, width, device, autocast), tokenizer
 
 
 def deepspeed_stepper(rm, opt, sched, c, settings: OptimConfig, bf16: bool) -> DeepSpeedStepper:
@@ -185,8 +197,8 @@ def deepspeed_stepper(rm, opt, sched, c, settings: OptimConfig, bf16: bool) -> D
     return DeepSpeedStepper(rm, opt, sched, config, mean_losses=True)
 
 
-def _train(stepper, pairs, train_idx, c, pad_id, device, autocast, start, total, steps_per_epoch, seed,
-           metrics, rundir, art_id, quiet):
+def _train(stepper, pairs, train_idx, c, passes: Passes, start, total, steps_per_epoch, seed, metrics, rundir, art_id,
+           quiet):
     rank, world = (distributed.rank(), distributed.world()) if isinstance(stepper, DeepSpeedStepper) else (0, 1)
     stepper.model.train()
     with progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
@@ -195,21 +207,22 @@ def _train(stepper, pairs, train_idx, c, pad_id, device, autocast, start, total,
             order = train_idx[np.random.default_rng([seed, epoch]).permutation(len(train_idx))]  # fixed per epoch
             batch_idx = order[k * c.global_batch : (k + 1) * c.global_batch]
             t0 = time.perf_counter()
-            sums = [0.0, 0.0, 0.0, 0.0]  # loss, accuracy, margin (pair-weighted), tokens
+            sums = torch.zeros(3)  # loss, accuracy, margin (pair-weighted): read once per step, no host sync per pass
+            tokens = computed = 0
             lr = stepper.lr()
             # Each rank takes every world-th micro-batch of the (length-grouped) global batch.
             for idx in pair_micro_batches(pairs, batch_idx, c.micro_batch)[rank::world]:
-                loss, acc, margin, n_tok = pair_loss(stepper.model, pairs, idx, c, pad_id, device, autocast)
+                loss, acc, margin, (n_tok, n_ran) = pair_loss(stepper.model, pairs, idx, c, passes)
                 stepper.backward(loss, len(idx) / len(batch_idx))
-                for j, v in enumerate((loss.item(), acc.item(), margin.item())):
-                    sums[j] += v * len(idx)
-                sums[3] += n_tok
+                sums += torch.stack([loss.detach(), acc, margin]).float().cpu() * len(idx)
+                tokens, computed = tokens + n_tok, computed + n_ran
             grad_norm = stepper.step()
-            loss_s, acc_s, margin_s, tokens = distributed.all_sum(sums)
+            loss_s, acc_s, margin_s, tokens, computed = distributed.all_sum([*sums.tolist(), tokens, computed])
             seconds = time.perf_counter() - t0
             metrics.append({"step": step + 1, "loss": loss_s / len(batch_idx), "accuracy": acc_s / len(batch_idx),
                             "margin": margin_s / len(batch_idx), "lr": float(lr), "grad_norm": grad_norm,
-                            "tokens": int(tokens), "seconds": seconds, "tokens_per_s": tokens / seconds})
+                            "tokens": int(tokens), "computed_tokens": int(computed), "seconds": seconds,
+                            "tokens_per_s": tokens / seconds})
             advance(1)
             if c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < total:
                 checkpoints.save_checkpoint(rundir, art_id, step + 1, stepper.model, stepper, {"metrics": metrics},

@@ -11,8 +11,11 @@ from segtool.core.schedule import warmup_cosine
 
 def build_optimiser(model, settings: OptimConfig, total_steps: int, fused: bool | None = None):
     """(AdamW over ``model``'s parameters, LambdaLR: warm-up then cosine to min_lr_ratio * lr over
-    ``total_steps``). ``fused`` is passed to AdamW only when given (None keeps torch's own choice)."""
-    kernel = {} if fused is None else {"fused": fused}
+    ``total_steps``). ``fused`` None: torch's fused AdamW kernel wherever it has one (CPU, CUDA)."""
+    if fused is None:
+        # one kernel over all parameters instead of ~10 ops per tensor: ~20x faster on a 2-core CPU (135M params)
+        fused = next(model.parameters()).device.type in ("cpu", "cuda")
+    kernel = {"fused": True} if fused else {}
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
                             weight_decay=settings.weight_decay, **kernel)
     sched = torch.optim.lr_scheduler.LambdaLR(

@@ -3,7 +3,6 @@
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,23 +11,6 @@ ANNOTATIONS = Path(__file__).resolve().parents[2] / "data" / "alpaca_eval" / "an
 EXPECTED = {r["name"]: r for r in csv.DictReader(open(ANNOTATIONS / "expected_metrics.csv"))}
 
 
-@pytest.fixture
-def cli(capfd, monkeypatch):
-    """(exit code, stdout, stderr) of ``segtool ARGS`` run in this process through its entry point."""
-    from segtool.cli.app import main
-
-    def run(*args):
-        capfd.readouterr()
-        monkeypatch.setattr(sys, "argv", ["segtool", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capfd.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.mark.parametrize("model", ["alpaca-7b", "gpt-3.5-turbo-1106", "Qwen-14B-Chat"])

@@ -33,3 +33,15 @@ def test_pair_micro_batches_group_by_the_longer_side():
 
     pairs = [(Side(4), Side(1)), (Side(2), Side(6)), (Side(3), Side(3))]  # longer sides 4, 6, 3
     assert [b.tolist() for b in pair_micro_batches(pairs, np.array([0, 1, 2]), 2)] == [[1, 0], [2]]
+
+
+def test_packed_batches_fill_the_budget_with_real_tokens():
+    from segtool.core.batching import length_sorted_batches
+
+    lengths = [10, 3, 7, 4, 12]
+    padded = length_sorted_batches(lengths, 24)
+    packed = length_sorted_batches(lengths, 24, packed=True)
+    assert [b.tolist() for b in padded] == [[4, 0], [2, 3, 1]]  # 2 x 12 and 3 x 7 padded tokens
+    assert [b.tolist() for b in packed] == [[4, 0], [2, 3, 1]]  # 12 + 10 = 22; 7 + 4 + 3 = 14
+    assert [b.tolist() for b in length_sorted_batches(lengths, 21, packed=True)] == [[4], [0, 2, 3], [1]]
+    assert [b.tolist() for b in length_sorted_batches([30, 2], 8, packed=True)] == [[0], [1]]  # too long: alone

@@ -4,10 +4,11 @@ float32 rounding, measured against a float64 run of the same model and inputs (c
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from segtool.models.packing import backbone_hidden, bins, packing_error, plan_packing, supports_packing
+from segtool.models.packing import backbone_hidden, bins, packing_error, packing_width, plan_packing, supports_packing
 from segtool.models.policy import logprobs, pack
 
 TINY = Path(__file__).resolve().parents[2] / "data" / "models" / "tinystories-656k"
@@ -116,21 +117,18 @@ def test_probe_accepts_llama_and_rejects_a_backbone_that_ignores_position_resets
 
 
 def test_packing_setting_auto_on_off(model):
-    from types import SimpleNamespace
-
     from segtool.errors import ConfigError
-    from segtool.pipeline.ppo import packing_width
 
     vocab = model.config.vocab_size
     good = {"policy": model.model}
     bad = {"policy": model.model, "critic": IgnoresPositions(model.model)}
-    cfg = lambda mode: SimpleNamespace(packing=mode, pack_width=300)  # noqa: E731
-    assert packing_width(cfg("auto"), good, vocab, "cpu") == (300, "")
-    assert packing_width(cfg("off"), bad, vocab, "cpu") == (0, "")
-    width, note = packing_width(cfg("auto"), bad, vocab, "cpu")
+    assert packing_width("auto", 300, good, vocab, "cpu", "ppo.packing") == (300, "")
+    assert packing_width("off", 300, bad, vocab, "cpu", "ppo.packing") == (0, "")
+    width, note = packing_width("auto", 300, bad, vocab, "cpu", "ppo.packing")
     assert width == 0 and "critic" in note and "padded" in note
-    with pytest.raises(ConfigError, match="critic"):
-        packing_width(cfg("on"), bad, vocab, "cpu")
+    with pytest.raises(ConfigError, match="critic") as err:
+        packing_width("on", 300, bad, vocab, "cpu", "train_rm.packing")
+    assert "train_rm.packing" in err.value.hint
 
 
 @pytest.fixture
@@ -179,3 +177,84 @@ def test_models_off_sdpa_are_left_alone():
     m = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32, attn_implementation="eager")
     assert not enable_varlen(m.model)
     assert m.config._attn_implementation == "eager"
+
+
+def rm_scores_and_gradients(rm, examples, pack_width: int, aggregation: str) -> dict[str, torch.Tensor]:
+    """e(x, y) of every example and the gradient of the pairs' Bradley-Terry loss (first half chosen)."""
+    from segtool.core.rewards import bradley_terry
+    from segtool.models.rm_batches import collate, sequence_scores
+
+    rm.zero_grad(set_to_none=True)
+    batch = collate(examples, 0, pack_width)
+    e = sequence_scores(rm, batch, "end", aggregation, "cpu")
+    half = len(examples) // 2
+    bradley_terry(e[:half], e[half:], 0.0)[0].backward()
+    return {"scores": e.detach(), **{n: p.grad.clone() for n, p in rm.named_parameters() if p.grad is not None}}
+
+
+@pytest.mark.parametrize("aggregation", ["avg", "last", "attention"])
+def test_reward_model_passes_packed_equal_padded(model, aggregation, assert_same_up_to_rounding):
+    """train-rm's loss path (collate + sequence_scores) packed with per-sequence attention gives the
+    padded batch's scores and gradients, with and without gradient checkpointing."""
+    from segtool.models.reward import build_from_causal_lm
+    from segtool.models.rm_batches import Example, collate
+    from segtool.models.varlen import enable_varlen
+    from segtool.training.loading import enable_gradient_checkpointing
+
+    gen = torch.Generator().manual_seed(11)
+    examples = []
+    for n_prompt, n_resp in ((20, 9), (7, 14), (13, 6), (30, 3)):
+        resp = torch.randint(3, 2048, (n_resp,), generator=gen).numpy()
+        ends = torch.unique(torch.randint(0, n_resp, (3,), generator=gen)).numpy()
+        ends[-1] = n_resp - 1  # the last segment ends at EOS
+        examples.append(Example(torch.randint(3, 2048, (n_prompt,), generator=gen).numpy(), resp, ends))
+    assert any(len(row) > 1 for row in collate(examples, 0, 64)["plan"].spans)  # sequences do share rows
+    attention = aggregation == "attention"
+    rm = build_from_causal_lm(model, 0, attention=attention, seed=0).train()
+    rm64 = copy.deepcopy(rm).double()
+    exact = rm_scores_and_gradients(rm64, examples, 0, aggregation)
+    padded = rm_scores_and_gradients(rm, examples, 0, aggregation)
+    assert enable_varlen(rm.backbone)
+    packed = rm_scores_and_gradients(rm, examples, 64, aggregation)
+    assert_same_up_to_rounding(packed, padded, exact, "packed reward model")
+    enable_gradient_checkpointing(rm.hf)
+    assert_same_up_to_rounding(rm_scores_and_gradients(rm, examples, 64, aggregation), padded, exact,
+                               "packed reward model, gradient checkpointing")
+
+
+def test_collate_counts_the_tokens_the_backbone_runs():
+    from segtool.models.rm_batches import Example, collate
+
+    examples = [Example(torch.arange(3, 3 + n).numpy(), torch.arange(5, 9).numpy(), torch.tensor([1, 3]).numpy())
+                for n in (10, 2, 4)]  # lengths 14, 6, 8
+    padded, packed = collate(examples, 0), collate(examples, 0, 16)
+    assert padded["tokens"] == packed["tokens"] == 28
+    assert padded["computed"] == 3 * 14 and padded["plan"] is None
+    assert packed["computed"] == 2 * 14  # rows [14] and [8 + 6]
+
+
+def test_entropy_passes_packed_equal_padded(model, model64, assert_same_up_to_rounding):
+    """The segment stage's entropies (compute_entropies) packed with per-sequence attention equal the
+    padded batches' up to rounding, and the packed batches fill the token budget by real tokens."""
+    from segtool.config.schema import Config
+    from segtool.models.segmentation import Sequence, compute_entropies, entropy_pack_width
+
+    gen = torch.Generator().manual_seed(2)
+    seqs = [Sequence(k, "chosen", torch.randint(3, 2048, (p,), generator=gen).tolist(),
+                     torch.randint(3, 2048, (r,), generator=gen).tolist()) for k, (p, r) in
+            enumerate(((20, 9), (7, 14), (13, 6), (30, 3), (5, 25)))]
+    cfg = Config()
+    assert entropy_pack_width(copy.deepcopy(model), cfg, "cpu") == cfg.segment.pack_width  # Llama: the probe passes
+    assert any(len(row) > 1 for row in bins([len(s.prompt) + len(s.response) for s in seqs], 40))  # rows are shared
+
+    def flat(entropies):
+        return torch.from_numpy(np.concatenate(entropies))
+
+    exact = flat(compute_entropies(model64, seqs, cfg, "cpu"))
+    padded = flat(compute_entropies(model, seqs, cfg, "cpu"))
+    varlen = copy.deepcopy(model)
+    from segtool.models.varlen import enable_varlen
+
+    assert enable_varlen(varlen.model)
+    packed = flat(compute_entropies(varlen, seqs, cfg, "cpu", pack_width=40))
+    assert_same_up_to_rounding(packed, padded, exact.double(), "packed entropies")

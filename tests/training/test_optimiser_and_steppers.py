@@ -21,7 +21,8 @@ def test_adamw_with_warmup_then_cosine():
     model = torch.nn.Linear(2, 1)
     opt, sched = build_optimiser(model, SETTINGS, total_steps=8)
     assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["weight_decay"] == 0.01
-    assert opt.defaults["fused"] is None  # torch's own choice unless asked
+    assert opt.defaults["fused"] is True  # CPU parameters: torch's fused kernel
+    assert build_optimiser(model, SETTINGS, total_steps=8, fused=False)[0].defaults["fused"] is None
     lrs = []
     for _ in range(8):
         lrs.append(opt.param_groups[0]["lr"])
