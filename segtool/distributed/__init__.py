@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def launched() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -35,19 +33,27 @@ def local_device(device: str) -> str:
     return device
 
 
+# torch is imported per call: the run-directory commands (`segtool status`) load this module and no torch.
+
+
 def init(device: str) -> None:
     import deepspeed
+    import torch
 
     if not torch.distributed.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if device.startswith("cuda") else "gloo")
 
 
 def barrier() -> None:
+    import torch
+
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
 def all_sum(values: list[float]) -> list[float]:
+    import torch
+
     if not torch.distributed.is_initialized():
         return values
     t = torch.tensor(values, dtype=torch.float64)
@@ -56,5 +62,7 @@ def all_sum(values: list[float]) -> list[float]:
 
 
 def shutdown() -> None:
+    import torch
+
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
