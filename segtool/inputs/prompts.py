@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from segtool.errors import InputError
+from segtool.inputs.readers import read_records
 from segtool.inputs.rows import HH_ASSISTANT, RowError, _hh_messages, _hh_split, _messages, _response
 
 
@@ -36,8 +37,6 @@ def parse_prompt(data: dict, where: str) -> tuple[dict, ...]:
 def read_prompts(path: str, *, name: str = "", split: str = "train", max_rows: int = 0,
                  skip_invalid: bool = False) -> tuple[list[PromptRow], int]:
     """(valid prompt rows in file order, number of skipped invalid rows)."""
-    from segtool.inputs.readers import read_records
-
     rows, skipped = [], 0
     for rec in read_records(path, name, split):
         if max_rows and rec.row_id >= max_rows:

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoModelForCausalLM
 
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
 from segtool.core.adaptive import band, baselines, implicit_token_rewards, schmitt_states, value_token_rewards
 from segtool.errors import ArtifactError, ConfigError
+from segtool.models.loading import DTYPES, load_causal_lm, quiet_transformers, resolve_model_source
 from segtool.models.policy import logprobs, pack, to_aligned
+from segtool.models.reward import METADATA, load_reward_model
 from segtool.training.checkpoints import POLICY_METADATA
 
 SOURCE_STAGE = {"rm": "train-rm", "dpo": "dpo"}
@@ -36,8 +40,6 @@ class Source:
 
     @property
     def metadata_file(self) -> str:
-        from segtool.models.reward import METADATA
-
         return METADATA if self.kind == "rm" else POLICY_METADATA
 
 
@@ -55,8 +57,6 @@ def _head_folder(rundir: RunDir, kind: str) -> tuple[Path, str]:
 
 def resolve_source(cfg: Config) -> Source:
     """The folder whose model gives the token rewards, with lineage and content identity."""
-    from segtool.artifacts.fingerprint import fingerprint_path
-
     kind = cfg.segment.adaptive_source
     here = RunDir(cfg.run.workdir)
     given = cfg.segment.adaptive_model
@@ -109,8 +109,6 @@ class TokenScorer:
 
     def __init__(self, cfg: Config, source: Source, device: str, sft_fingerprint: dict, ref=None):
         """``ref``: pi_SFT already loaded by the caller (PPO's reference), instead of a second copy."""
-        from segtool.models.loading import DTYPES
-
         self.cfg, self.source, self.device = cfg, source, device
         meta = source_metadata(source)
         dtype = getattr(torch, DTYPES[cfg.model.dtype])
@@ -121,14 +119,8 @@ class TokenScorer:
                 "token rewards need the same tokenizer and reference: set model.path to the model it was trained from",
             )
         if source.kind == "rm":
-            from segtool.models.reward import load_reward_model
-
             self.rm, _ = load_reward_model(source.folder, dtype, device)
         else:
-            from transformers import AutoModelForCausalLM
-
-            from segtool.models.loading import load_causal_lm, quiet_transformers, resolve_model_source
-
             if meta.get("stage") != "dpo":
                 raise ArtifactError(f"{source.folder} is a {meta.get('stage')} policy, not a DPO policy",
                                     "the implicit reward beta log pi/pi_ref needs a policy trained by `segtool dpo`")
