@@ -142,6 +142,7 @@ class SegmentConfig(Section):
     strategy: str = knob("entropy", f"{', '.join(STRATEGIES)} (METHOD §2, §7)", choices=STRATEGIES)
     c_ent: float = knob(1.75, "entropy cutoff: position j ends a segment iff H_j > c_ent (paper: 1.75 Phi-3, 2.0 Llama-3)", limits=NON_NEGATIVE)
     n: int = knob(5, "segment length in tokens for the ngram strategy", limits=AT_LEAST_ONE)
+    sat_model: str = knob("sat-3l-sm", "sat: the SaT sentence segmenter (wtpsplit), a segment-any-text hub name or a local folder")
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
     chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False, limits=AT_LEAST_ONE)
     batch_tokens: int = knob(16384, "tokens per forward batch (length-sorted batches; padded tokens count unless packed)",
@@ -156,6 +157,10 @@ class SegmentConfig(Section):
                          choices=BASELINES)
     delta: float = knob(0.0, "adaptive: Schmitt-trigger offset; r > b + delta is good, r < b - delta bad, otherwise the state is kept", limits=NON_NEGATIVE)
     td_alpha: float = knob(0.1, "adaptive: step size of the td baseline", limits=UPPER_UNIT)
+
+    def rules(self) -> list[Rule]:
+        return [(self.strategy != "sat" or bool(self.sat_model.strip()), "segment.sat_model is empty",
+                 "name a SaT model (e.g. sat-3l-sm) or a local folder")]
 
 
 @dataclass(frozen=True)
