@@ -88,3 +88,34 @@ def test_sampled_responses_are_never_segmented_with_sat(mode):
     with pytest.raises(ConfigError, match="segment.strategy = 'sat'.*sampled responses") as exc:
         reward_spec(mode, 0.0, meta)
     assert "segment.strategy=punct" in exc.value.hint
+
+
+def test_eval_rm_splits_new_text_with_the_rms_sat_model_as_the_segment_stage_did(tmp_path, stand_in_sat):
+    """`eval rm` on exactly the held-out pairs of a sat RM gives train-rm's own eval numbers: scoring
+    new text re-splits it with the SaT model recorded in the RM folder, to the same segments."""
+    import gzip
+    import json
+
+    import pyarrow.parquet as pq
+
+    from segtool.pipeline import eval_rm, train_rm
+
+    small = ["data.max_rows=24", "train_rm.global_batch=8", "train_rm.micro_batch=4", "train_rm.eval_fraction=0.25"]
+    cfg = tiny(tmp_path / "run", *small, "segment.strategy=sat", "segment.sat_model=sat-12l-sm",
+               "train_rm.max_steps=3", "train_rm.lr=1e-3")
+    trained = train_rm.run(cfg, quiet=True)
+    rundir = RunDir(cfg.run.workdir)
+    meta = json.loads((rundir.path_of(trained.record, "model") / "segtool_rm.json").read_text())
+    assert (meta["strategy"], meta["sat_model"]) == ("sat", "sat-12l-sm")
+    held_out = {s["row_id"] for s in pq.read_table(rundir.path_of(trained.record, "split.parquet")).to_pylist()
+                if s["split"] == "eval"}
+    data = tmp_path / "held_out.jsonl"
+    data.write_text("".join(line for i, line in enumerate(gzip.open(cfg.data.path, "rt")) if i in held_out))
+    stand_in_sat.loaded.clear()
+    cfg_eval = load_config(preset="tiny", overrides=small[1:], workdir=str(tmp_path / "run"), data=str(data))[0]
+    assert cfg_eval.segment.strategy != "sat"  # the RM folder, not this config, says how to segment
+    m = eval_rm.run(cfg_eval, quiet=True).record["metrics"]
+    assert stand_in_sat.loaded == ["sat-12l-sm"]
+    assert m["pairs"] == len(held_out) == trained.summary["eval_pairs"]
+    assert m["accuracy"] == trained.summary["eval_accuracy"]
+    assert abs(m["mean_margin"] - trained.summary["eval_mean_margin"]) < 1e-4
