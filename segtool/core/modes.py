@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STRATEGIES = ("entropy", "token", "bandit", "ngram", "punct", "sat", "adaptive")  # segment boundaries (METHOD §2, §7)
-# strategies whose boundaries come from the response text, so PPO cannot redraw them on sampled tokens
+# strategies whose boundaries come from the response text, not its tokens: sampled responses are never segmented with them
 TEXT_STRATEGIES = ("sat",)
 READOUTS = ("end", "differential")  # segment reward from values (METHOD §3)
 AGGREGATIONS = ("avg", "sum", "min", "last", "attention")  # e(x, y) from segment rewards (METHOD §3)
