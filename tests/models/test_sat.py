@@ -158,3 +158,16 @@ def test_sat_identity_is_the_hub_name_or_the_folder_content(tmp_path):
     first = sat_identity(str(tmp_path))
     (tmp_path / "config.json").write_text('{"a": 1}')
     assert first["kind"] == "local" and sat_identity(str(tmp_path)) != first
+
+
+def test_the_real_sat_model_when_it_is_installed_and_reachable():
+    """Only where the [sat] extra is installed and the model can be fetched (never in development)."""
+    pytest.importorskip("wtpsplit", reason="the [sat] extra (wtpsplit) is not installed")
+    try:
+        split = load_sat("sat-3l-sm")
+    except ConfigError as err:
+        pytest.skip(f"the SaT model cannot be loaded here: {err.message}")
+    text = "This is a test. This is another sentence!\nAnd a third one"
+    (sentences,) = split([text])
+    ends = sentence_char_ends(text, sentences)
+    assert ends and all(text[end - 1] in ".!" for end in ends)
