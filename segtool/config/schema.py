@@ -29,6 +29,7 @@ from segtool.config.knobs import (
     Rule,
     Section,
     knob,
+    multiple_rule,
     table,
 )
 from segtool.config.modes import (
@@ -186,9 +187,7 @@ class TrainRMConfig(Section):
     zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False, limits=Limits(0, 3))
 
     def rules(self) -> list[Rule]:
-        return [(self.global_batch % self.micro_batch == 0,
-                 f"train_rm.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                 "pick micro_batch dividing global_batch")]
+        return [multiple_rule(self.section, "global_batch", self.global_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -259,9 +258,8 @@ class PPOConfig(Section):
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False, limits=Limits(0, 2))
 
     def rules(self) -> list[Rule]:
-        return [(self.rollout_batch % self.train_batch == 0 and self.train_batch % self.micro_batch == 0,
-                 f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
-                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")]
+        return [multiple_rule(self.section, "rollout_batch", self.rollout_batch, "train_batch", self.train_batch),
+                multiple_rule(self.section, "train_batch", self.train_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -338,9 +336,7 @@ class DPOConfig(Section):
     pack_width: int = pack_width_knob(2048)
 
     def rules(self) -> list[Rule]:
-        return [(self.global_batch % self.micro_batch == 0,
-                 f"dpo.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                 "pick micro_batch dividing global_batch")]
+        return [multiple_rule(self.section, "global_batch", self.global_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -369,9 +365,7 @@ class RSConfig(Section):
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
 
     def rules(self) -> list[Rule]:
-        return [(self.rollout_batch % self.train_batch == 0,
-                 f"rs.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch})",
-                 "pick train_batch dividing rollout_batch")]
+        return [multiple_rule(self.section, "rollout_batch", self.rollout_batch, "train_batch", self.train_batch)]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from segtool.errors import ConfigError
 from segtool.eval.benchmarks import Question
+from segtool.models import generation
+from segtool.models.loading import pad_id_of
 
 # FastChat's llm_judge temperature_config: sampling temperature of MT-Bench answers per category.
 MTBENCH_TEMPERATURES = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
@@ -59,8 +62,6 @@ def context_length(model, fallback: int) -> int:
 def answer_questions(model, encoder, bench: str, items: list[Question], settings: Settings, *, shots=(),
                      context: int, advance=None) -> list[Answer]:
     """One answer per question (every turn), in the order of ``items``. ``advance(n)`` counts turns."""
-    from segtool.models.generation import hash_seed
-
     answers = [Answer(q, [], [], [], temperature_for(bench, q, settings)) for q in items]
     histories = [first_turn_messages(bench, q, list(shots)) for q in items]
     for turn in range(max(len(q.turns) for q in items)):
@@ -74,7 +75,7 @@ def answer_questions(model, encoder, bench: str, items: list[Question], settings
             budget = min(settings.max_new_tokens, context - max(len(prompts[i]) for i in group))
             if budget < 1:
                 raise _too_long(items[group[0]], context)
-            seed = hash_seed(settings.seed, int(items[group[0]].index) * 4 + turn)  # independent of batching order
+            seed = generation.hash_seed(settings.seed, int(items[group[0]].index) * 4 + turn)  # independent of batching order
             texts, counts, cut = _generate(model, encoder, [prompts[i] for i in group], budget,
                                            answers[group[0]].temperature, settings, seed)
             for i, text, n, c in zip(group, texts, counts, cut):
@@ -99,12 +100,9 @@ def _batches(live, prompts, answers, size: int) -> list[list[int]]:
 
 
 def _generate(model, encoder, prompts, budget, temperature, settings: Settings, seed: int):
-    from segtool.models.generation import generate
-    from segtool.models.loading import pad_id_of
-
     tok = encoder.tokenizer
     pad = pad_id_of(tok)
-    out = generate(model, prompts, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
+    out = generation.generate(model, prompts, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
                    temperature=temperature, top_p=settings.top_p, batch_size=len(prompts), seed=seed,
                    force_eos=False)
     texts, counts = [], []
@@ -126,7 +124,5 @@ def without_special_strings(text: str, tokenizer) -> str:
 
 
 def _too_long(question: Question, context: int):
-    from segtool.errors import ConfigError
-
     return ConfigError(f"question {question.qid}: the prompt leaves no room to answer in the model's {context}-token context",
                        "lower tokenize.max_prompt_len (prompts keep their right end)")

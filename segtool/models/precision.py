@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
+
 from segtool.errors import ConfigError
 
 
@@ -14,8 +16,6 @@ def no_autocast():
 def make_autocast(bf16: str, device: str, knob: str):
     """A zero-argument factory of the autocast context for ``device``: bf16 when ``bf16`` is "true",
     or "auto" and the device supports it; ``knob`` names the setting in the error for "true"."""
-    import torch
-
     if bf16 == "false":
         return no_autocast
     kind = "cuda" if device.startswith("cuda") else "cpu"

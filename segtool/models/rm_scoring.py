@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
@@ -82,8 +83,6 @@ def read_metadata(folder: Path) -> dict:
 
 
 def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
-    from transformers import AutoTokenizer  # lazy: transformers takes seconds to import
-
     meta = read_metadata(folder)
     seg = dataclasses.replace(cfg.segment, strategy=meta["strategy"], c_ent=meta["c_ent"], n=meta["n"],
                               eos_in_last_segment=meta["eos_in_last_segment"],

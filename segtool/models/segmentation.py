@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.errors import InputError
+from segtool.models.entropy import response_entropy, split_causal_lm
+from segtool.models.packing import packing_width, plan_packing
 
 SIDES = ("chosen", "rejected")
 
@@ -47,12 +51,6 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, adv
                       pack_width: int = 0) -> list[np.ndarray]:
     """Response-position entropies for every sequence: one backbone pass per length-sorted batch,
     packed into rows of ``pack_width`` tokens when it is > 0 (see ``entropy_pack_width``)."""
-    # lazy: the segment stage module imports this one, and planning a stage loads no torch
-    import torch
-
-    from segtool.models.entropy import response_entropy
-    from segtool.models.packing import plan_packing
-
     out: list[np.ndarray] = [None] * len(seqs)
     lengths = [len(s.prompt) + len(s.response) for s in seqs]
     for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens, packed=pack_width > 0):
@@ -131,9 +129,6 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
 def entropy_pack_width(model, cfg: Config, device) -> int:
     """Tokens per packed row of pi_SFT's entropy passes under segment.packing (0: padded; a note
     says why when the probe turned packing off)."""
-    from segtool.console import STDERR
-    from segtool.models.entropy import split_causal_lm
-    from segtool.models.packing import packing_width
 
     width, note = packing_width(cfg.segment.packing, cfg.segment.pack_width, {"pi_SFT": split_causal_lm(model)[0]},
                                 model.config.vocab_size, device, "segment.packing")

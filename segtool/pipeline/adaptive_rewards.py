@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
 
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.core.adaptive import band, baselines, implicit_token_rewards, schmitt_states, value_token_rewards
 from segtool.errors import ArtifactError, ConfigError
+from segtool.models.loading import DTYPES, load_causal_lm, quiet_transformers, resolve_model_source
+from segtool.models.policy import logprobs, pack, to_aligned
+from segtool.models.reward import METADATA, load_reward_model
 from segtool.training.checkpoints import POLICY_METADATA
 
 SOURCE_STAGE = {"rm": "train-rm", "dpo": "dpo"}
@@ -33,8 +40,6 @@ class Source:
 
     @property
     def metadata_file(self) -> str:
-        from segtool.models.reward import METADATA
-
         return METADATA if self.kind == "rm" else POLICY_METADATA
 
 
@@ -52,8 +57,6 @@ def _head_folder(rundir: RunDir, kind: str) -> tuple[Path, str]:
 
 def resolve_source(cfg: Config) -> Source:
     """The folder whose model gives the token rewards, with lineage and content identity."""
-    from segtool.artifacts.fingerprint import fingerprint_path
-
     kind = cfg.segment.adaptive_source
     here = RunDir(cfg.run.workdir)
     given = cfg.segment.adaptive_model
@@ -105,10 +108,6 @@ class TokenScorer:
     """Loads the source model once and scores batches of (prompt, response) token lists."""
 
     def __init__(self, cfg: Config, source: Source, device: str, sft_fingerprint: dict):
-        import torch
-
-        from segtool.models.loading import DTYPES
-
         self.cfg, self.source, self.device = cfg, source, device
         meta = source_metadata(source)
         dtype = getattr(torch, DTYPES[cfg.model.dtype])
@@ -119,14 +118,8 @@ class TokenScorer:
                 "token rewards need the same tokenizer and reference: set model.path to the model it was trained from",
             )
         if source.kind == "rm":
-            from segtool.models.reward import load_reward_model
-
             self.rm, _ = load_reward_model(source.folder, dtype, device)
         else:
-            from transformers import AutoModelForCausalLM
-
-            from segtool.models.loading import load_causal_lm, quiet_transformers, resolve_model_source
-
             if meta.get("stage") != "dpo":
                 raise ArtifactError(f"{source.folder} is a {meta.get('stage')} policy, not a DPO policy",
                                     "the implicit reward beta log pi/pi_ref needs a policy trained by `segtool dpo`")
@@ -145,11 +138,6 @@ class TokenScorer:
 
     def raw_rewards(self, prompts: list[list[int]], responses: list[list[int]]):
         """Per-token rewards [B, R] (response-aligned, zero past each row's end) and lengths [B]."""
-        import torch
-
-        from segtool.core.adaptive import implicit_token_rewards, value_token_rewards
-        from segtool.models.policy import logprobs, pack, to_aligned
-
         pad = 0
         batch = pack(prompts, responses, pad).to(self.device)
         with torch.no_grad():
@@ -172,10 +160,6 @@ class TokenScorer:
 
 def trigger(rewards, lengths, seg) -> list[TokenScores]:
     """Baselines, eq.-15 bands and Schmitt states for aligned rewards [B, R] under the EOS policy."""
-    import torch
-
-    from segtool.core.adaptive import band, baselines, schmitt_states
-
     scored = lengths if seg.eos_in_last_segment else lengths - 1  # positions the trigger sees
     active = torch.arange(rewards.shape[1])[None, :] < scored[:, None]
     b = baselines(rewards, active, seg.baseline, seg.td_alpha)

@@ -19,18 +19,39 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file
 
+from segtool import distributed
+from segtool.artifacts.files import atomic_path, atomic_write_json
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR
+from segtool.core.boundaries import punct_table
+from segtool.core.ppo import AdaptiveKL
 from segtool.core.schedule import iteration_prompts
+from segtool.credit.sources import gold_scorer
 from segtool.errors import ArtifactError, ConfigError
-from segtool.pipeline.common import StageResult
-from segtool.pipeline.policy_eval import split_heldout
+from segtool.inputs.formatting import Encoder
+from segtool.inputs.prompts import read_prompts
+from segtool.models.entropy import split_causal_lm
+from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pad_id_of, pick_device, resolve_model_source
+from segtool.models.packing import packing_width
+from segtool.models.precision import make_autocast
+from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
+from segtool.pipeline import fit_normalizer, ppo_train, train_rm
+from segtool.pipeline.common import StageResult, total_iterations
+from segtool.pipeline.policy_eval import HeldOut, gold_rewards, split_heldout
+from segtool.pipeline.ppo_rollout import Scorer, collect, reward_spec
+from segtool.pipeline.ppo_view import LiveView, MetricLogger
 from segtool.pipeline.runner import run_stage
+from segtool.pipeline.segment import data_identity
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
+from segtool.training.loading import load_trainable
 
 STAGE = "ppo"
 SCHEMA_VERSION = 1
@@ -42,9 +63,6 @@ def prompts_path(cfg: Config) -> str:
 
 
 def plan(cfg: Config) -> Plan:
-    from segtool.pipeline import fit_normalizer, train_rm
-    from segtool.pipeline.segment import data_identity
-
     parents = [train_rm.plan(cfg).art_id, fit_normalizer.plan(cfg).art_id]
     prompts_cfg = dataclasses.replace(cfg.data, path=prompts_path(cfg))
     ident = {**identity_view(cfg, ("ppo",)), "seed": cfg.run.seed,
@@ -64,22 +82,11 @@ class Prompts:
 
 
 def load_prompts(cfg: Config, encoder) -> Prompts:
-    from segtool.inputs.prompts import read_prompts
-
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     ids = [encoder.encode_prompt(r.messages) for r in rows]
     train_idx, eval_idx = split_heldout(len(rows), cfg.ppo.eval_prompts, cfg.run.seed, "ppo.eval_prompts")
     return Prompts(rows, ids, train_idx, eval_idx, skipped)
-
-
-def total_iterations(c, n_train: int) -> int:
-    per_episode = n_train // c.rollout_batch
-    if per_episode == 0:
-        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
-                          "lower ppo.rollout_batch (and train_batch) or give more prompts")
-    total = per_episode * c.episodes
-    return min(total, c.iterations) if c.iterations else total
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -99,25 +106,6 @@ class Setup:
 
 
 def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
-    import torch
-
-    from segtool.core.boundaries import punct_table
-    from segtool.inputs.formatting import Encoder
-    from segtool.models.entropy import split_causal_lm
-    from segtool.models.loading import (
-        DTYPES,
-        load_causal_lm,
-        load_tokenizer,
-        pad_id_of,
-        pick_device,
-        resolve_model_source,
-    )
-    from segtool.models.packing import packing_width
-    from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
-    from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
-    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.training.loading import load_trainable
-
     c = cfg.ppo
     folder = rundir.path_of(rm_record, "model")
     meta = json.loads((folder / METADATA).read_text())
@@ -131,7 +119,7 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
             f"prompts of up to {prompt_len} tokens + ppo.sampling.max_new_tokens ({c.sampling.max_new_tokens}) exceed "
             f"the reward model's max_len ({meta['max_len']})", "lower ppo.sampling.max_new_tokens or ppo.max_prompt_len")
     spec = reward_spec(c.reward_mode, c.c_ent, meta)
-    normaliser = load_normaliser(rundir, rm_record["id"], segmentation_of(meta))
+    normaliser = fit_normalizer.load_normaliser(rundir, rm_record["id"], fit_normalizer.segmentation_of(meta))
     device = device or pick_device(cfg.model.device)
     tokenizer = load_tokenizer(source, cfg.model)
     encoder = Encoder.create(tokenizer, meta["max_len"], prompt_len, "auto" if meta["template"] == "chat" else "plain")
@@ -158,12 +146,10 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
 
 def rollout_metrics(r) -> dict:
     """Rollout statistics over all ranks' shares (sums are all-reduced, then divided)."""
-    from segtool.distributed import all_sum
-
     m = r.mask
     n = m.sum(dim=1)
     kept = r.policy_mask if r.policy_mask is not None else m
-    sums = all_sum([float(r.seq_reward.sum()), float(r.score.sum()), float(r.kl.sum()), float(n.sum()),
+    sums = distributed.all_sum([float(r.seq_reward.sum()), float(r.score.sum()), float(r.kl.sum()), float(n.sum()),
                     float((r.entropy * m).sum()), float(r.truncated.float().sum()), float((r.advantages * m).pow(2).sum()),
                     float(r.size), float(kept.sum())])
     reward, score, kl, tokens, entropy, truncated, adv_sq, rows, in_loss = sums
@@ -177,8 +163,6 @@ def rollout_metrics(r) -> dict:
 
 
 def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
-    import pyarrow as pa
-
     n = [len(x) for x in r.responses]
 
     def rows(t):  # [B, R] -> list of per-row float lists
@@ -212,11 +196,6 @@ def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
 def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, steppers, state: dict) -> None:
     """checkpoint-<iteration>/: policy (HF layout), critic, optimiser/scheduler state and metrics.
     Under DeepSpeed every rank saves its optimiser partition (policy_ds/, critic_ds/)."""
-    import torch
-
-    from segtool import distributed
-    from segtool.artifacts.files import atomic_path
-
     def write(folder) -> None:
         if distributed.launched():
             for o, sub in zip(steppers, DEEPSPEED_FOLDERS):
@@ -232,11 +211,6 @@ def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, s
 
 
 def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, steppers) -> dict | None:
-    import torch
-    from safetensors.torch import load_file
-
-    from segtool import distributed
-
     folder = checkpoints.latest_checkpoint(rundir, record)
     if folder is None:
         return None
@@ -261,14 +235,6 @@ def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, steppers) -> dic
 
 
 def compute(ctx: Context) -> Outcome:
-    import torch
-
-    from segtool import distributed
-    from segtool.core.ppo import AdaptiveKL
-    from segtool.models.precision import make_autocast
-    from segtool.pipeline.policy_eval import HeldOut
-    from segtool.pipeline.ppo_train import make_optimisers
-
     cfg, c, rundir = ctx.cfg, ctx.cfg.ppo, ctx.rundir
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
@@ -276,10 +242,10 @@ def compute(ctx: Context) -> Outcome:
     if setup.packing_note and ctx.main and not ctx.quiet:
         STDERR.print(f"[yellow]{setup.packing_note}[/]")
     prompts = load_prompts(cfg, setup.encoder)
-    total = total_iterations(c, len(prompts.train_idx))
+    total = total_iterations(c, "ppo", len(prompts.train_idx))
     autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     torch.manual_seed(cfg.run.seed)
-    steppers = make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
+    steppers = ppo_train.make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
     kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
     inputs = {"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
               "prompts": ctx.plan.identity_config["prompts"], "train_prompts": int(len(prompts.train_idx)),
@@ -323,8 +289,6 @@ def gold_reward(c, tokenizer):
     """responses -> their programmatic gold reward (ppo.gold = defects), or None."""
     if c.gold != "defects":
         return None
-    from segtool.credit.sources import gold_scorer
-    from segtool.pipeline.policy_eval import gold_rewards
 
     scorer = gold_scorer()
     return lambda responses: gold_rewards(scorer, tokenizer, responses)
@@ -333,14 +297,9 @@ def gold_reward(c, tokenizer):
 def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, kl_ctl, gold, iterations: range,
              metrics: list, before) -> None:
     """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every."""
-    from segtool import distributed
-    from segtool.pipeline.ppo_rollout import collect
-    from segtool.pipeline.ppo_train import sum_over_ranks, train_on
-    from segtool.pipeline.ppo_view import LiveView, MetricLogger
-
     cfg, c, art_id, total = ctx.cfg, ctx.cfg.ppo, ctx.plan.art_id, iterations.stop
     logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
-    reduce = sum_over_ranks if distributed.launched() else None
+    reduce = ppo_train.sum_over_ranks if distributed.launched() else None
     with LiveView(ctx.quiet, total, f"ppo ({c.reward_mode}) {art_id[:12]}") as view:
         view.update(metrics)
         for it in iterations:
@@ -352,7 +311,7 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
             _write_rollouts(ctx.rundir, art_id, ctx.record, rollout, setup.tokenizer, it + 1,
                             [prompts.rows[i].row_id for i in picked])
             t1 = time.perf_counter()
-            trained = train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
+            trained = ppo_train.train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
                  "beta": beta, "lr_actor": steppers[0].lr()}
@@ -385,13 +344,6 @@ def _drop_rollouts_after(rundir: RunDir, art_id: str, iteration: int) -> None:
 
 def _write_rollouts(rundir, art_id, record, rollout, tokenizer, iteration: int, prompt_rows: list[int]) -> None:
     """Rank 0 writes every rank's share of the iteration's rollouts as one Parquet file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import torch
-
-    from segtool import distributed
-    from segtool.artifacts.files import atomic_path
-
     table = rollout_table(rollout, tokenizer, iteration, prompt_rows)
     if distributed.launched():
         parts = [None] * distributed.world()
@@ -420,11 +372,6 @@ def _before_after(before: dict, after: dict) -> dict:
 
 def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict, prompts: Prompts, total: int) -> dict:
     """Write the final policy, critic, metrics and evaluation (rank 0); the run's final figures."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path, atomic_write_json
-
     rundir, art_id, record, c = ctx.rundir, ctx.plan.art_id, ctx.record, ctx.cfg.ppo
     checkpoints.write_policy(rundir, art_id, setup.policy, setup.tokenizer)
     checkpoints.save_weights(setup.critic, rundir.path_of(record, "critic.safetensors"))

@@ -19,6 +19,7 @@ from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.core.normalizer import Normaliser, normalize
 from segtool.core.ppo import gae, interpolate, place_on_eos, shape_rewards, whiten
 from segtool.core.rewards import aggregate, segment_rewards
+from segtool.distributed import rank as process_rank
 from segtool.errors import ConfigError
 from segtool.models.entropy import reference_pass
 from segtool.models.generation import generate, hash_seed
@@ -194,8 +195,6 @@ def _cat_aligned(parts: list[torch.Tensor], width: int) -> torch.Tensor:
 def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed: int, iteration: int, device,
             autocast, beta: float, reduce=None) -> Rollout:
     """Sample one response per prompt with the policy and turn them into PPO's training targets."""
-    from segtool.distributed import rank as process_rank
-
     c = cfg.ppo
     rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()

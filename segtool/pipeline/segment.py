@@ -14,7 +14,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from segtool.artifacts.files import atomic_path
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
@@ -22,7 +25,10 @@ from segtool.console import STDERR, progress
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import punct_table, segment_lengths_flat
 from segtool.errors import ConfigError, InputError
-from segtool.inputs.rows import RowError
+from segtool.inputs.formatting import Encoder
+from segtool.inputs.readers import describe_source
+from segtool.inputs.rows import RowError, read_pairs
+from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
 from segtool.models.sat import load_sat, sat_identity, sentence_end_marks, wtpsplit_version
 from segtool.models.segmentation import (
     SIDES,
@@ -33,6 +39,7 @@ from segtool.models.segmentation import (
     pair_texts,
     shard_table,
 )
+from segtool.pipeline.adaptive_rewards import TokenScorer, resolve_source
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
@@ -45,9 +52,6 @@ SECTIONS = ("model", "data", "tokenize", "segment")
 
 
 def data_identity(cfg: Config) -> dict:
-    from segtool.artifacts.fingerprint import fingerprint_path
-    from segtool.inputs.readers import describe_source
-
     if describe_source(cfg.data.path) == "file":
         return {"kind": "file", "sha256": fingerprint_path(cfg.data.path)}
     return {"kind": "hub", "name": cfg.data.path}
@@ -55,8 +59,6 @@ def data_identity(cfg: Config) -> dict:
 
 def plan(cfg: Config) -> Plan:
     """Identity of the artifact this config would produce (hashes inputs; loads no model)."""
-    from segtool.models.loading import resolve_model_source
-
     source = resolve_model_source(cfg.model)
     inputs = {"model": source.fingerprint(), "data": data_identity(cfg)}
     ident = identity_view(cfg, SECTIONS)
@@ -70,7 +72,6 @@ def plan(cfg: Config) -> Plan:
         for key in ADAPTIVE_KEYS:
             ident["segment"].pop(key)
         return Plan.of(STAGE, ident, [], SCHEMA_VERSION, inputs=inputs, resolved={"model": source})
-    from segtool.pipeline.adaptive_rewards import resolve_source
 
     adaptive = resolve_source(cfg)
     ident["segment"]["adaptive_model"] = adaptive.fingerprint  # content, never the path
@@ -112,8 +113,6 @@ def adaptive_scores(scorer, seqs: list[Sequence], cfg: Config, advance=None) -> 
 
 def summarise(rundir: RunDir, record: dict) -> dict:
     """Rows, tokens, segments and segment-length statistics over all shards."""
-    import pyarrow.parquet as pq
-
     names = sorted(n for n in record["files"] if n.startswith("part-"))
     table = pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=["response_token_ids", "segment_ends", "prompt_token_ids"])
     counts = table["segment_ends"].combine_chunks().value_lengths().to_numpy()
@@ -194,10 +193,6 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
 
 def read_inputs(cfg: Config, source):
     """(rows report, tokenizer, encoder): every row read and checked, before the run directory is touched."""
-    from segtool.inputs.formatting import Encoder
-    from segtool.inputs.rows import read_pairs
-    from segtool.models.loading import load_tokenizer
-
     report = read_pairs(
         cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid,
@@ -213,8 +208,6 @@ def read_inputs(cfg: Config, source):
 
 
 def compute(ctx: Context) -> Outcome:
-    from segtool.models.loading import load_causal_lm
-
     cfg, the_plan = ctx.cfg, ctx.plan
     # Read and validate everything before touching the run directory: bad input leaves no artifact.
     report, tokenizer, encoder = read_inputs(cfg, the_plan.resolved["model"])
@@ -233,8 +226,6 @@ def compute(ctx: Context) -> Outcome:
         inputs["sat_model"] = {**inputs["sat_model"], "source": cfg.segment.sat_model, "wtpsplit": wtpsplit_version()}
     scorer = None
     if "adaptive" in the_plan.resolved:
-        from segtool.pipeline.adaptive_rewards import TokenScorer
-
         adaptive = the_plan.resolved["adaptive"]
         scorer = TokenScorer(cfg, adaptive, ctx.device, the_plan.inputs["model"])
         inputs["adaptive_model"] = {**inputs["adaptive_model"], "source": str(adaptive.folder)}
@@ -257,9 +248,5 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
 
 
 def _write_parquet(table, path) -> None:
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
