@@ -12,13 +12,14 @@ HELP = {
     "segment": """Compute pi_SFT next-token entropies and segment every chosen/rejected response (METHOD §2).
 
 Writes a Parquet artifact (row_id, side, prompt_token_ids, response_token_ids, entropy,
-segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct.
+segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct,
+sat (sat_model; pip install 'segtool[sat]'), adaptive.
 """,
     "train-rm": """Train the segment-level reward model (METHOD §3) on the run directory's segments.
 
 Backbone from pi_SFT + a bias-free value head; read-out end/differential; aggregation
 avg/sum/min/last/attention; Bradley-Terry loss. Runs `segment` first when it is missing.
-Baselines are configurations: bandit (segment.strategy=bandit), token (token), sentence (punct).
+Baselines are configurations: bandit (segment.strategy=bandit), token (token), sentence (punct or sat).
 """,
     "fit-normalizer": """Fit the location-aware reward normaliser (METHOD §4) for the run directory's reward model.
 

@@ -14,6 +14,7 @@ from segtool.core.modes import (  # noqa: F401 (re-exported: code above core rea
     READOUTS,
     REWARD_MODES,
     STRATEGIES,
+    TEXT_STRATEGIES,
     RewardMode,
     sequence_reward_mode,
 )

@@ -29,6 +29,7 @@ from segtool.config.knobs import (
     Rule,
     Section,
     knob,
+    multiple_rule,
     table,
 )
 from segtool.config.modes import (
@@ -143,6 +144,7 @@ class SegmentConfig(Section):
     strategy: str = knob("entropy", f"{', '.join(STRATEGIES)} (METHOD §2, §7)", choices=STRATEGIES)
     c_ent: float = knob(1.75, "entropy cutoff: position j ends a segment iff H_j > c_ent (paper: 1.75 Phi-3, 2.0 Llama-3)", limits=NON_NEGATIVE)
     n: int = knob(5, "segment length in tokens for the ngram strategy", limits=AT_LEAST_ONE)
+    sat_model: str = knob("sat-3l-sm", "sat: the SaT sentence segmenter (wtpsplit), a segment-any-text hub name or a local folder")
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
     chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False, limits=AT_LEAST_ONE)
     batch_tokens: int = knob(16384, "tokens per forward batch (length-sorted batches; padded tokens count unless packed)",
@@ -157,6 +159,10 @@ class SegmentConfig(Section):
                          choices=BASELINES)
     delta: float = knob(0.0, "adaptive: Schmitt-trigger offset; r > b + delta is good, r < b - delta bad, otherwise the state is kept", limits=NON_NEGATIVE)
     td_alpha: float = knob(0.1, "adaptive: step size of the td baseline", limits=UPPER_UNIT)
+
+    def rules(self) -> list[Rule]:
+        return [(self.strategy != "sat" or bool(self.sat_model.strip()), "segment.sat_model is empty",
+                 "name a SaT model (e.g. sat-3l-sm) or a local folder")]
 
 
 @dataclass(frozen=True)
@@ -182,9 +188,7 @@ class TrainRMConfig(Section):
     zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False, limits=Limits(0, 3))
 
     def rules(self) -> list[Rule]:
-        return [(self.global_batch % self.micro_batch == 0,
-                 f"train_rm.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                 "pick micro_batch dividing global_batch")]
+        return [multiple_rule(self.section, "global_batch", self.global_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -272,9 +276,8 @@ class PPOConfig(Section):
         dpo_knobs = [f"ppo.{k} = {getattr(self, k)}" for k in ("dpo_reward_scale", "dpo_reward_clip", "dpo_rm_weight")
                      if getattr(self, k)]
         rm_unread = self.reward_source == "dpo" and not self.dpo_rm_weight
-        return [(self.rollout_batch % self.train_batch == 0 and self.train_batch % self.micro_batch == 0,
-                 f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
-                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes"),
+        return [multiple_rule(self.section, "rollout_batch", self.rollout_batch, "train_batch", self.train_batch),
+                multiple_rule(self.section, "train_batch", self.train_batch, "micro_batch", self.micro_batch),
                 (self.reward_source == "dpo" or not dpo_knobs,
                  f"{', '.join(dpo_knobs)} shape DPO token rewards, which ppo.reward_source = rm does not use",
                  "set ppo.reward_source = dpo, or drop them"),
@@ -362,9 +365,7 @@ class DPOConfig(Section):
     pack_width: int = pack_width_knob(2048)
 
     def rules(self) -> list[Rule]:
-        return [(self.global_batch % self.micro_batch == 0,
-                 f"dpo.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                 "pick micro_batch dividing global_batch")]
+        return [multiple_rule(self.section, "global_batch", self.global_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -393,9 +394,7 @@ class RSConfig(Section):
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
 
     def rules(self) -> list[Rule]:
-        return [(self.rollout_batch % self.train_batch == 0,
-                 f"rs.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch})",
-                 "pick train_batch dividing rollout_batch")]
+        return [multiple_rule(self.section, "rollout_batch", self.rollout_batch, "train_batch", self.train_batch)]
 
 
 @dataclass(frozen=True)

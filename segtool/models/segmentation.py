@@ -42,6 +42,11 @@ def encode_pairs(pairs, encoder) -> list[Sequence]:
     return seqs
 
 
+def pair_texts(pairs) -> list[str]:
+    """The response texts of ``pairs`` in ``encode_pairs``'s order."""
+    return [getattr(pair, side) for pair in pairs for side in SIDES]
+
+
 def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None,
                       pack_width: int = 0) -> list[np.ndarray]:
     """Response-position entropies for every sequence: one backbone pass per length-sorted batch,
@@ -72,10 +77,12 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, adv
     return out
 
 
-def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct, adaptive=None):
+def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct, adaptive=None,
+                sentence_ends=None):
     """Boundaries for a whole shard in one vectorised pass, as an Arrow table.
 
-    adaptive: one ``adaptive_rewards.TokenScores`` per sequence (strategy adaptive only).
+    adaptive: one ``adaptive_rewards.TokenScores`` per sequence (strategy adaptive only);
+    sentence_ends: flat bool marks of ``models.sat.sentence_end_marks`` (strategy sat only).
     """
     lengths = np.array([len(s.response) for s in seqs], dtype=np.int64)
     layout = FlatLayout.from_lengths(lengths)
@@ -90,6 +97,7 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
         n=cfg.segment.n,
         punct_table=table_punct,
         states=np.concatenate([a.state for a in adaptive]) if adaptive is not None else None,
+        sentence_ends=sentence_ends,
         eos_in_last_segment=cfg.segment.eos_in_last_segment,
     )
     ends, counts = mask_to_ends(mask, layout)

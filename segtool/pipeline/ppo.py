@@ -44,7 +44,7 @@ from segtool.models.precision import make_autocast
 from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
 from segtool.pipeline import dpo, fit_normalizer, ppo_train, train_rm
 from segtool.pipeline.adaptive_rewards import Source, TokenScorer
-from segtool.pipeline.common import StageResult
+from segtool.pipeline.common import StageResult, total_iterations
 from segtool.pipeline.policy_eval import HeldOut, gold_rewards, split_heldout
 from segtool.pipeline.ppo_rollout import DPOReward, Scorer, collect, reward_spec
 from segtool.pipeline.ppo_view import LiveView, MetricLogger
@@ -100,15 +100,6 @@ def load_prompts(cfg: Config, encoder) -> Prompts:
     ids = [encoder.encode_prompt(r.messages) for r in rows]
     train_idx, eval_idx = split_heldout(len(rows), cfg.ppo.eval_prompts, cfg.run.seed, "ppo.eval_prompts")
     return Prompts(rows, ids, train_idx, eval_idx, skipped)
-
-
-def total_iterations(c, n_train: int) -> int:
-    per_episode = n_train // c.rollout_batch
-    if per_episode == 0:
-        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
-                          "lower ppo.rollout_batch (and train_batch) or give more prompts")
-    total = per_episode * c.episodes
-    return min(total, c.iterations) if c.iterations else total
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -270,7 +261,7 @@ def compute(ctx: Context) -> Outcome:
     if setup.packing_note and ctx.main and not ctx.quiet:
         STDERR.print(f"[yellow]{setup.packing_note}[/]")
     prompts = load_prompts(cfg, setup.encoder)
-    total = total_iterations(c, len(prompts.train_idx))
+    total = total_iterations(c, "ppo", len(prompts.train_idx))
     autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     torch.manual_seed(cfg.run.seed)
     steppers = ppo_train.make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from segtool.config.modes import REWARD_MODES
+from segtool.config.modes import REWARD_MODES, TEXT_STRATEGIES
 from segtool.core.adaptive import baselines, loss_mask, schmitt_states, value_token_rewards
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.core.normalizer import Normaliser, normalize
@@ -51,6 +51,10 @@ def reward_spec(mode: str, ppo_c_ent: float, meta: dict) -> RewardSpec:
     """Check the reward mode against the reward model it reads, and say how to segment."""
     rm = meta["strategy"]
     reads = REWARD_MODES[mode]
+    if rm in TEXT_STRATEGIES:  # every mode re-segments each sample for the RM's e(x, y), from its tokens alone
+        raise ConfigError(f"the reward model was trained with segment.strategy = {rm!r}, which the segmentation of "
+                          "sampled responses (PPO, held-out policy rewards) does not support",
+                          "for PPO, train the reward model with the rule-based sentence splitter: segment.strategy=punct")
     if rm not in reads.rm_strategies:
         raise ConfigError(f"ppo.reward_mode = {mode!r} needs {reads.needs}, "
                           f"but the reward model was trained with strategy {rm!r}",

@@ -40,7 +40,7 @@ from segtool.models.policy import logprobs_and_kl, pack
 from segtool.models.precision import make_autocast
 from segtool.pipeline import segment, train_rm
 from segtool.pipeline.adaptive_rewards import TokenScorer
-from segtool.pipeline.common import StageResult
+from segtool.pipeline.common import StageResult, total_iterations
 from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, split_heldout, summary_of
 from segtool.pipeline.ppo_rollout import score_batch
 from segtool.pipeline.runner import run_stage
@@ -72,15 +72,6 @@ def plan(cfg: Config) -> Plan:
     if cfg.rs.mask == "adaptive":
         ident["adaptive"] = {k: getattr(cfg.segment, k) for k in ADAPTIVE_KEYS}
     return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
-
-
-def total_iterations(c, n_train: int) -> int:
-    per_episode = n_train // c.rollout_batch
-    if per_episode == 0:
-        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
-                          "lower rs.rollout_batch (and train_batch) or give more prompts")
-    total = per_episode * c.episodes
-    return min(total, c.iterations) if c.iterations else total
 
 
 # -- one iteration ------------------------------------------------------------------------------
@@ -164,7 +155,7 @@ def compute(ctx: Context) -> Outcome:
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     prompt_ids = [models.encoder.encode_prompt(r.messages) for r in rows]
     train_idx, eval_idx = split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
-    total = total_iterations(c, len(train_idx))
+    total = total_iterations(c, "rs", len(train_idx))
     autocast = make_autocast(c.bf16, ctx.device, "rs.bf16")
     torch.manual_seed(cfg.run.seed)
     settings = c.optim

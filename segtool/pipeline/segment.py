@@ -5,7 +5,8 @@ the unit of --resume) with columns row_id, side, prompt_token_ids, response_toke
 (one float32 per response position, EOS included) and segment_ends (int32 indices into the
 response). Strategy ``adaptive`` (METHOD §7) adds token_reward, baseline, state, band and pivots
 (``tables.SEGMENTS_ADAPTIVE``): segments are maximal runs of one Schmitt-trigger state over token
-rewards from a reward model or a DPO policy (``pipeline.adaptive_rewards``).
+rewards from a reward model or a DPO policy (``pipeline.adaptive_rewards``). Strategy ``sat`` ends
+segments at the sentences of a SaT model (``models.sat``, optional wtpsplit), named in the identity.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from segtool.inputs.formatting import Encoder
 from segtool.inputs.readers import describe_source
 from segtool.inputs.rows import RowError, read_pairs
 from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
+from segtool.models.sat import load_sat, sat_identity, sentence_end_marks, wtpsplit_version
 from segtool.models.segmentation import (
     SIDES,
     Sequence,
     compute_entropies,
     encode_pairs,
     entropy_pack_width,
+    pair_texts,
     shard_table,
 )
 from segtool.pipeline.adaptive_rewards import TokenScorer, resolve_source
@@ -61,6 +64,10 @@ def plan(cfg: Config) -> Plan:
     ident = identity_view(cfg, SECTIONS)
     ident["model"]["path"] = inputs["model"]
     ident["data"]["path"] = inputs["data"]
+    if cfg.segment.strategy == "sat":
+        ident["segment"]["sat_model"] = inputs["sat_model"] = sat_identity(cfg.segment.sat_model)
+    else:  # the SaT model never changes other strategies' output
+        ident["segment"].pop("sat_model")
     if cfg.segment.strategy != "adaptive":  # adaptive knobs never change other strategies' output
         for key in ADAPTIVE_KEYS:
             ident["segment"].pop(key)
@@ -156,11 +163,12 @@ def describe_inputs(the_plan: Plan, cfg: Config, model, tokenizer, encoder, inva
 
 
 def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: str, cfg: Config, quiet: bool,
-                 scorer=None) -> None:
+                 scorer=None, splitter=None) -> None:
     """Compute and write every shard the record does not have yet, recording each one as it lands.
 
     Shards cover consecutive input rows; tokens are built shard by shard so memory stays bounded by
-    the shard size whatever the dataset size (rows were already validated as text).
+    the shard size whatever the dataset size (rows were already validated as text). splitter: the
+    sentence splitter of strategy sat (``models.sat``).
     """
     table_punct = punct_table(encoder.tokenizer) if cfg.segment.strategy == "punct" else None
     shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
@@ -175,7 +183,9 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
             entropies = compute_entropies(model, seqs, cfg, device, advance, width)
             adaptive = adaptive_scores(scorer, seqs, cfg, advance) if scorer is not None else None
             forward_s = time.perf_counter() - t0
-            table = shard_table(seqs, entropies, cfg, table_punct, adaptive)
+            sentences = None if splitter is None else sentence_end_marks(
+                splitter, encoder, pair_texts(shards[k]), [len(s.response) for s in seqs])
+            table = shard_table(seqs, entropies, cfg, table_punct, adaptive, sentences)
             name = f"part-{k:05d}.parquet"
             _write_parquet(table, rundir.path_of(record, name))
             rundir.add_file(record["id"], name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
@@ -210,6 +220,10 @@ def compute(ctx: Context) -> Outcome:
         )
 
     inputs = describe_inputs(the_plan, cfg, model, tokenizer, encoder, len(report.invalid))
+    splitter = None
+    if cfg.segment.strategy == "sat":  # loaded before the run directory is touched: a missing extra leaves nothing
+        splitter = load_sat(cfg.segment.sat_model, ctx.device)
+        inputs["sat_model"] = {**inputs["sat_model"], "source": cfg.segment.sat_model, "wtpsplit": wtpsplit_version()}
     scorer = None
     if "adaptive" in the_plan.resolved:
         adaptive = the_plan.resolved["adaptive"]
@@ -219,7 +233,7 @@ def compute(ctx: Context) -> Outcome:
         STDERR.print(f"found a partial {STAGE} artifact {the_plan.art_id[:12]}; starting it over (pass --resume to continue it)")
     record = ctx.begin(inputs, layout={"shard_rows": cfg.segment.shard_rows})
 
-    write_shards(ctx.rundir, record, report.pairs, encoder, model, ctx.device, cfg, ctx.quiet, scorer)
+    write_shards(ctx.rundir, record, report.pairs, encoder, model, ctx.device, cfg, ctx.quiet, scorer, splitter)
     metrics = summarise(ctx.rundir, ctx.rundir.get(the_plan.art_id))
     metrics["invalid_skipped"] = len(report.invalid)
     return Outcome({"pairs": len(report.pairs), "sequences": metrics["sequences"], "invalid_skipped": len(report.invalid)},

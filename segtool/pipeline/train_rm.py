@@ -245,6 +245,7 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
         "sft_model_source": sft_source(cfg.model),  # where to load it from (segtool.reward_model.load)
         "strategy": seg_cfg["strategy"], "c_ent": seg_cfg["c_ent"], "n": seg_cfg["n"],
         "eos_in_last_segment": seg_cfg["eos_in_last_segment"],
+        **({"sat_model": seg_cfg["sat_model"]} if seg_cfg["strategy"] == "sat" else {}),  # new text is split by it
         "readout": cfg.train_rm.readout, "aggregation": cfg.train_rm.aggregation,
         "template": seg.record["inputs"]["tokenizer"]["template"],
         "max_len": cfg.tokenize.max_len, "max_prompt_len": cfg.tokenize.max_prompt_len,
