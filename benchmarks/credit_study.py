@@ -7,13 +7,17 @@ Gold reward: ``segtool.credit.gold`` (minus the number of repeated sentences and
 every rollout (per iteration) and on the held-out answers before and after PPO (``ppo.gold = "defects"``).
 
 Per seed (``run.seed``: the RM's split and initialisation, the prompt split, sampling), one run directory
-per reward-model kind (segment: the tiny preset; token: tiny-token; bandit: tiny-bandit), then PPO arms:
+per reward-model kind (segment: the tiny preset; token: tiny-token; bandit: tiny-bandit; tiny-dpo: the segment
+RM and a DPO policy, for the RTO arms), then PPO arms:
 
     segment            segment RM, dense segment rewards (the paper)
     token              token RM, dense token rewards
     bandit             bandit RM, normalised sequence reward on EOS
     bandit-as-segment  bandit RM read at PPO-time entropy segment ends
     appo               bandit RM, bandit reward, adaptive policy-loss mask (APPO)
+    rto                RTO token rewards beta log pi_DPO/pi_SFT (tiny-dpo: the segment RM's run plus its DPO policy)
+    rto+rm             RTO's released recipe: DPO token rewards x 0.05 clipped to 0.05, plus the RM's e(x, y) on EOS
+    forking            the segment arm with the policy loss on the top-20% policy-entropy tokens only
     ablations of the segment arm (--ablations): normalizer.kind = global | none; ppo.interpolation = repeat | end
 
 Prints one row per arm: held-out gold and proxy gain (after - before) and KL to pi_SFT, as the mean over
@@ -40,6 +44,12 @@ ARMS = {  # arm -> (RM kind = preset, PPO overrides)
     "bandit": ("tiny-bandit", []),
     "bandit-as-segment": ("tiny-bandit", ["ppo.reward_mode='bandit-as-segment'", "ppo.c_ent=5.6"]),
     "appo": ("tiny-bandit", ["ppo.mask='adaptive'"]),
+    # RTO (arXiv 2404.18922): beta log pi_DPO/pi_SFT on every token, from the DPO policy tiny-dpo trains in its run
+    # directory (beta = dpo.beta); rto+rm is the released recipe: scale and clip 0.05, plus the RM's e(x, y) on the EOS
+    "rto": ("tiny-dpo", ["ppo.reward_source='dpo'"]),
+    "rto+rm": ("tiny-dpo", ["ppo.reward_source='dpo'", "ppo.dpo_reward_scale=0.05", "ppo.dpo_reward_clip=0.05",
+                            "ppo.dpo_rm_weight=1.0", "ppo.reward_mode='segment-as-bandit'"]),
+    "forking": ("tiny", ["ppo.forking_ratio=0.2"]),  # arXiv 2506.01939: the segment arm, top-20% entropy tokens
 }
 ABLATIONS = {
     "segment, normaliser global": ("tiny", ["normalizer.kind='global'"]),

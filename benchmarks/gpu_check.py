@@ -111,25 +111,38 @@ def non_embedding_params(arch: str) -> int:
 
 
 def segtool(args: list[str], device: str) -> dict:
-    """One segtool command in this process (so its peak GPU memory is readable); its --json result."""
-    import contextlib
-    import io
+    """One segtool command in this process (so its peak GPU memory is readable); its --json result.
+    segtool writes its JSON to file descriptor 1 (console.own_stdout), so that is what is captured."""
+    import os
 
     from segtool.cli.app import app
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with tempfile.TemporaryFile(mode="w+") as captured:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(captured.fileno(), 1)
         try:
             app(args + ["--json"], standalone_mode=False)
         except SystemExit as exit_:
             if exit_.code:
                 raise RuntimeError(f"segtool {' '.join(args)} exited {exit_.code}") from None
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("{")]
-    result = json.loads(lines[-1])
-    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read()
+    if "{" not in text:
+        raise RuntimeError(f"segtool {' '.join(args)} printed no JSON result: {text[-300:]!r}")
+    result, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
+    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None  # CUDA only
     return result
+
+
+def peak_text(result: dict) -> str:
+    return "n/a (CPU)" if result["peak_gib"] is None else f"{result['peak_gib']:.1f} GiB"
 
 
 def base_sets(model: Path, device: str, rows: int) -> list[str]:
@@ -193,7 +206,7 @@ def check_train_rm(arch: str, model: Path, work: Path, device: str, rows: int, s
     tok_s = result["metrics"]["tokens_per_s"]
     mfu = 6 * non_embedding_params(arch) * tok_s / (peak * 1e12)
     row = {"stage": "train-rm", "model": arch, "tokens_per_s": tok_s, "mfu": mfu, "peak_gib": result["peak_gib"]}
-    print(f"       {arch}: train-rm {tok_s:,.0f} tokens/s, {mfu:.1%} of the bf16 matmul rate, peak {result['peak_gib']:.1f} GiB")
+    print(f"       {arch}: train-rm {tok_s:,.0f} tokens/s, {mfu:.1%} of the bf16 matmul rate, peak {peak_text(result)}")
     return row
 
 
@@ -211,7 +224,7 @@ def check_ppo(arch: str, model: Path, work: Path, device: str, rows: int, peak: 
     row = {"stage": "ppo", "model": arch, "episodes_per_s": m["episodes_per_s"], "peak_gib": result["peak_gib"],
            "new_tokens_per_s": m["tokens_per_s"]}  # PPO's tokens_per_s: new tokens per second of generation
     print(f"       {arch}: ppo {row['episodes_per_s']} episodes/s, {row['new_tokens_per_s']} new tokens/s, "
-          f"peak {result['peak_gib']:.1f} GiB")
+          f"peak {peak_text(result)}")
     return row
 
 

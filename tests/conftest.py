@@ -4,6 +4,8 @@
   chat template, bos id 1, eos ``<|end_story|>`` id 2).
 * ``tiny_tokenizer``: its tokenizer, loaded once per session (loading costs ~3 s of imports).
 * ``write_jsonl(path, rows)``: write preference rows to ``.jsonl`` / ``.jsonl.gz``.
+* ``stand_in_sat``: a stand-in ``wtpsplit`` module (the SaT weights come from the hub, which tests
+  never reach) whose ``SaT(name).split(texts)`` cuts after '.', '!' or '?' and the whitespace after.
 * an autouse fixture pointing ``SEGTOOL_CACHE`` at a per-test temporary folder, so content
   fingerprint caches never touch ``~/.cache``.
 """
@@ -13,9 +15,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 import pytest
@@ -87,6 +91,37 @@ def _write_jsonl(path, rows) -> Path:
 @pytest.fixture
 def write_jsonl():
     return _write_jsonl
+
+
+def stand_in_sentences(text: str) -> list[str]:
+    """Sentences cut after '.', '!' or '?' and the whitespace that follows, kept on the sentence as
+    SaT (wtpsplit) keeps it: their concatenation is the text."""
+    return re.findall(r".+?(?:[.!?]\s+|$)", text, flags=re.S)
+
+
+class StandInSaT:
+    """``wtpsplit.SaT`` as segtool calls it: built from a model name, ``split(list)`` yields lists."""
+
+    loaded: list[str] = []
+    sentences = staticmethod(stand_in_sentences)
+
+    def __init__(self, name):
+        StandInSaT.loaded.append(name)
+
+    def split(self, texts):
+        assert isinstance(texts, list)  # a batch, so SaT yields one list of sentences per text
+        return (stand_in_sentences(t) for t in texts)
+
+
+@pytest.fixture
+def stand_in_sat(monkeypatch):
+    """Install the stand-in ``wtpsplit`` module for this test; returns StandInSaT (``.loaded``: the
+    names it was built from; ``.sentences(text)``: its sentences of one text)."""
+    module = types.ModuleType("wtpsplit")
+    module.SaT = StandInSaT
+    monkeypatch.setitem(sys.modules, "wtpsplit", module)
+    monkeypatch.setattr(StandInSaT, "loaded", [])
+    return StandInSaT
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ HELP = {
     "segment": """Compute pi_SFT next-token entropies and segment every chosen/rejected response (METHOD §2).
 
 Writes a Parquet artifact (row_id, side, prompt_token_ids, response_token_ids, entropy,
-segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct.
+segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct,
+sat (sat_model; pip install 'segtool[sat]'), adaptive.
 """,
     "train-rm": """Train the segment-level reward model (METHOD §3) on the run directory's segments.
 
 Backbone from pi_SFT + a bias-free value head; read-out end/differential; aggregation
 avg/sum/min/last/attention; Bradley-Terry loss. Runs `segment` first when it is missing.
-Baselines are configurations: bandit (segment.strategy=bandit), token (token), sentence (punct).
+Baselines are configurations: bandit (segment.strategy=bandit), token (token), sentence (punct or sat).
 """,
     "fit-normalizer": """Fit the location-aware reward normaliser (METHOD §4) for the run directory's reward model.
 
@@ -31,6 +32,8 @@ normalizer.kind = global, last or none.
 Per iteration: sample, one pi_SFT pass for KL log-probs and segmenting entropies, RM segment
 rewards, location-aware normalisation, interpolation, KL penalty, GAE, clipped policy/value
 updates. Modes (ppo.reward_mode): segment, token, bandit, bandit-as-segment, segment-as-bandit.
+ppo.reward_source = dpo (RTO) rewards every token with beta log pi_DPO/pi_SFT of this config's DPO
+policy (trained first); ppo.forking_ratio keeps only the highest-entropy tokens in the policy loss.
 Writes per-iteration rollouts, checkpoints (--resume), the policy in Hugging Face layout,
 metrics and held-out reward before/after. Runs the earlier stages first when missing.
 """,

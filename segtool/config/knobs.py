@@ -138,6 +138,13 @@ def limits_error(name: str, knob: Knob, value) -> ConfigError | None:
 Rule = tuple[bool, str, str]  # (holds, message, hint)
 
 
+def multiple_rule(section: str, big: str, big_value: int, small: str, small_value: int) -> Rule:
+    """``section.big`` must be a multiple of ``section.small`` (batch sizes split into smaller ones)."""
+    return (big_value % small_value == 0,
+            f"{section}.{big} ({big_value}) must be a multiple of {small} ({small_value})",
+            f"pick {small} dividing {big}")
+
+
 @dataclass(frozen=True)
 class Section:
     """A top-level config section: constructing one checks its knobs, then its ``rules``."""

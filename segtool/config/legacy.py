@@ -39,7 +39,9 @@ FIXED_BEFORE: dict[str, dict[str, Any]] = {
     "dpo": {f"optim.{key}": value for key, value in _FIXED_OPTIM.items()},
     "rs": {**{f"optim.{key}": value for key, value in _FIXED_OPTIM.items()}, "generator": "hf"},
     "ppo": {**{f"{model}.{key}": value for model in ("actor", "critic")
-               for key, value in {**_FIXED_OPTIM, "weight_decay": 0.0}.items()}, "generator": "hf"},
+               for key, value in {**_FIXED_OPTIM, "weight_decay": 0.0}.items()},
+            "reward_source": "rm", "dpo_reward_scale": 0.0, "dpo_reward_clip": 0.0, "dpo_rm_weight": 0.0,
+            "forking_ratio": 0.0, "generator": "hf"},
 }
 
 
@@ -54,13 +56,13 @@ def identity_names(section: str, values: dict[str, Any]) -> dict[str, Any]:
     An old key that set several knobs (ppo.warmup_ratio) stands for them while they agree; where
     they differ, or for a knob version 1 did not have (at a value other than the one it used), the
     knobs keep their dotted keys, which no version-1 config could produce."""
-    out = {key: value for key, value in values.items() if "." not in key}
+    fixed = FIXED_BEFORE.get(section, {})
+    out = {key: value for key, value in values.items() if "." not in key and (key not in fixed or fixed[key] != value)}
     nested = {key: value for key, value in values.items() if "." in key}
     for old, targets in ALIASES.get(section, {}).items():
         if all(t in nested for t in targets) and all(nested[t] == nested[targets[0]] for t in targets):
             out[old] = nested[targets[0]]
             for t in targets:
                 del nested[t]
-    fixed = FIXED_BEFORE.get(section, {})
-    out.update(nested)
-    return {key: value for key, value in out.items() if key not in fixed or fixed[key] != value}
+    out.update({key: value for key, value in nested.items() if key not in fixed or fixed[key] != value})
+    return out

@@ -14,6 +14,7 @@ from segtool.core.modes import (  # noqa: F401 (re-exported: code above core rea
     READOUTS,
     REWARD_MODES,
     STRATEGIES,
+    TEXT_STRATEGIES,
     RewardMode,
     sequence_reward_mode,
 )
@@ -22,6 +23,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 DATA_FORMATS = ("auto", "pairs", "hh")
 TEMPLATES = ("auto", "plain")
 ADAPTIVE_SOURCES = ("rm", "dpo")
+REWARD_SOURCES = ("rm", "dpo")  # PPO's token rewards: the reward model, or a DPO policy's implicit reward (RTO)
 NORMALISER_METHODS = ("huber", "ols", "raw")
 CALIBRATION_ROWS = ("heldout", "all")
 MASKS = ("none", "adaptive")  # policy-loss masks: plain, or adaptive segments (METHOD §7)

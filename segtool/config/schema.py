@@ -29,6 +29,7 @@ from segtool.config.knobs import (
     Rule,
     Section,
     knob,
+    multiple_rule,
     table,
 )
 from segtool.config.modes import (
@@ -51,6 +52,7 @@ from segtool.config.modes import (
     PACKING,
     READOUTS,
     REWARD_MODES,
+    REWARD_SOURCES,
     STRATEGIES,
     TEMPLATES,
 )
@@ -150,6 +152,7 @@ class SegmentConfig(Section):
     strategy: str = knob("entropy", f"{', '.join(STRATEGIES)} (METHOD §2, §7)", choices=STRATEGIES)
     c_ent: float = knob(1.75, "entropy cutoff: position j ends a segment iff H_j > c_ent (paper: 1.75 Phi-3, 2.0 Llama-3)", limits=NON_NEGATIVE)
     n: int = knob(5, "segment length in tokens for the ngram strategy", limits=AT_LEAST_ONE)
+    sat_model: str = knob("sat-3l-sm", "sat: the SaT sentence segmenter (wtpsplit), a segment-any-text hub name or a local folder")
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
     chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False, limits=AT_LEAST_ONE)
     batch_tokens: int = knob(16384, "tokens per forward batch (length-sorted batches; padded tokens count unless packed)",
@@ -164,6 +167,10 @@ class SegmentConfig(Section):
                          choices=BASELINES)
     delta: float = knob(0.0, "adaptive: Schmitt-trigger offset; r > b + delta is good, r < b - delta bad, otherwise the state is kept", limits=NON_NEGATIVE)
     td_alpha: float = knob(0.1, "adaptive: step size of the td baseline", limits=UPPER_UNIT)
+
+    def rules(self) -> list[Rule]:
+        return [(self.strategy != "sat" or bool(self.sat_model.strip()), "segment.sat_model is empty",
+                 "name a SaT model (e.g. sat-3l-sm) or a local folder")]
 
 
 @dataclass(frozen=True)
@@ -189,9 +196,7 @@ class TrainRMConfig(Section):
     zero_stage: int = knob(3, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-3)", identity=False, limits=Limits(0, 3))
 
     def rules(self) -> list[Rule]:
-        return [(self.global_batch % self.micro_batch == 0,
-                 f"train_rm.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                 "pick micro_batch dividing global_batch")]
+        return [multiple_rule(self.section, "global_batch", self.global_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,16 @@ class PPOConfig(Section):
     c_ent: float = knob(0.0, "entropy cut-off for PPO-time segments in bandit-as-segment mode (0 = the reward model's c_ent)", limits=NON_NEGATIVE)
     interpolation: str = knob("even", "segment reward -> tokens: even (paper: r_t / |a_t| on every token), repeat or end",
                               choices=INTERPOLATIONS)
+    reward_source: str = knob("rm", "rm (the reward model, as ppo.reward_mode places it) or dpo (RTO, arXiv 2404.18922: "
+                              "every token gets beta log pi_DPO/pi_SFT from the DPO policy of this config, trained first)",
+                              choices=REWARD_SOURCES)
+    dpo_reward_scale: float = knob(0.0, "reward_source = dpo: beta of the token reward beta log pi_DPO/pi_SFT "
+                                   "(0 = the DPO policy's own dpo.beta; RTO's released recipe: 0.05)", limits=NON_NEGATIVE)
+    dpo_reward_clip: float = knob(0.0, "reward_source = dpo: each token's DPO reward is clamped to [-clip, clip] "
+                                  "(0 = off; RTO's released recipe: 0.05)", limits=NON_NEGATIVE)
+    dpo_rm_weight: float = knob(0.0, "reward_source = dpo: weight of the reward model's reward (placed as ppo.reward_mode "
+                                "says) added to the DPO token rewards (0 = none; RTO's released recipe: 1 with a "
+                                "sequence-reward mode)", limits=NON_NEGATIVE)
     reward_clamp: float = knob(10.0, "per-token rewards are clamped to [-reward_clamp, reward_clamp]", limits=POSITIVE)
     missing_eos_penalty: float = knob(0.0, "subtracted from the reward of responses cut at max_new_tokens (0 = off)", limits=NON_NEGATIVE)
     kl_coef: float = knob(0.01, "beta of the per-token k1 KL penalty -beta (log pi - log pi_SFT)", limits=NON_NEGATIVE)
@@ -245,6 +260,10 @@ class PPOConfig(Section):
     sampling: SamplingConfig = table(SamplingConfig, "rollouts and the held-out evaluation")
     generator: str = generator_knob("the rollouts and the held-out evaluation")
     mask: str = knob("none", "policy-loss token mask: none, or adaptive (APPO, METHOD §7)", choices=MASKS)
+    forking_ratio: float = knob(0.0, "forking tokens (arXiv 2506.01939): the policy loss keeps only the ceil(ratio x n) "
+                                "highest-entropy tokens (the policy's entropy at sampling) of the n the ppo.mask keeps "
+                                "in each rollout batch; the value loss keeps all (0 = off; the paper: 0.2)",
+                                limits=UNIT_INTERVAL)
     gold: str = knob("none", "also score rollouts and held-out answers with a programmatic gold scorer: none, or defects "
                      "(segtool.credit.gold: repeated sentences, unfinished endings, listed insults, wrong arithmetic; "
                      "gold reward = -count)", choices=GOLD_SCORERS)
@@ -263,9 +282,22 @@ class PPOConfig(Section):
     zero_stage: int = knob(2, "DeepSpeed ZeRO stage when launched under deepspeed/torchrun (0-2)", identity=False, limits=Limits(0, 2))
 
     def rules(self) -> list[Rule]:
-        return [(self.rollout_batch % self.train_batch == 0 and self.train_batch % self.micro_batch == 0,
-                 f"ppo.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch}), "
-                 f"and train_batch of micro_batch ({self.micro_batch})", "pick divisible batch sizes")]
+        dpo_knobs = [f"ppo.{k} = {getattr(self, k)}" for k in ("dpo_reward_scale", "dpo_reward_clip", "dpo_rm_weight")
+                     if getattr(self, k)]
+        rm_unread = self.reward_source == "dpo" and not self.dpo_rm_weight
+        return [multiple_rule(self.section, "rollout_batch", self.rollout_batch, "train_batch", self.train_batch),
+                multiple_rule(self.section, "train_batch", self.train_batch, "micro_batch", self.micro_batch),
+                (self.reward_source == "dpo" or not dpo_knobs,
+                 f"{', '.join(dpo_knobs)} shape DPO token rewards, which ppo.reward_source = rm does not use",
+                 "set ppo.reward_source = dpo, or drop them"),
+                (not (rm_unread and self.interpolation != "even"),
+                 f"ppo.interpolation = {self.interpolation!r} places the reward model's segment rewards, which "
+                 "ppo.reward_source = dpo with dpo_rm_weight = 0 does not add",
+                 "drop ppo.interpolation, or set ppo.dpo_rm_weight > 0 to add the reward model's reward"),
+                (not (rm_unread and self.c_ent > 0 and self.reward_mode != "bandit-as-segment"),
+                 f"ppo.c_ent = {self.c_ent} segments the reward model's rewards, which ppo.reward_source = dpo with "
+                 "dpo_rm_weight = 0 does not add",
+                 "drop ppo.c_ent, or set ppo.dpo_rm_weight > 0 to add the reward model's reward")]
 
 
 @dataclass(frozen=True)
@@ -343,9 +375,7 @@ class DPOConfig(Section):
     pack_width: int = pack_width_knob(2048)
 
     def rules(self) -> list[Rule]:
-        return [(self.global_batch % self.micro_batch == 0,
-                 f"dpo.global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch})",
-                 "pick micro_batch dividing global_batch")]
+        return [multiple_rule(self.section, "global_batch", self.global_batch, "micro_batch", self.micro_batch)]
 
 
 @dataclass(frozen=True)
@@ -375,9 +405,7 @@ class RSConfig(Section):
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
 
     def rules(self) -> list[Rule]:
-        return [(self.rollout_batch % self.train_batch == 0,
-                 f"rs.rollout_batch ({self.rollout_batch}) must be a multiple of train_batch ({self.train_batch})",
-                 "pick train_batch dividing rollout_batch")]
+        return [multiple_rule(self.section, "rollout_batch", self.rollout_batch, "train_batch", self.train_batch)]
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ def boundary_mask(
     n: int = 5,
     punct_table: np.ndarray | None = None,
     states: np.ndarray | None = None,
+    sentence_ends: np.ndarray | None = None,
     eos_in_last_segment: bool = False,
 ) -> np.ndarray:
     """Flat bool mask: True where a position ends a segment.
@@ -77,7 +78,9 @@ def boundary_mask(
     entropy: [N] float (needed by ``entropy``); token_ids: [N] int and punct_table: [V] bool
     (needed by ``punct``: punct_table[t] is True when token t ends with a splitting character);
     states: [N] Schmitt-trigger states (needed by ``adaptive``, METHOD §7: a segment is a maximal
-    run of one state, so j ends a segment where the state of j + 1 differs).
+    run of one state, so j ends a segment where the state of j + 1 differs); sentence_ends: [N] bool
+    (needed by ``sat``: True on the token that ends a sentence of a sentence segmenter, mapped from
+    the text by ``models.sat``).
     """
     if entropy is not None and len(entropy) != layout.pos.size:
         raise ValueError(f"{len(entropy)} entropies for {layout.pos.size} response positions")
@@ -100,6 +103,10 @@ def boundary_mask(
         if token_ids is None or punct_table is None:
             raise ValueError("strategy 'punct' needs token ids and a punctuation table")
         is_end = punct_table[np.asarray(token_ids)]
+    elif strategy == "sat":
+        if sentence_ends is None or len(sentence_ends) != layout.pos.size:
+            raise ValueError("strategy 'sat' needs one sentence-end flag per response position")
+        is_end = np.asarray(sentence_ends, dtype=bool)
     elif strategy == "adaptive":
         if states is None or len(states) != layout.pos.size:
             raise ValueError("strategy 'adaptive' needs one state per response position")

@@ -57,35 +57,7 @@ def chunked_entropy(
     Returns [N] float32. Same math as ``entropy_from_logits``, written into preallocated buffers:
     one [chunk, V] logits buffer in the model dtype and two [block, V] float32 buffers.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    n, vocab = hidden.shape[0], weight.shape[0]
-    out = torch.empty(n, dtype=torch.float32, device=hidden.device)
-    if n == 0:
-        return out
-    chunk = min(chunk_size, n)
-    block = _rows_per_block(hidden.device, chunk, vocab)
-    logits = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
-    z32 = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)  # float32 logits, then p
-    log_p = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
-    for start in range(0, n, chunk):
-        rows = min(chunk, n - start)
-        z = logits[:rows]
-        if bias is None:
-            torch.mm(hidden[start : start + rows], weight.t(), out=z)
-        else:
-            torch.addmm(bias, hidden[start : start + rows], weight.t(), out=z)
-        for row in range(0, rows, block):
-            k = min(block, rows - row)
-            zk, lk = z32[:k], log_p[:k]
-            zk.copy_(z[row : row + k])  # cast to float32 (faster than log_softmax(dtype=...))
-            if softcap is not None:
-                zk.div_(softcap).tanh_().mul_(softcap)
-            torch.log_softmax(zk, dim=-1, out=lk)
-            torch.exp(lk, out=zk)  # zk now holds p
-            lk.clamp_(min=torch.finfo(torch.float32).min)  # p = 0 where z = -inf: 0 * log p stays 0
-            torch.sum(zk.mul_(lk), dim=-1, out=out[start + row : start + row + k])
-    return out.neg_()
+    return _chunked_pass(hidden, weight, None, chunk_size, softcap, bias)[1]
 
 
 @torch.no_grad()
@@ -102,15 +74,23 @@ def chunked_logp_entropy(
     hidden: [N, H]; targets: [N] token ids (any value where no log-prob is wanted, e.g. 0).
     Returns (logp [N], entropy [N]), float32. Same chunking and buffers as ``chunked_entropy``.
     """
+    return _chunked_pass(hidden, weight, targets, chunk_size, softcap, bias)
+
+
+def _chunked_pass(hidden, weight, targets, chunk_size, softcap, bias) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(log p(target) or None without targets, entropy) of every row: the LM head a chunk at a time,
+    the float32 softmax passes a cache-sized block at a time."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n, vocab = hidden.shape[0], weight.shape[0]
-    logp_out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    logp_out = None if targets is None else torch.empty(n, dtype=torch.float32, device=hidden.device)
     ent_out = torch.empty(n, dtype=torch.float32, device=hidden.device)
     if n == 0:
         return logp_out, ent_out
     chunk = min(chunk_size, n)
     block = _rows_per_block(hidden.device, chunk, vocab)
     logits = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
-    z32 = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
+    z32 = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)  # float32 logits, then p
     log_p = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
@@ -123,12 +103,13 @@ def chunked_logp_entropy(
             k = min(block, rows - row)
             at = slice(start + row, start + row + k)
             zk, lk = z32[:k], log_p[:k]
-            zk.copy_(z[row : row + k])
+            zk.copy_(z[row : row + k])  # cast to float32 (faster than log_softmax(dtype=...))
             if softcap is not None:
                 zk.div_(softcap).tanh_().mul_(softcap)
             torch.log_softmax(zk, dim=-1, out=lk)
-            logp_out[at] = lk.gather(1, targets[at, None]).squeeze(1)
-            torch.exp(lk, out=zk)
-            lk.clamp_(min=torch.finfo(torch.float32).min)
+            if logp_out is not None:
+                logp_out[at] = lk.gather(1, targets[at, None]).squeeze(1)
+            torch.exp(lk, out=zk)  # zk now holds p
+            lk.clamp_(min=torch.finfo(torch.float32).min)  # p = 0 where z = -inf: 0 * log p stays 0
             torch.sum(zk.mul_(lk), dim=-1, out=ent_out[at])
     return logp_out, ent_out.neg_()

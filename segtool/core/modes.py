@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STRATEGIES = ("entropy", "token", "bandit", "ngram", "punct", "adaptive")  # segment boundaries (METHOD §2, §7)
+STRATEGIES = ("entropy", "token", "bandit", "ngram", "punct", "sat", "adaptive")  # segment boundaries (METHOD §2, §7)
+# strategies whose boundaries come from the response text, not its tokens: sampled responses are never segmented with them
+TEXT_STRATEGIES = ("sat",)
 READOUTS = ("end", "differential")  # segment reward from values (METHOD §3)
 AGGREGATIONS = ("avg", "sum", "min", "last", "attention")  # e(x, y) from segment rewards (METHOD §3)
 NORMALISER_KINDS = ("location", "global", "last", "none")  # METHOD §4

@@ -6,9 +6,11 @@ EOS included). Segments are flat: ``ends`` [S] (index into the response), ``rows
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .modes import INTERPOLATIONS
+from .modes import INTERPOLATIONS, REWARD_MODES
 
 
 def segment_starts(ends: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -109,6 +111,24 @@ def value_loss(values, old_values, returns, mask, clip: float = 0.2) -> torch.Te
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (v_clipped - returns) ** 2), mask)
 
 
+def forking_mask(entropy: torch.Tensor, mask: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Forking tokens (arXiv 2506.01939): of the n tokens ``mask`` keeps in the whole batch, exactly the
+    ceil(ratio * n) of highest entropy (at least one when n > 0); ties go to the earlier token in row-major
+    order. entropy, mask [B, T] -> [B, T] in mask's dtype."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"forking ratio must be in (0, 1], got {ratio}")
+    keep = mask.bool()
+    n = int(keep.sum())
+    k = min(n, max(1, math.ceil(round(ratio * n, 6))))  # round: 0.3 * 10 is 3.0000000000000004 in floats
+    h = entropy[keep].float()  # row-major
+    top = torch.sort(-h, stable=True).indices[:k]  # stable: equal entropies keep row-major order
+    chosen = torch.zeros(n, dtype=torch.bool, device=mask.device)
+    chosen[top] = True
+    out = torch.zeros_like(keep)
+    out[keep] = chosen
+    return out.to(mask.dtype)
+
+
 class AdaptiveKL:
     """Ziegler et al. (2019) controller: beta *= 1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon."""
 
@@ -122,7 +142,8 @@ class AdaptiveKL:
 
 
 def value_clip(c) -> float:
-    """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set)."""
+    """The paper's value clip: 0.25 with dense rewards, 0.2 with bandit rewards (unless set). DPO token
+    rewards (reward_source = dpo) are dense whatever the reward model's mode."""
     if c.value_clip:
         return c.value_clip
-    return 0.2 if c.reward_mode in ("bandit", "segment-as-bandit") else 0.25
+    return REWARD_MODES["token" if c.reward_source == "dpo" else c.reward_mode].value_clip

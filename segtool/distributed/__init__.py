@@ -33,6 +33,9 @@ def local_device(device: str) -> str:
     return device
 
 
+# torch is imported per call: the run-directory commands (`segtool status`) load this module and no torch.
+
+
 def init(device: str) -> None:
     import deepspeed
     import torch

@@ -18,7 +18,9 @@ import re
 
 import numpy as np
 
+from segtool.eval.benchmarks import alpaca_judge_template
 from segtool.eval.judges.base import ChatRequest
+from segtool.eval.judges.cache import answer_all
 
 ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 PROXY_ANNOTATOR = "segtool_reward_model_proxy"
@@ -88,9 +90,6 @@ def annotation(question, baseline_name: str, baseline: str, model_name: str, out
 
 def judge(judge_obj, cache, questions, baseline_name, baselines, model_name, outputs, *, quiet=False) -> list[dict]:
     """Annotations (alpaca_eval's format) of the model's outputs against the baseline's."""
-    from segtool.eval.benchmarks import alpaca_judge_template
-    from segtool.eval.judges.cache import answer_all
-
     if judge_obj.proxy:
         probs = judge_obj.win_probabilities(cache, [([{"role": "user", "content": q.turns[0]}], out, base)
                                                     for q, out, base in zip(questions, outputs, baselines)], quiet)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "alpaca_eval"
 GAMED_WEIGHT_LAMBDA = 0.2  # total weight of the two gamed baselines' rows (0.1 each) in the LC fit
@@ -58,8 +60,6 @@ def _weighted_logloss(p_true, q, w) -> float:
 
 def _fit(X, y, sw, C, rng: np.random.RandomState):
     """L1 logistic regression by liblinear, whose coordinate order is seeded by one draw from ``rng``."""
-    from sklearn.linear_model import LogisticRegression
-
     model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=rng)
     return model.fit(X, y, sample_weight=sw)
 
@@ -104,8 +104,6 @@ def length_controlled_win_rate(preferences, len_baseline, len_model, difficulty,
     each), soft labels, L1 (liblinear), C chosen by GroupKFold over rows; predicted with d_len = 0.
     ``gamed``: dict of arrays preference (in [0, 1]), std_delta_len, instruction_difficulty.
     """
-    from sklearn.model_selection import GroupKFold
-
     r = lc_rows(preferences, len_baseline, len_model, difficulty, gamed)
     # Seeded as alpaca_eval's LogisticRegressionCV(random_state=123) seeds liblinear: each fold starts a
     # fresh generator, and its fits take one seed each from it in the order of CS; the refit on the best C

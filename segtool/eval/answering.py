@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from segtool.errors import ConfigError
 from segtool.eval.benchmarks import Question
 from segtool.models.generation import HFGenerator, hash_seed
+from segtool.models.loading import pad_id_of
 
 # FastChat's llm_judge temperature_config: sampling temperature of MT-Bench answers per category.
 MTBENCH_TEMPERATURES = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
@@ -100,8 +102,6 @@ def _batches(live, prompts, answers, size: int) -> list[list[int]]:
 
 
 def _generate(generator, encoder, prompts, budget, temperature, settings: Settings, seed: int):
-    from segtool.models.loading import pad_id_of
-
     tok = encoder.tokenizer
     pad = pad_id_of(tok)
     out = generator(prompts, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
@@ -126,7 +126,5 @@ def without_special_strings(text: str, tokenizer) -> str:
 
 
 def _too_long(question: Question, context: int):
-    from segtool.errors import ConfigError
-
     return ConfigError(f"question {question.qid}: the prompt leaves no room to answer in the model's {context}-token context",
                        "lower tokenize.max_prompt_len (prompts keep their right end)")

@@ -11,7 +11,9 @@ with fixed cut-offs (``PROXY_CUTS``), a crude stand-in that every report labels 
 from __future__ import annotations
 
 from segtool.eval.arena_metrics import verdict_and_retry
+from segtool.eval.benchmarks import arena_judge_config
 from segtool.eval.judges.base import ChatRequest
+from segtool.eval.judges.cache import answer_all
 
 CONTINUE = "continue your judgment and finish by outputting a final verdict label"
 PROXY_CUTS = ((0.9, "A>>B"), (0.6, "A>B"), (0.4, "A=B"), (0.1, "B>A"))  # p >= cut -> verdict, else B>>A
@@ -36,9 +38,6 @@ def record(question, model_name: str, judge_name: str, games: list[dict]) -> dic
 
 def judge(judge_obj, cache, questions, baselines, model_name, outputs, *, max_tokens: int = 0, quiet=False) -> list[dict]:
     """Judgment records of the model's answers against the baseline's, in question order."""
-    from segtool.eval.benchmarks import arena_judge_config
-    from segtool.eval.judges.cache import answer_all
-
     config = arena_judge_config()
     if judge_obj.proxy:
         probs = judge_obj.win_probabilities(cache, [([{"role": "user", "content": q.turns[0]}], out, base)

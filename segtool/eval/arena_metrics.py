@@ -17,6 +17,8 @@ import math
 import re
 
 import numpy as np
+import sklearn
+from sklearn.linear_model import LogisticRegression
 
 VERDICT = re.compile(r"\[\[([AB<>=]+)\]\]")
 STRONG_WEIGHT = 3
@@ -61,8 +63,6 @@ def battles(verdicts_game1, verdicts_game2) -> list[str]:
 
 def unpenalised() -> dict:
     """No regularisation: C = inf from scikit-learn 1.8 on (penalty=None is deprecated there)."""
-    import sklearn
-
     major, minor = (int(x) for x in sklearn.__version__.split(".")[:2])
     return {"C": math.inf} if (major, minor) >= (1, 8) else {"penalty": None}
 
@@ -72,8 +72,6 @@ def mle_ratings(games: list[tuple[str, str, str]], baseline: str) -> dict[str, f
     "model_b", "tie"}): 400 x logistic-regression coefficients + 1000, the baseline anchored at 1000.
     Every battle is counted twice, a tie once as an A win and once as a B win. A model that won
     (lost) every battle it played has no finite MLE: it is rated +inf (-inf)."""
-    from sklearn.linear_model import LogisticRegression
-
     models = list(dict.fromkeys([a for a, _, _ in games] + [b for _, b, _ in games]))
     wins = {m: [0, 0] for m in models}  # [won or tied, lost or tied]
     for a, b, w in games:

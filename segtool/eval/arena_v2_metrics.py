@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from segtool.eval.arena_metrics import unpenalised
 from segtool.eval.arena_style import FEATURES, battle_covariates, standardise
@@ -57,7 +58,6 @@ def fit_win_rate(outcomes: np.ndarray, covariates: np.ndarray | None = None) -> 
     """(win rate, covariate coefficients) of the logistic regression P(model wins) = sigma(b + c . x).
 
     Outcomes all 1 (all 0) have no finite fit: the win rate is 1 (0) and the coefficients 0."""
-    from sklearn.linear_model import LogisticRegression
 
     k = 0 if covariates is None else covariates.shape[1]
     if (outcomes == outcomes[0]).all() and outcomes[0] in (0.0, 1.0):

@@ -249,7 +249,7 @@ def mtbench_judge_prompts() -> dict[str, dict]:
 @cache
 def arena_judge_config() -> dict:
     """arena-hard-auto's v0.1 judge config (system prompt, template, regex, attempts, max_tokens)."""
-    import yaml  # PyYAML: a dependency of transformers and datasets
+    import yaml  # lazy: PyYAML is not a declared dependency (transformers and datasets bring it)
 
     return yaml.safe_load((DATA / "arena_hard" / "judge_config.yaml").read_text())
 

@@ -20,6 +20,7 @@ import time
 
 from segtool.artifacts.files import atomic_write_text, stable_hash
 from segtool.eval.arena_style import markdown_metadata
+from segtool.eval.benchmarks import questions
 
 ANSWER_FILES = {"alpaca": "model_outputs.json", "arena": "model_answer.jsonl", "arena-v2": "model_answer.jsonl",
                 "mtbench": "model_answer.jsonl",
@@ -34,8 +35,6 @@ def _answer_id(name: str, qid: str) -> str:
 
 def answer_records(bench: str, name: str, answers: list[dict]) -> list[dict]:
     """``answers``: rows of answers.parquet (qid, index, category, turns, new_tokens, ...), in order."""
-    from segtool.eval.benchmarks import questions
-
     by_index = {q.index: q for q in questions(bench)}
     now = time.time()
     out = []

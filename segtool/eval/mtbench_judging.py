@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 
 from segtool.errors import ConfigError
+from segtool.eval.benchmarks import mtbench_judge_prompts, mtbench_references
 from segtool.eval.judges.base import ChatRequest
+from segtool.eval.judges.cache import answer_all
 from segtool.eval.mtbench_metrics import RATING, RATING_FALLBACK
 
 NEED_REF = ("math", "reasoning", "coding", "arena-hard-200")
@@ -54,9 +56,6 @@ def rating_value(judgment: str):
 def judge(judge_obj, cache, questions, model_name: str, answers: list[list[str]], *, max_tokens: int = 0,
           quiet: bool = False) -> list[dict]:
     """FastChat single-judgment records (model_judgment/<judge>_single.jsonl), turn 1 rows first."""
-    from segtool.eval.benchmarks import mtbench_judge_prompts, mtbench_references
-    from segtool.eval.judges.cache import answer_all
-
     if judge_obj.proxy:
         raise ConfigError("MT-Bench grades single answers on a 1-10 scale, which a reward model cannot give",
                           "use an LLM judge: --set eval.judge=http (or hf with --judge-model)")

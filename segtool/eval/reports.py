@@ -10,6 +10,14 @@ import html
 import io
 from pathlib import Path
 
+import matplotlib
+from rich.table import Table
+
+from segtool.artifacts.files import atomic_path, atomic_write_text
+
+matplotlib.use("Agg")  # files only, no display: the backend is chosen before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
+
 
 def _pct(v, digits=1):
     return "—" if v is None else f"{v:.{digits}f}"
@@ -85,8 +93,6 @@ def notes(results: list[dict]) -> list[str]:
 
 
 def terminal_table(bench: str, results: list[dict], title: str | None = None):
-    from rich.table import Table
-
     proxy = any(r.get("proxy") for r in results)
     table = Table(title=(title or TITLES[bench]) + ("  [bold red](PROXY judge)[/]" if proxy else ""), title_justify="left")
     headers, body = rows(bench, results)
@@ -132,11 +138,6 @@ def _length(bench: str, m: dict):
 
 def plot_png(bench: str, results: list[dict]) -> bytes:
     """Bar charts: the headline metric (with its error bar where there is one) and the answer length."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [r.get("model", "?") for r in results]
     values = [_main_value(bench, r) for r in results]
     length_label = _length(bench, results[0])[0]
@@ -178,8 +179,6 @@ def html_report(bench: str, results: list[dict], png: bytes, title: str | None =
 
 def write_comparison(folder: Path, bench: str, results: list[dict]) -> dict[str, Path]:
     """``<bench>-compare.{md,html,png}`` in ``folder`` (atomic writes); returns the paths."""
-    from segtool.artifacts.files import atomic_path, atomic_write_text
-
     png = plot_png(bench, results)
     paths = {kind: folder / f"{bench}-compare.{kind}" for kind in ("md", "html", "png")}
     with atomic_path(paths["png"]) as tmp:

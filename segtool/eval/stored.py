@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from segtool.errors import InputError
+from segtool.eval.alpaca_metrics import leaderboard_metrics, load_lc_inputs
+from segtool.eval.arena_metrics import leaderboard, question_outcomes
+from segtool.eval.benchmarks import questions, read_json, read_jsonl, spec
+from segtool.eval.mtbench_metrics import summarise
 
 FORMAT_HINT = {
     "alpaca": "give alpaca_eval's annotations.json (a JSON list of rows with instruction, output_1, output_2, preference)",
@@ -34,8 +38,6 @@ def _is_number(v) -> bool:
 
 
 def _read(path: Path, bench: str):
-    from segtool.eval.benchmarks import read_json, read_jsonl
-
     if not path.is_file():
         raise InputError(f"{path} not found", FORMAT_HINT[bench])
     return read_jsonl(path) if ".jsonl" in path.name else read_json(path)
@@ -70,8 +72,6 @@ def difficulty_positions(instructions: list[str]) -> tuple[list[int] | None, str
     """Index of each instruction in AlpacaEval's 805 (the LC GLM's instruction difficulty is indexed
     by it): positional when the rows follow the official order (as alpaca_eval writes them), else
     looked up by text; None when some instruction is not an AlpacaEval one."""
-    from segtool.eval.benchmarks import questions
-
     official = [q.turns[0] for q in questions("alpaca")]
     if instructions == official[: len(instructions)]:
         return list(range(len(instructions))), "positional"
@@ -84,9 +84,6 @@ def difficulty_positions(instructions: list[str]) -> tuple[list[int] | None, str
 
 def alpaca_metrics(rows: list[dict]) -> dict[str, dict]:
     """Per generator_2: the AlpacaEval 2.0 leaderboard metrics of its annotations."""
-    from segtool.eval.alpaca_metrics import leaderboard_metrics, load_lc_inputs
-    from segtool.eval.benchmarks import spec
-
     difficulty, _ = load_lc_inputs()
     out = {}
     for model in dict.fromkeys(r.get("generator_2", "model") for r in rows):
@@ -129,8 +126,6 @@ def arena_records(path: Path) -> list[dict]:
 
 def arena_battles(records: list[dict], baseline: str) -> list[tuple[str, str, str]]:
     """(model_a = baseline, model_b = model, winner) battles in show_result.py's order."""
-    from segtool.eval.arena_metrics import question_outcomes
-
     to_winner = {"baseline": "model_a", "model": "model_b", "tie": "tie"}
     games = []
     for r in records:
@@ -143,8 +138,6 @@ def arena_battles(records: list[dict], baseline: str) -> list[tuple[str, str, st
 def arena_metrics(records: list[dict], baseline: str, *, rounds: int = 100, seed: int = 42,
                   token_lengths: dict[str, list[int]] | None = None) -> dict[str, dict]:
     """Per model: score, 95% interval, battles, unparsed games and (given answers) average tokens."""
-    from segtool.eval.arena_metrics import leaderboard
-
     games = arena_battles(records, baseline)
     if not games:
         raise InputError("no game has a verdict", "the judge never gave [[A>B]]-style verdicts: check its prompt")
@@ -160,8 +153,6 @@ def arena_metrics(records: list[dict], baseline: str, *, rounds: int = 100, seed
 
 def arena_token_lengths(path: Path) -> dict[str, list[int]]:
     """model -> token_len of each answer in an arena-hard-auto model_answer jsonl (or a folder of them)."""
-    from segtool.eval.benchmarks import read_jsonl
-
     out: dict[str, list[int]] = {}
     for f in _jsonl_files(path, "give arena-hard-auto's model_answer folder or one of its jsonl files"):
         for i, row in enumerate(read_jsonl(f)):
@@ -190,8 +181,6 @@ def mtbench_records(path: Path) -> list[dict]:
 
 def mtbench_metrics(records: list[dict]) -> dict[str, dict]:
     """Per model: turn 1, turn 2 and overall means over rated rows (FastChat's show_result)."""
-    from segtool.eval.mtbench_metrics import summarise
-
     out = {}
     for model in dict.fromkeys(r["model"] for r in records):
         out[model] = summarise([(r["turn"], float(r["score"])) for r in records if r["model"] == model])

@@ -10,6 +10,8 @@ order, and a character no token produced belongs to no token.
 
 from __future__ import annotations
 
+import bisect
+
 LOOKAHEAD = 8  # characters of the text a decoded character may skip (the dropped ones before it)
 
 
@@ -58,3 +60,34 @@ def _align(decoded: str, text: str) -> list[int]:
         if k >= 0:
             position[i], j = k, k + 1
     return position
+
+
+def sentence_char_ends(text: str, sentences: list[str]) -> list[int]:
+    """Where each sentence of ``text`` ends (exclusive character index, its trailing whitespace left
+    out), for every sentence but the one that ends the text: the EOS policy closes that one.
+
+    A sentence splitter returns the sentences in order. SaT keeps the whitespace after a sentence on
+    it and, splitting at the input's newlines, drops those newlines, so each sentence is found in
+    the text in turn; only whitespace may lie between two. ValueError when a sentence is not the
+    next text or text is left over.
+    """
+    ends, pos = [], 0
+    for sentence in sentences:
+        core = sentence.strip()
+        if not core:
+            continue
+        start = text.find(core, pos)
+        if start < 0 or text[pos:start].strip():
+            raise ValueError(f"sentence {core[:40]!r} is not the text after character {pos}")
+        pos = start + len(core)
+        ends.append(pos)
+    if text[pos:].strip():
+        raise ValueError(f"the sentences stop at character {pos} of {len(text)}")
+    return [end for end in ends if text[end:].strip()]
+
+
+def token_ending_at(offsets: list[tuple[int, int]], end: int) -> int:
+    """Index of the token holding character ``end - 1``: the last token that starts before ``end``
+    (a token spanning the boundary holds it; of the tokens of one multi-byte character, the last;
+    a leading-space token of the next word starts at ``end`` or later). -1 when no token does."""
+    return bisect.bisect_left([start for start, _ in offsets], end) - 1

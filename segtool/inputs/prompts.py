@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from segtool.errors import InputError
-from segtool.inputs.rows import HH_ASSISTANT, RowError, _hh_messages, _hh_split, _messages, _response
+from segtool.inputs.rows import HH_ASSISTANT, RowError, _hh_messages, _hh_split, _messages, _response, read_pairs
 
 
 @dataclass(frozen=True)
@@ -35,21 +34,9 @@ def parse_prompt(data: dict, where: str) -> tuple[dict, ...]:
 
 def read_prompts(path: str, *, name: str = "", split: str = "train", max_rows: int = 0,
                  skip_invalid: bool = False) -> tuple[list[PromptRow], int]:
-    """(valid prompt rows in file order, number of skipped invalid rows)."""
-    from segtool.inputs.readers import read_records
-
-    rows, skipped = [], 0
-    for rec in read_records(path, name, split):
-        if max_rows and rec.row_id >= max_rows:
-            break
-        try:
-            if rec.error is not None:
-                raise rec.error
-            rows.append(PromptRow(rec.row_id, parse_prompt(rec.data, rec.where)))
-        except InputError:
-            if not skip_invalid:
-                raise
-            skipped += 1
-    if not rows:
-        raise InputError(f"{path}: no valid prompt rows", "each row needs a 'prompt' field or an HH-RLHF transcript")
-    return rows, skipped
+    """(valid prompt rows in file order, number of skipped invalid rows): ``read_pairs``' reading and
+    error handling with a prompt parser."""
+    report = read_pairs(path, name=name, split=split, max_rows=max_rows, skip_invalid=skip_invalid,
+                        parse=lambda row_id, data, where, _fmt: PromptRow(row_id, parse_prompt(data, where)),
+                        rows="prompt rows", hint="each row needs a 'prompt' field or an HH-RLHF transcript")
+    return report.pairs, len(report.invalid)

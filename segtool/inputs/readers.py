@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from segtool.errors import InputError
 from segtool.inputs.textfiles import UTF8_HINT, read_lines
 from segtool.paths import looks_local
@@ -64,8 +66,6 @@ def _jsonl_records(path: Path) -> Iterator[RawRecord]:
 
 
 def _parquet_records(path: Path) -> Iterator[RawRecord]:
-    import pyarrow.parquet as pq
-
     try:
         parquet = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for damaged files
@@ -78,7 +78,7 @@ def _parquet_records(path: Path) -> Iterator[RawRecord]:
 
 
 def _hub_records(name: str, config: str, split: str) -> Iterator[RawRecord]:
-    import datasets
+    import datasets  # lazy: hub sources only, and resolved per call (the tests stand a fake in sys.modules)
 
     try:
         dataset = datasets.load_dataset(name, config or None, split=split)

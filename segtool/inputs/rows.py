@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from segtool.errors import InputError
-from segtool.inputs.readers import SKIP_HINT
+from segtool.inputs.readers import SKIP_HINT, read_records
 
 ROLES = ("system", "user", "assistant")
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")
@@ -155,8 +155,6 @@ def read_pairs(path: str, *, name: str = "", split: str = "train", fmt: str = "a
     parse(row_id, data, where, fmt): turns one record into a row (``parse_pair``, or a parser that
     also reads extra fields); ``rows`` and ``hint`` word the error when no row is valid.
     """
-    from segtool.inputs.readers import read_records
-
     pairs, invalid = [], []
     for rec in read_records(path, name, split):
         if max_rows and rec.row_id >= max_rows:

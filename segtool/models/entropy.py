@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from segtool.core.entropy import chunked_entropy, chunked_logp_entropy
+from segtool.models.packing import backbone_hidden
 
 
 def split_causal_lm(model) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -32,7 +33,6 @@ def response_entropy(
     position t predicts token t + 1, so response_mask marks the positions of y_0 .. y_{n-1}.
     Returns [N] float32 on the model's device.
     """
-    from segtool.models.packing import backbone_hidden
 
     backbone, head = split_causal_lm(model)
     hidden = backbone_hidden(backbone, input_ids, attention_mask, plan)
@@ -58,8 +58,6 @@ def reference_pass(
     position j, so the LM head runs once over the response positions plus the token before them.
     ``plan`` runs the backbone packed (models.packing).
     """
-    from segtool.models.packing import backbone_hidden
-
     backbone, head = split_causal_lm(model)
     hidden = backbone_hidden(backbone, input_ids, attention_mask, plan)
     resp = response_mask.bool()

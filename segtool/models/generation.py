@@ -14,9 +14,11 @@ picks one by the ``generator`` knob.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
+from transformers import GenerationConfig
 
 
 @dataclass
@@ -30,8 +32,6 @@ def generation_config(eos_id: int, pad_id: int, max_new_tokens: int, temperature
                       min_new_tokens: int):
     """A complete GenerationConfig, so nothing leaks in from the model's own generation_config.json
     (e.g. an instruct model's temperature 0.2 / top_p 0.9, or transformers' top_k = 50 default)."""
-    from transformers import GenerationConfig
-
     sampling = temperature > 0
     return GenerationConfig(
         do_sample=sampling, temperature=temperature if sampling else None, top_p=top_p if sampling else None,
@@ -125,7 +125,5 @@ class HFGenerator:
 
 def hash_seed(seed: int, index: int) -> int:
     """A 63-bit seed from (seed, index), stable across processes (Python's hash() is salted)."""
-    import hashlib
-
     digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1

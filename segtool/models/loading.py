@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError, safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.config.schema import ModelConfig
 from segtool.errors import ConfigError, InputError
 from segtool.paths import looks_local
@@ -25,8 +31,6 @@ class ModelSource:
 
     def fingerprint(self) -> dict:
         """Content identity: file hashes for local models, id + revision for hub models."""
-        from segtool.artifacts.fingerprint import fingerprint_path
-
         if self.kind == "hub":
             return {"kind": "hub", "id": self.location, "revision": self.revision}
         if self.kind == "gguf":
@@ -64,8 +68,6 @@ def resolve_model_source(cfg: ModelConfig) -> ModelSource:
 
 
 def pick_device(name: str) -> str:
-    import torch
-
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -75,15 +77,11 @@ def pick_device(name: str) -> str:
 
 def quiet_transformers() -> None:
     """Our own progress bar is on stderr; transformers' per-load bars only add noise."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def load_tokenizer(source: ModelSource, cfg: ModelConfig):
-    from transformers import AutoTokenizer
-
     quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(source.location, **source.pretrained_kwargs(cfg))
@@ -98,8 +96,6 @@ def pad_id_of(tokenizer) -> int:
 
 def check_weight_files(folder: str | Path) -> None:
     """Raise an InputError naming the first truncated or damaged .safetensors file in ``folder``."""
-    from safetensors import SafetensorError, safe_open
-
     for path in sorted(Path(folder).glob("*.safetensors")):
         try:
             with safe_open(str(path), "pt"):
@@ -111,10 +107,6 @@ def check_weight_files(folder: str | Path) -> None:
 
 def load_causal_lm(source: ModelSource, cfg: ModelConfig, device: str):
     """The model in eval mode on ``device`` with ``cfg.dtype`` weights."""
-    import torch
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM
-
     quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(

@@ -16,8 +16,14 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification
 
+from segtool.artifacts.files import write_errors
 from segtool.models import rm_card
+from segtool.models.loading import check_weight_files, quiet_transformers
+from segtool.models.packing import backbone_hidden
 
 METADATA = "segtool_rm.json"
 SCORER = "segtool_scorer.safetensors"
@@ -39,8 +45,6 @@ class SegmentRewardModel(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, plan=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(values [B, T] float32, final hidden states [B, T, H]); ``plan`` runs the backbone packed
         (models.packing)."""
-        from segtool.models.packing import backbone_hidden
-
         hidden = backbone_hidden(self.backbone, input_ids, attention_mask, plan)
         return self.hf.score(hidden).squeeze(-1).float(), hidden
 
@@ -59,8 +63,6 @@ def _fresh_linear(hidden: int, seed: int, dtype) -> torch.nn.Linear:
 
 def build_from_causal_lm(lm, pad_token_id: int, *, attention: bool, seed: int) -> SegmentRewardModel:
     """A fresh RM whose backbone is a copy of ``lm``'s (works for tied and untied embeddings)."""
-    from transformers import AutoModelForSequenceClassification
-
     config = lm.config.__class__.from_dict(lm.config.to_dict())
     config.num_labels = 1
     config.pad_token_id = pad_token_id
@@ -77,10 +79,6 @@ def build_from_causal_lm(lm, pad_token_id: int, *, attention: bool, seed: int) -
 def save_reward_model(rm: SegmentRewardModel, tokenizer, folder: Path, metadata: dict) -> None:
     """Write the HF folder (labelled as not the reward), tokenizer, scorer, metadata and model card
     into ``folder`` (a fresh directory)."""
-    from safetensors.torch import save_file
-
-    from segtool.artifacts.files import write_errors
-
     with write_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
         rm.hf.config.architectures = [type(rm.hf).__name__]
@@ -94,12 +92,6 @@ def save_reward_model(rm: SegmentRewardModel, tokenizer, folder: Path, metadata:
 
 
 def load_reward_model(folder: Path, dtype=torch.float32, device: str = "cpu") -> tuple[SegmentRewardModel, dict]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from transformers import AutoModelForSequenceClassification
-
-    from segtool.models.loading import check_weight_files, quiet_transformers
-
     quiet_transformers()
     metadata = json.loads((folder / METADATA).read_text())
     try:

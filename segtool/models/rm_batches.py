@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-# torch (and core.rewards, built on it) is imported inside the functions below: the train-rm stage
-# module imports this one, and planning a stage (`segtool status`) loads no torch.
+from segtool.core.rewards import aggregate, segment_rewards
+from segtool.models.packing import plan_packing
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,6 @@ def collate(examples: list[Example], pad_id: int, pack_width: int = 0):
     ``pack_width`` > 0 the backbone runs the sequences packed into rows of up to that many tokens
     (``plan``; models.packing) and every read-out stays in the padded layout.
     ``computed`` counts the token positions the backbone runs (padded or packed)."""
-    import torch
-
-    from segtool.models.packing import plan_packing
-
     width = max(e.length for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -77,10 +74,6 @@ def sequence_scores(rm, batch, readout: str, aggregation: str, device, outputs=N
 
     outputs: the (values, hidden) of ``rm`` on this batch when the caller already ran it.
     """
-    import torch
-
-    from segtool.core.rewards import aggregate, segment_rewards
-
     ends, rows = batch["ends"].to(device), batch["rows"].to(device)
     if outputs is None:
         outputs = forward_batch(rm, batch, device)

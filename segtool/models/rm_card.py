@@ -40,6 +40,7 @@ def _segmentation(metadata: dict) -> str:
                 f"c_ent = {metadata['c_ent']:g}; SFT model `{source.get('path', 'not recorded')}`")
     return {"token": "one segment per token", "bandit": "one segment for the whole response",
             "ngram": f"segments of {metadata['n']} tokens", "punct": "segments end after punctuation",
+            "sat": f"segments are the sentences of the SaT model `{metadata.get('sat_model')}` (wtpsplit)",
             }.get(strategy, f"strategy `{strategy}`")
 
 

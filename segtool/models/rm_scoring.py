@@ -1,7 +1,8 @@
 """Score new text with a trained reward model, segmented exactly as in its training (shared by
 `eval rm`, `eval credit`, `show rewards`, the proxy judge and ``segtool.reward_model``).
 
-The RM folder's segtool_rm.json says how: strategy, c_ent, n, EOS policy, template and lengths.
+The RM folder's segtool_rm.json says how: strategy, c_ent, n, EOS policy, template and lengths (and
+the SaT model of strategy sat, which splits the new text's sentences).
 Entropy segmentation needs pi_SFT; it must be the model the RM was trained from (checked by
 fingerprint), otherwise the segments would differ from training.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
@@ -28,7 +30,15 @@ from segtool.models.loading import DTYPES, load_causal_lm, pad_id_of, pick_devic
 from segtool.models.packing import packing_width
 from segtool.models.reward import METADATA, load_reward_model
 from segtool.models.rm_batches import Example, collate, forward_batch, pairs_from_segments, sequence_scores
-from segtool.models.segmentation import Sequence, compute_entropies, encode_pairs, entropy_pack_width, shard_table
+from segtool.models.sat import load_sat, sentence_end_marks
+from segtool.models.segmentation import (
+    Sequence,
+    compute_entropies,
+    encode_pairs,
+    entropy_pack_width,
+    pair_texts,
+    shard_table,
+)
 
 REQUIRED_KEYS = {"strategy", "c_ent", "n", "eos_in_last_segment", "readout", "aggregation", "template",
                  "max_len", "max_prompt_len", "sft_model"}
@@ -43,6 +53,7 @@ class ScoringSetup:
     encoder: object
     device: str
     pack_width: int = 0  # tokens per packed row of the RM's passes (train_rm.packing); 0 = padded
+    splitter: object = None  # the sentence splitter of an RM segmented with strategy sat (models.sat)
 
 
 def resolve_rm_folder(cfg: Config, rm: str | None) -> tuple[Path, list[str]]:
@@ -64,7 +75,7 @@ def read_metadata(folder: Path) -> dict:
         meta = json.loads((folder / METADATA).read_text())
     except (OSError, ValueError) as err:
         raise ArtifactError(f"cannot read {folder / METADATA}: {err}", "retrain with `segtool train-rm --force`") from None
-    missing = sorted(REQUIRED_KEYS - set(meta))
+    missing = sorted(REQUIRED_KEYS - set(meta) | ({"sat_model"} - set(meta) if meta.get("strategy") == "sat" else set()))
     if missing:
         raise ArtifactError(f"{folder / METADATA} lacks {', '.join(missing)}",
                             "it was written by an older segtool: retrain with `segtool train-rm --force`")
@@ -72,18 +83,18 @@ def read_metadata(folder: Path) -> dict:
 
 
 def load_setup(cfg: Config, folder: Path) -> ScoringSetup:
-    from transformers import AutoTokenizer  # lazy: transformers takes seconds to import
-
     meta = read_metadata(folder)
     seg = dataclasses.replace(cfg.segment, strategy=meta["strategy"], c_ent=meta["c_ent"], n=meta["n"],
-                              eos_in_last_segment=meta["eos_in_last_segment"])
+                              eos_in_last_segment=meta["eos_in_last_segment"],
+                              sat_model=meta.get("sat_model", cfg.segment.sat_model))
     tok_cfg = dataclasses.replace(cfg.tokenize, max_len=meta["max_len"], max_prompt_len=meta["max_prompt_len"],
                                   template="auto" if meta["template"] == "chat" else "plain")
     run_cfg = dataclasses.replace(cfg, segment=seg, tokenize=tok_cfg)
     device = pick_device(cfg.model.device)
     rm, _ = load_reward_model(folder, getattr(torch, DTYPES[cfg.model.dtype]), device)
     encoder = Encoder.create(AutoTokenizer.from_pretrained(folder), tok_cfg.max_len, tok_cfg.max_prompt_len, tok_cfg.template)
-    return ScoringSetup(folder, meta, run_cfg, rm, encoder, device, rm_pack_width(rm, cfg, device))
+    splitter = load_sat(seg.sat_model, device) if seg.strategy == "sat" else None
+    return ScoringSetup(folder, meta, run_cfg, rm, encoder, device, rm_pack_width(rm, cfg, device), splitter)
 
 
 def rm_pack_width(rm, cfg: Config, device) -> int:
@@ -98,25 +109,26 @@ def rm_pack_width(rm, cfg: Config, device) -> int:
 
 def segment_pairs(setup: ScoringSetup, pairs) -> list:
     """[(chosen Example, rejected Example)] segmented as in the RM's training."""
-    return pairs_from_segments(_segment_table(setup, encode_pairs(pairs, setup.encoder)))[1]
+    return pairs_from_segments(_segment_table(setup, encode_pairs(pairs, setup.encoder), pair_texts(pairs)))[1]
 
 
 def segment_responses(setup: ScoringSetup, items) -> list:
     """[Example] for (prompt messages, response text) items, segmented as in the RM's training."""
-    seqs = []
+    seqs, texts = [], []
     for k, (messages, response) in enumerate(items):
         prompt, ids = setup.encoder.encode(messages, response)
         if len(ids) < 2:  # the EOS alone
             raise InputError(f"response {k} has no tokens", "give a non-empty response")
         seqs.append(Sequence(k, "chosen", prompt, ids))
-    table = _segment_table(setup, seqs)
+        texts.append(response)
+    table = _segment_table(setup, seqs, texts)
     columns = [table[c].to_pylist() for c in ("prompt_token_ids", "response_token_ids", "segment_ends")]
     return [Example(*(np.asarray(v) for v in row)) for row in zip(*columns)]
 
 
-def _segment_table(setup: ScoringSetup, seqs):
-    """The segment table of encoded sequences (in their order), with entropies from pi_SFT when the
-    strategy needs them."""
+def _segment_table(setup: ScoringSetup, seqs, texts: list[str]):
+    """The segment table of encoded sequences (in their order; ``texts`` their response texts), with
+    entropies from pi_SFT when the strategy needs them."""
     if setup.cfg.segment.strategy == "entropy":
         source = resolve_model_source(setup.cfg.model)
         if source.fingerprint() != setup.meta["sft_model"]:
@@ -130,7 +142,9 @@ def _segment_table(setup: ScoringSetup, seqs):
     else:  # these strategies never look at entropies
         entropies = [np.zeros(len(s.response), dtype=np.float32) for s in seqs]
     table_punct = punct_table(setup.encoder.tokenizer) if setup.cfg.segment.strategy == "punct" else None
-    return shard_table(seqs, entropies, setup.cfg, table_punct)
+    sentences = None if setup.splitter is None else sentence_end_marks(
+        setup.splitter, setup.encoder, texts, [len(s.response) for s in seqs])
+    return shard_table(seqs, entropies, setup.cfg, table_punct, sentence_ends=sentences)
 
 
 def batch_scores(setup: ScoringSetup, examples: list, autocast) -> np.ndarray:

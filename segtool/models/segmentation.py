@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from segtool.artifacts.tables import SEGMENTS, SEGMENTS_ADAPTIVE
 from segtool.config.schema import Config
+from segtool.console import STDERR
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.errors import InputError
+from segtool.models.entropy import response_entropy, split_causal_lm
+from segtool.models.packing import packing_width, plan_packing
 
 SIDES = ("chosen", "rejected")
 
@@ -38,16 +42,15 @@ def encode_pairs(pairs, encoder) -> list[Sequence]:
     return seqs
 
 
+def pair_texts(pairs) -> list[str]:
+    """The response texts of ``pairs`` in ``encode_pairs``'s order."""
+    return [getattr(pair, side) for pair in pairs for side in SIDES]
+
+
 def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, advance=None,
                       pack_width: int = 0) -> list[np.ndarray]:
     """Response-position entropies for every sequence: one backbone pass per length-sorted batch,
     packed into rows of ``pack_width`` tokens when it is > 0 (see ``entropy_pack_width``)."""
-    # lazy: the segment stage module imports this one, and planning a stage loads no torch
-    import torch
-
-    from segtool.models.entropy import response_entropy
-    from segtool.models.packing import plan_packing
-
     out: list[np.ndarray] = [None] * len(seqs)
     lengths = [len(s.prompt) + len(s.response) for s in seqs]
     for batch in length_sorted_batches(lengths, cfg.segment.batch_tokens, packed=pack_width > 0):
@@ -74,10 +77,12 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, adv
     return out
 
 
-def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct, adaptive=None):
+def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, table_punct, adaptive=None,
+                sentence_ends=None):
     """Boundaries for a whole shard in one vectorised pass, as an Arrow table.
 
-    adaptive: one ``adaptive_rewards.TokenScores`` per sequence (strategy adaptive only).
+    adaptive: one ``adaptive_rewards.TokenScores`` per sequence (strategy adaptive only);
+    sentence_ends: flat bool marks of ``models.sat.sentence_end_marks`` (strategy sat only).
     """
     lengths = np.array([len(s.response) for s in seqs], dtype=np.int64)
     layout = FlatLayout.from_lengths(lengths)
@@ -92,6 +97,7 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
         n=cfg.segment.n,
         punct_table=table_punct,
         states=np.concatenate([a.state for a in adaptive]) if adaptive is not None else None,
+        sentence_ends=sentence_ends,
         eos_in_last_segment=cfg.segment.eos_in_last_segment,
     )
     ends, counts = mask_to_ends(mask, layout)
@@ -123,9 +129,6 @@ def shard_table(seqs: list[Sequence], entropies: list[np.ndarray], cfg: Config, 
 def entropy_pack_width(model, cfg: Config, device) -> int:
     """Tokens per packed row of pi_SFT's entropy passes under segment.packing (0: padded; a note
     says why when the probe turned packing off)."""
-    from segtool.console import STDERR
-    from segtool.models.entropy import split_causal_lm
-    from segtool.models.packing import packing_width
 
     width, note = packing_width(cfg.segment.packing, cfg.segment.pack_width, {"pi_SFT": split_causal_lm(model)[0]},
                                 model.config.vocab_size, device, "segment.packing")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "segtool_varlen"
 _registered = False
@@ -26,8 +28,6 @@ def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     """query [R, H, C, D], key/value [R, KV, C, D] -> ([R, C, H, D], None), as transformers expects."""
     spans = kwargs.pop("segtool_spans", None)
     if spans is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
@@ -67,7 +67,7 @@ def _explicit_causal(q, k, v, dropout, scale):
 def _register() -> None:
     global _registered
     if not _registered:
-        from transformers import AttentionInterface
+        # lazy: transformers.masking_utils is new in 4.53 (pyproject allows 4.50); only enable_varlen needs it
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
         AttentionInterface.register(NAME, varlen_sdpa)

@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
 
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.core.adaptive import band, baselines, implicit_token_rewards, schmitt_states, value_token_rewards
 from segtool.errors import ArtifactError, ConfigError
+from segtool.models.loading import DTYPES, load_causal_lm, quiet_transformers, resolve_model_source
+from segtool.models.policy import logprobs, pack, to_aligned
+from segtool.models.reward import METADATA, load_reward_model
 from segtool.training.checkpoints import POLICY_METADATA
 
 SOURCE_STAGE = {"rm": "train-rm", "dpo": "dpo"}
@@ -33,8 +40,6 @@ class Source:
 
     @property
     def metadata_file(self) -> str:
-        from segtool.models.reward import METADATA
-
         return METADATA if self.kind == "rm" else POLICY_METADATA
 
 
@@ -52,8 +57,6 @@ def _head_folder(rundir: RunDir, kind: str) -> tuple[Path, str]:
 
 def resolve_source(cfg: Config) -> Source:
     """The folder whose model gives the token rewards, with lineage and content identity."""
-    from segtool.artifacts.fingerprint import fingerprint_path
-
     kind = cfg.segment.adaptive_source
     here = RunDir(cfg.run.workdir)
     given = cfg.segment.adaptive_model
@@ -104,11 +107,8 @@ class TokenScores:
 class TokenScorer:
     """Loads the source model once and scores batches of (prompt, response) token lists."""
 
-    def __init__(self, cfg: Config, source: Source, device: str, sft_fingerprint: dict):
-        import torch
-
-        from segtool.models.loading import DTYPES
-
+    def __init__(self, cfg: Config, source: Source, device: str, sft_fingerprint: dict, ref=None):
+        """``ref``: pi_SFT already loaded by the caller (PPO's reference), instead of a second copy."""
         self.cfg, self.source, self.device = cfg, source, device
         meta = source_metadata(source)
         dtype = getattr(torch, DTYPES[cfg.model.dtype])
@@ -119,21 +119,15 @@ class TokenScorer:
                 "token rewards need the same tokenizer and reference: set model.path to the model it was trained from",
             )
         if source.kind == "rm":
-            from segtool.models.reward import load_reward_model
-
             self.rm, _ = load_reward_model(source.folder, dtype, device)
         else:
-            from transformers import AutoModelForCausalLM
-
-            from segtool.models.loading import load_causal_lm, quiet_transformers, resolve_model_source
-
             if meta.get("stage") != "dpo":
                 raise ArtifactError(f"{source.folder} is a {meta.get('stage')} policy, not a DPO policy",
                                     "the implicit reward beta log pi/pi_ref needs a policy trained by `segtool dpo`")
             quiet_transformers()
             self.beta = float(meta["beta"])
             self.policy = AutoModelForCausalLM.from_pretrained(source.folder, dtype=dtype).to(device).eval()
-            self.ref = load_causal_lm(resolve_model_source(cfg.model), cfg.model, device)
+            self.ref = ref if ref is not None else load_causal_lm(resolve_model_source(cfg.model), cfg.model, device)
 
     @classmethod
     def from_rm(cls, cfg: Config, rm, device: str) -> TokenScorer:
@@ -145,11 +139,6 @@ class TokenScorer:
 
     def raw_rewards(self, prompts: list[list[int]], responses: list[list[int]]):
         """Per-token rewards [B, R] (response-aligned, zero past each row's end) and lengths [B]."""
-        import torch
-
-        from segtool.core.adaptive import implicit_token_rewards, value_token_rewards
-        from segtool.models.policy import logprobs, pack, to_aligned
-
         pad = 0
         batch = pack(prompts, responses, pad).to(self.device)
         with torch.no_grad():
@@ -159,11 +148,18 @@ class TokenScorer:
                 prompt_values = values[torch.arange(len(prompts), device=values.device), batch.prompt_lens - 1]
                 rewards = value_token_rewards(aligned, prompt_values)
             else:
-                chunk = self.cfg.segment.chunk_size
-                logp = to_aligned(logprobs(self.policy, batch, chunk), batch)
-                ref = to_aligned(logprobs(self.ref, batch, chunk), batch)
-                rewards = implicit_token_rewards(logp, ref, self.beta)
+                rewards = to_aligned(self.implicit_rewards(batch), batch)
         return rewards.float().cpu() * batch.aligned.cpu(), batch.lengths.cpu()
+
+    def implicit_rewards(self, batch, ref_logp=None, beta: float = 0.0):
+        """DPO's implicit reward beta (log pi(y_j) - log pi_ref(y_j)) of every response token of a
+        ``models.policy.Packed`` batch on the device, flat [N] float32. ``ref_logp``: log pi_ref of
+        those tokens when the caller has them (PPO's reference pass); ``beta`` 0 = the policy's own."""
+        chunk = self.cfg.segment.chunk_size
+        with torch.no_grad():
+            logp = logprobs(self.policy, batch, chunk)
+            ref = logprobs(self.ref, batch, chunk) if ref_logp is None else ref_logp
+        return implicit_token_rewards(logp, ref, beta or self.beta)
 
     def score(self, prompts: list[list[int]], responses: list[list[int]]) -> list[TokenScores]:
         rewards, lengths = self.raw_rewards(prompts, responses)
@@ -172,10 +168,6 @@ class TokenScorer:
 
 def trigger(rewards, lengths, seg) -> list[TokenScores]:
     """Baselines, eq.-15 bands and Schmitt states for aligned rewards [B, R] under the EOS policy."""
-    import torch
-
-    from segtool.core.adaptive import band, baselines, schmitt_states
-
     scored = lengths if seg.eos_in_last_segment else lengths - 1  # positions the trigger sees
     active = torch.arange(rewards.shape[1])[None, :] < scored[:, None]
     b = baselines(rewards, active, seg.baseline, seg.td_alpha)

@@ -14,14 +14,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segtool.artifacts.files import atomic_path
 from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
 from segtool.console import STDERR, progress
 from segtool.errors import ArtifactError
-from segtool.eval import benchmarks
+from segtool.eval import answering, benchmarks, formats
+from segtool.inputs.formatting import Encoder
 from segtool.models.generators import make_generator
+from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device, resolve_model_source
+from segtool.pipeline.common import already_complete
 
 SCHEMA_VERSION = 2  # 2: special-token strings removed from the answers (older answers keep them)
 SHARD = "part-{:05d}.parquet"
@@ -38,8 +45,6 @@ class Target:
 
     @property
     def source(self):
-        from segtool.models.loading import resolve_model_source
-
         return resolve_model_source(self.model_cfg)
 
 
@@ -105,8 +110,6 @@ def plan_id(cfg: Config, bench: str, target: Target) -> str:
 
 
 def load(rundir: RunDir, record: dict) -> list[dict]:
-    import pyarrow.parquet as pq
-
     rundir.verify(record, ["answers.parquet"])
     return pq.read_table(rundir.path_of(record, "answers.parquet")).to_pylist()
 
@@ -114,8 +117,6 @@ def load(rundir: RunDir, record: dict) -> list[dict]:
 def ensure(cfg: Config, bench: str, target: Target, *, resume: bool, force: bool, quiet: bool) -> tuple[dict, list[dict]]:
     """(complete answers record, answer rows): reused when complete, else generated (continuing a
     partial artifact's shards with ``resume``)."""
-    from segtool.pipeline.common import already_complete
-
     rundir = RunDir(cfg.run.workdir)
     stage = stage_name(bench)
     ident = identity(cfg, bench, target)
@@ -127,14 +128,6 @@ def ensure(cfg: Config, bench: str, target: Target, *, resume: bool, force: bool
 
 
 def _generate(cfg, bench, target, rundir, art_id, ident, resume, quiet) -> tuple[dict, list[dict]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-    from segtool.eval import answering, formats
-    from segtool.inputs.formatting import Encoder
-    from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device
-
     started = time.perf_counter()
     items = benchmarks.questions(bench, cfg.eval.limit)
     shots = benchmarks.gsm8k_shots(cfg.eval.gsm8k_shots) if bench == "gsm8k" else []
@@ -190,8 +183,6 @@ def _generate(cfg, bench, target, rundir, art_id, ident, resume, quiet) -> tuple
 
 
 def _table(answers):
-    import pyarrow as pa
-
     return pa.table({
         "qid": pa.array([a.question.qid for a in answers], pa.string()),
         "index": pa.array([a.question.index for a in answers], pa.int64()),

@@ -15,12 +15,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from segtool.artifacts.files import strict_json
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segtool.artifacts.files import atomic_path, atomic_write_text, strict_json
 from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict
 from segtool.config.schema import Config
-from segtool.eval import benchmarks
+from segtool.console import STDERR
+from segtool.errors import ConfigError, InputError
+from segtool.eval import (
+    alpaca_judging,
+    arena_judging,
+    arena_v2_judging,
+    arena_v2_metrics,
+    benchmarks,
+    formats,
+    judges,
+    mtbench_judging,
+    stored,
+)
+from segtool.eval.arena_style import answer_features
+from segtool.eval.gsm8k_metrics import last_number, reference_answer
+from segtool.eval.reports import markdown_report
 from segtool.pipeline import bench_answers
 from segtool.pipeline import stage as protocol
 from segtool.pipeline.bench_answers import Target
@@ -50,8 +68,6 @@ def baseline_target(cfg: Config) -> Target | None:
 def check_judge(cfg: Config, bench: str, judge=None) -> None:
     """Refuse what cannot work before anything is generated: a reward model cannot grade MT-Bench."""
     if bench == "mtbench" and (cfg.eval.judge == "proxy" or getattr(judge, "proxy", False)):
-        from segtool.errors import ConfigError
-
         raise ConfigError("MT-Bench grades single answers on a 1-10 scale, which a reward model cannot give",
                           "use an LLM judge: --judge http (an OpenAI-compatible endpoint) or --judge hf --judge-model DIR")
 
@@ -71,8 +87,6 @@ class Plan:
 def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | None = None, rm: str | None = None,
          stage: str | None = None) -> Plan:
     """The eval artifact's identity, computed without loading any model."""
-    from segtool.eval import judges
-
     check_judge(cfg, bench, judge)
     answers_id = bench_answers.plan_id(cfg, bench, target)
     ident = {"bench": bench, "answers": answers_id}
@@ -91,7 +105,6 @@ def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | 
         if bench == "arena-v2" and baseline is None and cfg.eval.arena_creative_baseline:
             creative = Path(cfg.eval.arena_creative_baseline).expanduser()
             if not creative.is_file():
-                from segtool.errors import InputError
 
                 raise InputError(f"eval.arena_creative_baseline: {creative} does not exist",
                                  "give gemini-2.0-flash-001's answers as an arena-hard-auto v2.0 model_answer jsonl")
@@ -157,14 +170,11 @@ def _baseline_answers(cfg: Config, the_plan: Plan, items, resume, force, quiet) 
 
 
 def _judge(cfg: Config, the_plan: Plan, rows: list[dict], *, resume, force, quiet) -> tuple[dict, dict]:
-    from segtool.eval import alpaca_judging, arena_judging, formats, mtbench_judging, stored
-    from segtool.eval.judges import cache_for
-
     bench, judge, name = the_plan.bench, the_plan.judge, the_plan.target.name
     by_index = {q.index: q for q in benchmarks.questions(bench)}
     items = [by_index[r["index"]] for r in rows]
     outputs = [r["turns"][0] for r in rows]
-    cache = cache_for(cfg, judge)
+    cache = judges.cache_for(cfg, judge)
     files = {}  # the answers in the benchmark's format are in the answers artifact
     common = {"judge": judge.label, "judge_name": judge.name, "judge_kind": judge.identity["kind"], "proxy": judge.proxy}
     if bench == "arena-v2":
@@ -202,9 +212,6 @@ def _judge_arena_v2(cfg: Config, the_plan: Plan, items, rows, cache, common, *, 
     """v2.0: each category against its own baseline; a category without baseline answers is skipped
     and said so. Style features: the model's token counts from its own tokenizer, the baseline's from
     its answer file (the official files count with tiktoken's gpt-4o encoding)."""
-    from segtool.console import STDERR
-    from segtool.eval import arena_v2_judging, arena_v2_metrics, formats
-    from segtool.eval.arena_style import answer_features
 
     judge, name = the_plan.judge, the_plan.target.name
     if the_plan.baseline is None:
@@ -219,7 +226,6 @@ def _judge_arena_v2(cfg: Config, the_plan: Plan, items, rows, cache, common, *, 
         STDERR.print(f"arena v2.0: category {category} skipped: {why}", highlight=False)
     kept = [k for k, q in enumerate(items) if q.category not in skipped]
     if not kept:
-        from segtool.errors import ConfigError
 
         raise ConfigError(f"arena v2.0: no category can be scored ({', '.join(skipped)} skipped)",
                           "raise eval.limit past the first category, or give --creative-baseline FILE")
@@ -233,7 +239,6 @@ def _judge_arena_v2(cfg: Config, the_plan: Plan, items, rows, cache, common, *, 
     try:
         board = arena_v2_metrics.report(records, styles, skipped, rounds=cfg.eval.bootstrap_rounds)
     except ValueError as err:
-        from segtool.errors import InputError
 
         raise InputError(f"arena v2.0 scores of {name}: {err}", "check the answers: an answer and its baseline are both empty") from None
     lens = [int(rows[k]["new_tokens"][0]) for k in kept]
@@ -249,9 +254,6 @@ def _judge_arena_v2(cfg: Config, the_plan: Plan, items, rows, cache, common, *, 
 
 
 def _grade_gsm8k(rows: list[dict], target: Target) -> tuple[dict, dict]:
-    from segtool.eval import formats
-    from segtool.eval.gsm8k_metrics import last_number, reference_answer
-
     by_index = {q.index: q for q in benchmarks.questions("gsm8k")}
     graded = []
     for r in rows:
@@ -266,11 +268,6 @@ def _grade_gsm8k(rows: list[dict], target: Target) -> tuple[dict, dict]:
 
 def _write_judgments_parquet(path, bench: str, records: list[dict]) -> None:
     """The judgments as a flat table (one row per annotation / game / rated turn)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-
     if bench == "alpaca":
         cols = {k: [r[k] for r in records] for k in ("instruction", "generator_1", "generator_2", "output_1", "output_2")}
         cols["preference"] = pa.array([r["preference"] for r in records], pa.float64())
@@ -290,14 +287,10 @@ def _write_judgments_parquet(path, bench: str, records: list[dict]) -> None:
 
 
 def _write_text(path, text: str) -> None:
-    from segtool.artifacts.files import atomic_write_text
-
     atomic_write_text(path, text)
 
 
 def _report(cfg: Config, metrics: dict) -> str:
-    from segtool.eval.reports import markdown_report
-
     return markdown_report(metrics["benchmark"], [metrics])
 
 

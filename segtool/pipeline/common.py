@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from segtool import distributed
 from segtool.artifacts import runlock
+from segtool.errors import ConfigError
 
 
 @dataclass
@@ -71,3 +72,14 @@ def exclusive_stage(stage: str):
         return locked
 
     return wrap
+
+
+def total_iterations(c, section: str, n_train: int) -> int:
+    """Sampling iterations of an on-policy stage (ppo, rs): ``episodes`` passes over the training
+    prompts in rollout batches, capped by ``iterations`` when it is set."""
+    per_episode = n_train // c.rollout_batch
+    if per_episode == 0:
+        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
+                          f"lower {section}.rollout_batch (and train_batch) or give more prompts")
+    total = per_episode * c.episodes
+    return min(total, c.iterations) if c.iterations else total

@@ -21,19 +21,28 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
+from segtool.artifacts.files import atomic_path, atomic_write_json
 from segtool.artifacts.manifest import RunDir
 from segtool.artifacts.tables import load_segments
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR, progress
 from segtool.core.batching import pair_micro_batches
+from segtool.core.dpo import dpo_loss, masked_sums
 from segtool.errors import ArtifactError, ConfigError
+from segtool.models.policy import logprobs, pack
+from segtool.models.precision import make_autocast
 from segtool.pipeline import segment, train_rm
 from segtool.pipeline.common import StageResult
+from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, split_heldout, summary_of
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
+from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import LocalStepper
 
@@ -55,8 +64,6 @@ def plain(cfg: Config) -> Config:
 
 def adaptive_config(cfg: Config) -> Config:
     """The config of ADPO's mask segmentation: strategy adaptive, its source model made explicit."""
-    from segtool.pipeline.policy_eval import rm_folder_of
-
     rundir = RunDir(cfg.run.workdir)
     folder = cfg.segment.adaptive_model
     if not folder:
@@ -126,11 +133,6 @@ def pairs_from_table(table, adaptive: bool) -> tuple[np.ndarray, list[tuple[Side
 
 def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, chunk: int, pack_width: int = 0) -> dict:
     """DPO loss of pairs ``idx`` (chosen and rejected in one forward pass of each model)."""
-    import torch
-
-    from segtool.core.dpo import dpo_loss, masked_sums
-    from segtool.models.policy import logprobs, pack
-
     sides = [pairs[i][0] for i in idx] + [pairs[i][1] for i in idx]
     batch = pack([s.prompt for s in sides], [s.response for s in sides], pad_id, pack_width).to(device)
     rows = torch.repeat_interleave(torch.arange(len(sides), device=device), batch.lengths)
@@ -151,8 +153,6 @@ def pair_loss(policy, ref, pairs, idx, c, pad_id: int, device: str, autocast, ch
 
 
 def compute(ctx: Context) -> Outcome:
-    from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
-
     cfg, c, rundir = ctx.cfg, ctx.cfg.dpo, ctx.rundir
     seg_id = ctx.parents["segment"].artifact_id if c.mask == "adaptive" else segment.plan(cfg).art_id
     _, table = load_segments(rundir, art_id=seg_id)
@@ -198,12 +198,6 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
 def build_trainer(cfg: Config, rundir: RunDir, rm_id: str, total: int, device: str):
     """(policy, reference, tokenizer, held-out scorer, autocast, stepper): pi_SFT twice, the reward
     model that judges the held-out prompts, and the policy's optimiser."""
-    import torch
-
-    from segtool.models.precision import make_autocast
-    from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
-    from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
-
     c = cfg.dpo
     policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     if c.gradient_checkpointing:
@@ -260,11 +254,6 @@ def _train(policy, ref, pairs, train_idx, c, scorer, device, autocast, stepper, 
 
 
 def _write_outputs(rundir, art_id, policy, tokenizer, meta, metrics, evaluation) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path, atomic_write_json
-
     checkpoints.write_policy(rundir, art_id, policy, tokenizer, meta)
     record = rundir.get(art_id)
     with atomic_path(rundir.path_of(record, "metrics.parquet")) as tmp:

@@ -27,17 +27,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
+from segtool.artifacts.files import atomic_path, atomic_write_json, atomic_write_text
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.loader import config_to_dict, identity_view
 from segtool.config.modes import INTERPOLATIONS
 from segtool.config.schema import Config
 from segtool.console import STDERR
+from segtool.core.adaptive import value_token_rewards
+from segtool.core.batching import length_sorted_batches
+from segtool.core.ppo import interpolate
+from segtool.core.rewards import segment_rewards
 from segtool.credit import metrics
 from segtool.errors import ArtifactError, ConfigError
+from segtool.inputs.formatting import Encoder
 from segtool.inputs.rows import Pair, RowError, parse_pair, read_pairs
+from segtool.models import rm_scoring
+from segtool.models.loading import load_tokenizer, pick_device, resolve_model_source
+from segtool.models.precision import make_autocast
+from segtool.models.reward import METADATA
+from segtool.models.segmentation import encode_pairs
+from segtool.pipeline import adaptive_rewards, segment
 from segtool.pipeline.bench_eval import strict_json
 from segtool.pipeline.common import StageResult, already_complete, exclusive_stage
+from segtool.training.checkpoints import POLICY_METADATA
+from segtool.viz import credit as viz
+from segtool.viz.rewards import rm_label
 
 STAGE = "eval-credit"
 SCHEMA_VERSION = 1
@@ -114,11 +133,6 @@ def segment_credit(values: np.ndarray, ends: np.ndarray, readout: str, interpola
 
     values: v from the last prompt token to the EOS, [n + 1]; ends: segment ends in the response.
     """
-    import torch
-
-    from segtool.core.ppo import interpolate
-    from segtool.core.rewards import segment_rewards
-
     v = torch.from_numpy(np.asarray(values, dtype=np.float32))[None]
     ends_t = torch.from_numpy(np.asarray(ends, dtype=np.int64))
     rows = torch.zeros_like(ends_t)
@@ -130,10 +144,6 @@ def segment_credit(values: np.ndarray, ends: np.ndarray, readout: str, interpola
 
 def value_credit(values: np.ndarray) -> Credit:
     """v_i - v_(i-1) for every response token but the EOS; each token is its own unit."""
-    import torch
-
-    from segtool.core.adaptive import value_token_rewards
-
     v = torch.from_numpy(np.asarray(values, dtype=np.float32))
     diffs = value_token_rewards(v[None, 1:], v[:1])[0, :-1].double().numpy()
     return Credit(diffs, np.arange(len(diffs)), diffs)
@@ -209,17 +219,12 @@ class Scored:
 
 
 def resolve_source(cfg: Config, rm: str | None, dpo: str | None, credit: str, interpolation: str) -> Source:
-    from segtool.models import rm_scoring
-    from segtool.models.reward import METADATA
-    from segtool.viz.rewards import rm_label
-
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(f"--interpolation {interpolation} is not known", f"use one of: {', '.join(INTERPOLATIONS)}")
     if dpo is None:
         folder, parents = rm_scoring.resolve_rm_folder(cfg, rm)
         meta = read_json(folder / METADATA)
         return Source("rm", folder, parents, meta, resolve_credit(meta, credit), rm_label(meta))
-    from segtool.training.checkpoints import POLICY_METADATA
 
     if credit != "auto":
         raise ConfigError(f"--credit {credit} applies to reward models", "leave --credit out with --dpo: a DPO policy's "
@@ -248,9 +253,6 @@ def read_json(path: Path) -> dict:
 
 def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpolation: str) -> Scored:
     """e(x, y) as `eval rm` computes it, and the credit of every rejected answer, from one pass."""
-    from segtool.models import rm_scoring
-    from segtool.models.precision import make_autocast
-
     setup = rm_scoring.load_setup(cfg, source.folder)
     require_fast(setup.encoder.tokenizer, source.folder)
     pairs = rm_scoring.segment_pairs(setup, [item.pair for item in items])
@@ -265,13 +267,6 @@ def score_with_rm(cfg: Config, source: Source, items: list[CreditPair], interpol
 def score_with_dpo(cfg: Config, source: Source, items: list[CreditPair]) -> Scored:
     """The DPO implicit reward beta (log pi(y_i) - log pi_ref(y_i)) per token (as the adaptive
     segmentation reads it); e(x, y) is its sum over the answer, DPO's implicit sequence reward."""
-    from segtool.artifacts.fingerprint import fingerprint_path
-    from segtool.core.batching import length_sorted_batches
-    from segtool.inputs.formatting import Encoder
-    from segtool.models.loading import load_tokenizer, pick_device, resolve_model_source
-    from segtool.models.segmentation import encode_pairs
-    from segtool.pipeline import adaptive_rewards
-
     model = resolve_model_source(cfg.model)
     found = adaptive_rewards.Source("dpo", source.folder, tuple(source.parents), fingerprint_path(source.folder))
     scorer = adaptive_rewards.TokenScorer(cfg, found, pick_device(cfg.model.device), model.fingerprint())
@@ -297,9 +292,6 @@ def run(cfg: Config, rm: str | None = None, *, dpo: str | None = None, credit: s
         heatmaps: int = 3, force: bool = False, quiet: bool = False) -> StageResult:
     """Score the defect pairs of cfg.data with a reward model (``rm``, default: the run directory's
     train-rm) or a DPO policy (``dpo``: a run directory or policy folder)."""
-    from segtool.artifacts.fingerprint import fingerprint_path
-    from segtool.pipeline import segment
-
     started = time.perf_counter()
     if heatmaps < 0:
         raise ConfigError(f"--heatmaps {heatmaps} is negative", "give the number of pairs per defect family to draw (0 = none)")
@@ -309,8 +301,6 @@ def run(cfg: Config, rm: str | None = None, *, dpo: str | None = None, credit: s
              "seed": cfg.run.seed}
     ident["data"]["path"] = segment.data_identity(cfg)
     if source.kind == "dpo":  # the reference policy and the tokenization come from the config
-        from segtool.models.loading import resolve_model_source
-
         ident["model"] = resolve_model_source(cfg.model).fingerprint()
         ident.update(identity_view(cfg, ("tokenize",)))
     art_id = artifact_id(STAGE, ident, source.parents, SCHEMA_VERSION)
@@ -387,12 +377,6 @@ def per_pair(items: list[CreditPair], scored: Scored, heatmaps: int) -> tuple[di
 def _write(rundir: RunDir, cfg: Config, art_id: str, ident: dict, source: Source, columns: dict, summary: dict,
            shown: list, tokenizer) -> None:
     """Open the artifact and write its files, each atomically, then record them (the caller completes it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path, atomic_write_json, atomic_write_text
-    from segtool.viz import credit as viz
-
     record = rundir.begin(STAGE, art_id, config=config_to_dict(cfg), identity_config=ident, parents=source.parents,
                           schema_version=SCHEMA_VERSION, inputs={source.kind: str(source.folder), "data": cfg.data.path},
                           resume=False)

@@ -12,20 +12,30 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from transformers import AutoTokenizer
 
+from segtool.artifacts.files import atomic_path, atomic_write_json, strict_json
 from segtool.artifacts.manifest import RunDir
 from segtool.artifacts.tables import load_segments
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR
+from segtool.core.calibration import fit_normaliser
 from segtool.core.normalizer import Normaliser
+from segtool.core.rewards import segment_rewards
 from segtool.errors import ArtifactError
+from segtool.models.loading import DTYPES, pad_id_of, pick_device
+from segtool.models.reward import load_reward_model
 from segtool.models.rm_batches import collate, forward_batch, pairs_from_segments
 from segtool.models.rm_scoring import rm_pack_width
 from segtool.pipeline import train_rm
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
+from segtool.viz.normalizer import write_plot, write_report
 
 STAGE = "fit-normalizer"
 SCHEMA_VERSION = 1
@@ -40,10 +50,6 @@ def plan(cfg: Config) -> Plan:
 def calibration_points(rm, examples, readout: str, pad_id: int, device: str, micro: int,
                        pack_width: int = 0) -> dict[str, np.ndarray]:
     """Segment rewards of every example with their index k, count K and location p = (k + 1) / K."""
-    import torch
-
-    from segtool.core.rewards import segment_rewards
-
     rewards, ks, Ks, owner = [], [], [], []
     rm.eval()
     with torch.no_grad():
@@ -80,13 +86,6 @@ class Calibration:
 def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
     """The calibration pairs (by default rows held out from RM training) scored by the reward model,
     segmented exactly as in its training."""
-    import pyarrow.parquet as pq
-    import torch
-    from transformers import AutoTokenizer
-
-    from segtool.models.loading import DTYPES, pad_id_of, pick_device
-    from segtool.models.reward import load_reward_model
-
     c = cfg.normalizer
     folder = rundir.path_of(rm_record, "model")
     meta = json.loads((folder / "segtool_rm.json").read_text())
@@ -112,8 +111,6 @@ def calibrate(cfg: Config, rundir: RunDir, rm_record: dict) -> Calibration:
 
 
 def compute(ctx: Context) -> Outcome:
-    from segtool.core.calibration import fit_normaliser
-
     c, trained = ctx.cfg.normalizer, ctx.parents["train-rm"]
     calib = calibrate(ctx.cfg, ctx.rundir, ctx.rundir.get(trained.artifact_id))
     pts, picked = calib.points, calib.picked
@@ -137,12 +134,6 @@ def compute(ctx: Context) -> Outcome:
 
 def _write_outputs(ctx: Context, calib: Calibration, norm: Normaliser, bins: dict, diag: dict, segmentation: dict) -> None:
     """Calibration points, bin table, normalizer.json, its plot and HTML report, each recorded."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path, atomic_write_json, strict_json
-    from segtool.viz.normalizer import write_plot, write_report
-
     rundir, record, rm_id = ctx.rundir, ctx.record, ctx.parents["train-rm"].artifact_id
     pts, picked, row_ids = calib.points, calib.picked, calib.row_ids
     sides = ["chosen", "rejected"] * len(picked)

@@ -8,14 +8,23 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from segtool.artifacts.manifest import RunDir
 from segtool.config.schema import Config
+from segtool.console import STDERR
+from segtool.core.normalizer import Normaliser
 from segtool.core.splits import heldout_split
 from segtool.errors import ArtifactError, ConfigError
 from segtool.eval.answering import without_special_strings
+from segtool.models.entropy import split_causal_lm
 from segtool.models.generation import HFGenerator, hash_seed
+from segtool.models.loading import DTYPES, pad_id_of, resolve_model_source
+from segtool.models.packing import packing_width
 from segtool.models.policy import logprobs_entropy, pack
+from segtool.models.reward import METADATA, load_reward_model
+from segtool.pipeline.ppo_rollout import Scorer, reward_spec, score_batch
+from segtool.pipeline.segment import punct_table
 
 EVAL_STREAM = -1  # hash_seed index of the evaluation samples (training iterations use 0, 1, ...)
 
@@ -34,8 +43,6 @@ def heldout_reward(policy, scorer, prompts: list[list[int]], *, max_new_tokens: 
     optimises (sum of per-token scores, when the scorer has a normaliser), response length, sequence
     KL to pi_SFT, and share of responses cut at max_new_tokens, over one sample per prompt; with
     ``gold(responses) -> rewards``, also the mean gold reward."""
-    from segtool.pipeline.ppo_rollout import score_batch
-
     if not prompts:
         return {}
     sample = generator or HFGenerator(policy)  # holding ``policy``'s weights
@@ -117,20 +124,8 @@ def eval_scorer(cfg: Config, rm_folder, ref, tokenizer, device: str, max_new_tok
                 packing=None):
     """A PPO ``Scorer`` that reads only the raw sequence reward e(x, y) (RM's own segmentation and
     aggregation, no normaliser) and the reference log-probs: what ``heldout_reward`` needs.
-
     ``packing``: (stage section with packing / pack_width, its name, {name: extra backbone}) packs
     every pass of the stage when all its backbones pass the probe (``Scorer.pack_width``)."""
-    import torch
-
-    from segtool.console import STDERR
-    from segtool.core.normalizer import Normaliser
-    from segtool.models.entropy import split_causal_lm
-    from segtool.models.loading import DTYPES, pad_id_of, resolve_model_source
-    from segtool.models.packing import packing_width
-    from segtool.models.reward import METADATA, load_reward_model
-    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.pipeline.segment import punct_table
-
     meta = json.loads((rm_folder / METADATA).read_text())
     if resolve_model_source(cfg.model).fingerprint() != meta["sft_model"]:
         raise ConfigError("model.path is not the pi_SFT the reward model was trained from",

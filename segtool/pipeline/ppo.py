@@ -19,20 +19,41 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file
 
+from segtool import distributed
+from segtool.artifacts.files import atomic_path, atomic_write_json
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
-from segtool.config.schema import Config
+from segtool.config.schema import Config, NormalizerConfig
 from segtool.console import STDERR
+from segtool.core.boundaries import punct_table
+from segtool.core.ppo import AdaptiveKL
 from segtool.core.schedule import iteration_prompts
+from segtool.credit.sources import gold_scorer
 from segtool.errors import ArtifactError, ConfigError
+from segtool.inputs.formatting import Encoder
+from segtool.inputs.prompts import read_prompts
+from segtool.models.entropy import split_causal_lm
 from segtool.models.generators import make_generator
+from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pad_id_of, pick_device, resolve_model_source
+from segtool.models.packing import packing_width
 from segtool.models.precision import compute_dtype, make_autocast
-from segtool.pipeline.common import StageResult
-from segtool.pipeline.policy_eval import split_heldout
+from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
+from segtool.pipeline import dpo, fit_normalizer, ppo_train, train_rm
+from segtool.pipeline.adaptive_rewards import Source, TokenScorer
+from segtool.pipeline.common import StageResult, total_iterations
+from segtool.pipeline.policy_eval import HeldOut, gold_rewards, split_heldout
+from segtool.pipeline.ppo_rollout import DPOReward, Scorer, collect, reward_spec
+from segtool.pipeline.ppo_view import LiveView, MetricLogger
 from segtool.pipeline.runner import run_stage
+from segtool.pipeline.segment import data_identity
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
+from segtool.training.loading import load_trainable
 
 STAGE = "ppo"
 SCHEMA_VERSION = 1
@@ -43,11 +64,20 @@ def prompts_path(cfg: Config) -> str:
     return cfg.ppo.prompts or cfg.data.path
 
 
-def plan(cfg: Config) -> Plan:
-    from segtool.pipeline import fit_normalizer, train_rm
-    from segtool.pipeline.segment import data_identity
+def _check(cfg: Config) -> None:
+    """Cross-section knobs RTO leaves unused (ppo's own are checked by its schema rules)."""
+    c, default = cfg.ppo, NormalizerConfig.kind
+    if c.reward_source == "dpo" and not c.dpo_rm_weight and cfg.normalizer.kind != default:
+        raise ConfigError(f"normalizer.kind = {cfg.normalizer.kind!r} normalises the reward model's rewards, which "
+                          "ppo.reward_source = dpo with dpo_rm_weight = 0 does not add",
+                          f"drop normalizer.kind (default {default!r}), or set ppo.dpo_rm_weight > 0")
 
+
+def plan(cfg: Config) -> Plan:
+    _check(cfg)
     parents = [train_rm.plan(cfg).art_id, fit_normalizer.plan(cfg).art_id]
+    if cfg.ppo.reward_source == "dpo":
+        parents.append(dpo.plan(cfg).art_id)
     prompts_cfg = dataclasses.replace(cfg.data, path=prompts_path(cfg))
     ident = {**identity_view(cfg, ("ppo",)), "seed": cfg.run.seed,
              "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
@@ -66,22 +96,11 @@ class Prompts:
 
 
 def load_prompts(cfg: Config, encoder) -> Prompts:
-    from segtool.inputs.prompts import read_prompts
-
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     ids = [encoder.encode_prompt(r.messages) for r in rows]
     train_idx, eval_idx = split_heldout(len(rows), cfg.ppo.eval_prompts, cfg.run.seed, "ppo.eval_prompts")
     return Prompts(rows, ids, train_idx, eval_idx, skipped)
-
-
-def total_iterations(c, n_train: int) -> int:
-    per_episode = n_train // c.rollout_batch
-    if per_episode == 0:
-        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
-                          "lower ppo.rollout_batch (and train_batch) or give more prompts")
-    total = per_episode * c.episodes
-    return min(total, c.iterations) if c.iterations else total
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -101,25 +120,6 @@ class Setup:
 
 
 def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
-    import torch
-
-    from segtool.core.boundaries import punct_table
-    from segtool.inputs.formatting import Encoder
-    from segtool.models.entropy import split_causal_lm
-    from segtool.models.loading import (
-        DTYPES,
-        load_causal_lm,
-        load_tokenizer,
-        pad_id_of,
-        pick_device,
-        resolve_model_source,
-    )
-    from segtool.models.packing import packing_width
-    from segtool.models.reward import METADATA, build_from_causal_lm, load_reward_model
-    from segtool.pipeline.fit_normalizer import load_normaliser, segmentation_of
-    from segtool.pipeline.ppo_rollout import Scorer, reward_spec
-    from segtool.training.loading import load_trainable
-
     c = cfg.ppo
     folder = rundir.path_of(rm_record, "model")
     meta = json.loads((folder / METADATA).read_text())
@@ -133,7 +133,7 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
             f"prompts of up to {prompt_len} tokens + ppo.sampling.max_new_tokens ({c.sampling.max_new_tokens}) exceed "
             f"the reward model's max_len ({meta['max_len']})", "lower ppo.sampling.max_new_tokens or ppo.max_prompt_len")
     spec = reward_spec(c.reward_mode, c.c_ent, meta)
-    normaliser = load_normaliser(rundir, rm_record["id"], segmentation_of(meta))
+    normaliser = fit_normalizer.load_normaliser(rundir, rm_record["id"], fit_normalizer.segmentation_of(meta))
     device = device or pick_device(cfg.model.device)
     tokenizer = load_tokenizer(source, cfg.model)
     encoder = Encoder.create(tokenizer, meta["max_len"], prompt_len, "auto" if meta["template"] == "chat" else "plain")
@@ -149,9 +149,14 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
     needs_punct = "punct" in (spec.rm_strategy, spec.ppo_strategy)
     backbones = {"reference": split_causal_lm(ref)[0], "reward model": rm.backbone, "policy": split_causal_lm(policy)[0],
                  "critic": critic.backbone}
+    dpo_reward = None
+    if c.reward_source == "dpo":  # RTO: the DPO policy, sharing PPO's pi_SFT as its reference
+        token_scorer = TokenScorer(cfg, dpo_source(cfg, rundir), device, source.fingerprint(), ref=ref)
+        dpo_reward = DPOReward(token_scorer, c.dpo_reward_scale, c.dpo_reward_clip, c.dpo_rm_weight)
+        backbones["DPO policy"] = split_causal_lm(token_scorer.policy)[0]
     pack_width, note = packing_width(c.packing, c.pack_width, backbones, ref.config.vocab_size, device, "ppo.packing")
     scorer = Scorer(ref, rm, normaliser, spec, punct_table(tokenizer) if needs_punct else None, pad_id,
-                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width)
+                    encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width, dpo_reward)
     return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device, note)
 
 
@@ -160,12 +165,10 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
 
 def rollout_metrics(r) -> dict:
     """Rollout statistics over all ranks' shares (sums are all-reduced, then divided)."""
-    from segtool.distributed import all_sum
-
     m = r.mask
     n = m.sum(dim=1)
     kept = r.policy_mask if r.policy_mask is not None else m
-    sums = all_sum([float(r.seq_reward.sum()), float(r.score.sum()), float(r.kl.sum()), float(n.sum()),
+    sums = distributed.all_sum([float(r.seq_reward.sum()), float(r.score.sum()), float(r.kl.sum()), float(n.sum()),
                     float((r.entropy * m).sum()), float(r.truncated.float().sum()), float((r.advantages * m).pow(2).sum()),
                     float(r.size), float(kept.sum())])
     reward, score, kl, tokens, entropy, truncated, adv_sq, rows, in_loss = sums
@@ -179,8 +182,6 @@ def rollout_metrics(r) -> dict:
 
 
 def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
-    import pyarrow as pa
-
     n = [len(x) for x in r.responses]
 
     def rows(t):  # [B, R] -> list of per-row float lists
@@ -203,6 +204,7 @@ def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
         "kl": pa.array(rows(r.kl), f32),
         "logp": pa.array(rows(r.logp), f32),
         "ref_logp": pa.array(rows(r.ref_logp), f32),
+        "entropy": pa.array(rows(r.entropy), f32),  # the policy's, at sampling: what ppo.forking_ratio ranks
         "value": pa.array(rows(r.values), f32),
         "advantage": pa.array(rows(r.advantages), f32),
         "return": pa.array(rows(r.returns), f32),
@@ -214,11 +216,6 @@ def rollout_table(r, tokenizer, iteration: int, prompt_rows: list[int]):
 def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, steppers, state: dict) -> None:
     """checkpoint-<iteration>/: policy (HF layout), critic, optimiser/scheduler state and metrics.
     Under DeepSpeed every rank saves its optimiser partition (policy_ds/, critic_ds/)."""
-    import torch
-
-    from segtool import distributed
-    from segtool.artifacts.files import atomic_path
-
     def write(folder) -> None:
         if distributed.launched():
             for o, sub in zip(steppers, DEEPSPEED_FOLDERS):
@@ -234,11 +231,6 @@ def save_checkpoint(rundir: RunDir, art_id: str, iteration: int, setup: Setup, s
 
 
 def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, steppers) -> dict | None:
-    import torch
-    from safetensors.torch import load_file
-
-    from segtool import distributed
-
     folder = checkpoints.latest_checkpoint(rundir, record)
     if folder is None:
         return None
@@ -263,13 +255,6 @@ def load_checkpoint(rundir: RunDir, record: dict, setup: Setup, steppers) -> dic
 
 
 def compute(ctx: Context) -> Outcome:
-    import torch
-
-    from segtool import distributed
-    from segtool.core.ppo import AdaptiveKL
-    from segtool.pipeline.policy_eval import HeldOut
-    from segtool.pipeline.ppo_train import make_optimisers
-
     cfg, c, rundir = ctx.cfg, ctx.cfg.ppo, ctx.rundir
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
@@ -277,14 +262,16 @@ def compute(ctx: Context) -> Outcome:
     if setup.packing_note and ctx.main and not ctx.quiet:
         STDERR.print(f"[yellow]{setup.packing_note}[/]")
     prompts = load_prompts(cfg, setup.encoder)
-    total = total_iterations(c, len(prompts.train_idx))
+    total = total_iterations(c, "ppo", len(prompts.train_idx))
     autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     torch.manual_seed(cfg.run.seed)
-    steppers = make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
+    steppers = ppo_train.make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
     kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
     inputs = {"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
               "prompts": ctx.plan.identity_config["prompts"], "train_prompts": int(len(prompts.train_idx)),
               "eval_prompts": int(len(prompts.eval_idx)), "skipped_prompt_rows": prompts.skipped}
+    if c.reward_source == "dpo":
+        inputs["dpo_policy"] = ctx.parents["dpo"].artifact_id
     record = ctx.begin(inputs, layout={"iterations": total, "world_size": distributed.world()}, staged=("policy",),
                        folders=("rollouts",))
     gold = gold_reward(c, setup.tokenizer)
@@ -318,7 +305,28 @@ def compute(ctx: Context) -> Outcome:
     return Outcome({"iterations": total, "episodes": total * c.rollout_batch}, final)
 
 
-DEFINITION = Stage(STAGE, plan, compute, parents=("train-rm", "fit-normalizer"), data_parallel=True)
+def parents_for(cfg: Config):
+    """The reward model and its normaliser; with ppo.reward_source = dpo also the DPO policy of this
+    config (RTO's token rewards), trained first when missing."""
+    _check(cfg)  # before anything is trained for nothing
+    yield "train-rm", cfg
+    yield "fit-normalizer", cfg
+    if cfg.ppo.reward_source == "dpo":
+        yield "dpo", cfg
+
+
+def dpo_source(cfg: Config, rundir: RunDir) -> Source:
+    """The DPO policy of this config (``segtool dpo`` with the same settings), for RTO's token rewards."""
+    art_id = dpo.plan(cfg).art_id
+    record = rundir.get(art_id)
+    if record is None or record["status"] != "complete":
+        raise ArtifactError(f"ppo.reward_source = dpo needs the DPO policy of this config, and {rundir.root} has no "
+                            f"complete dpo artifact {art_id[:12]}",
+                            "run `segtool dpo` with the same settings there first (`segtool ppo` and `segtool run` do)")
+    return Source("dpo", rundir.path_of(record, "policy"), (art_id,), "")
+
+
+DEFINITION = Stage(STAGE, plan, compute, parents_for=parents_for, data_parallel=True)
 
 
 def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool = False) -> StageResult:
@@ -331,8 +339,6 @@ def gold_reward(c, tokenizer):
     """responses -> their programmatic gold reward (ppo.gold = defects), or None."""
     if c.gold != "defects":
         return None
-    from segtool.credit.sources import gold_scorer
-    from segtool.pipeline.policy_eval import gold_rewards
 
     scorer = gold_scorer()
     return lambda responses: gold_rewards(scorer, tokenizer, responses)
@@ -341,15 +347,11 @@ def gold_reward(c, tokenizer):
 def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, kl_ctl, gold, iterations: range,
              metrics: list, before, generator) -> None:
     """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every."""
-    from segtool import distributed
-    from segtool.pipeline.ppo_rollout import collect
-    from segtool.pipeline.ppo_train import sum_over_ranks, train_on
-    from segtool.pipeline.ppo_view import LiveView, MetricLogger
-
     cfg, c, art_id, total = ctx.cfg, ctx.cfg.ppo, ctx.plan.art_id, iterations.stop
     logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
-    reduce = sum_over_ranks if distributed.launched() else None
-    with LiveView(ctx.quiet, total, f"ppo ({c.reward_mode}) {art_id[:12]}") as view:
+    reduce = ppo_train.sum_over_ranks if distributed.launched() else None
+    rewards = c.reward_mode if c.reward_source == "rm" else "dpo token rewards"
+    with LiveView(ctx.quiet, total, f"ppo ({rewards}) {art_id[:12]}") as view:
         view.update(metrics)
         for it in iterations:
             t0 = time.perf_counter()
@@ -360,7 +362,7 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
             _write_rollouts(ctx.rundir, art_id, ctx.record, rollout, setup.tokenizer, it + 1,
                             [prompts.rows[i].row_id for i in picked])
             t1 = time.perf_counter()
-            trained = train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
+            trained = ppo_train.train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
             generator.load(setup.policy)  # the next rollout samples from the updated weights
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
@@ -394,13 +396,6 @@ def _drop_rollouts_after(rundir: RunDir, art_id: str, iteration: int) -> None:
 
 def _write_rollouts(rundir, art_id, record, rollout, tokenizer, iteration: int, prompt_rows: list[int]) -> None:
     """Rank 0 writes every rank's share of the iteration's rollouts as one Parquet file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import torch
-
-    from segtool import distributed
-    from segtool.artifacts.files import atomic_path
-
     table = rollout_table(rollout, tokenizer, iteration, prompt_rows)
     if distributed.launched():
         parts = [None] * distributed.world()
@@ -429,11 +424,6 @@ def _before_after(before: dict, after: dict) -> dict:
 
 def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict, prompts: Prompts, total: int) -> dict:
     """Write the final policy, critic, metrics and evaluation (rank 0); the run's final figures."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path, atomic_write_json
-
     rundir, art_id, record, c = ctx.rundir, ctx.plan.art_id, ctx.record, ctx.cfg.ppo
     checkpoints.write_policy(rundir, art_id, setup.policy, setup.tokenizer)
     checkpoints.save_weights(setup.critic, rundir.path_of(record, "critic.safetensors"))
@@ -447,7 +437,9 @@ def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict
     train_seconds = sum(m["seconds"] for m in metrics)
     return {
         "iterations": total, "episodes": total * c.rollout_batch, "reward_mode": c.reward_mode,
+        "reward_source": c.reward_source,
         **_before_after(before, after), "eval_prompts": len(prompts.eval_idx), "mask": c.mask,
+        "forking_ratio": c.forking_ratio,
         "masked_fraction": round(sum(m["masked_fraction"] for m in metrics) / max(len(metrics), 1), 4),
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),

@@ -2,7 +2,8 @@
 
 Forward passes per sample, after generation: the policy (old log-probs and entropy), the
 reference pi_SFT (KL log-probs *and* the entropies that segment the sample: reference_pass), the
-reward model, the critic. Nothing else.
+reward model, the critic; with ppo.reward_source = dpo (RTO) also the DPO policy, whose implicit
+reward beta log pi_DPO/pi_SFT reuses the reference pass's log-probs. Nothing else.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from segtool.config.modes import REWARD_MODES
+from segtool.config.modes import REWARD_MODES, TEXT_STRATEGIES
 from segtool.core.adaptive import baselines, loss_mask, schmitt_states, value_token_rewards
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.core.normalizer import Normaliser, normalize
-from segtool.core.ppo import gae, interpolate, place_on_eos, shape_rewards, whiten
+from segtool.core.ppo import forking_mask, gae, interpolate, place_on_eos, shape_rewards, whiten
 from segtool.core.rewards import aggregate, segment_rewards
+from segtool.distributed import rank as process_rank
 from segtool.errors import ConfigError
 from segtool.models.entropy import reference_pass
 from segtool.models.generation import HFGenerator, hash_seed
 from segtool.models.policy import Packed, logprobs_entropy, pack, state_values, to_aligned
+from segtool.pipeline.adaptive_rewards import TokenScorer
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ def reward_spec(mode: str, ppo_c_ent: float, meta: dict) -> RewardSpec:
     """Check the reward mode against the reward model it reads, and say how to segment."""
     rm = meta["strategy"]
     reads = REWARD_MODES[mode]
+    if rm in TEXT_STRATEGIES:  # every mode re-segments each sample for the RM's e(x, y), from its tokens alone
+        raise ConfigError(f"the reward model was trained with segment.strategy = {rm!r}, which the segmentation of "
+                          "sampled responses (PPO, held-out policy rewards) does not support",
+                          "for PPO, train the reward model with the rule-based sentence splitter: segment.strategy=punct")
     if rm not in reads.rm_strategies:
         raise ConfigError(f"ppo.reward_mode = {mode!r} needs {reads.needs}, "
                           f"but the reward model was trained with strategy {rm!r}",
@@ -78,6 +85,26 @@ class Scorer:
     chunk_size: int
     interpolation: str = "even"
     pack_width: int = 0  # tokens per packed row in every backbone pass (models.packing); 0 = padded batches
+    dpo: DPOReward | None = None  # ppo.reward_source = dpo (RTO): the token rewards' source
+
+
+@dataclass(frozen=True)
+class DPOReward:
+    """RTO's per-token reward: scale * log pi_DPO/pi_SFT (clamped to +-clip when clip > 0), plus
+    rm_weight times the reward model's reward as ppo.reward_mode places it."""
+
+    scorer: TokenScorer  # the DPO policy (adaptive_rewards: the same implicit reward as adaptive segments)
+    scale: float  # 0 = the DPO policy's own beta
+    clip: float
+    rm_weight: float
+
+    def add(self, rm_score: torch.Tensor, batch: Packed, device, ref_logp: torch.Tensor) -> torch.Tensor:
+        """Per-token scores [B, R] (CPU) from the RM's and pi_SFT's log-probs (flat, on ``device``)."""
+        flat = self.scorer.implicit_rewards(batch.to(device), ref_logp, self.scale).float().cpu()
+        implicit = to_aligned(flat, batch)  # zero past each row's end, as rm_score
+        if self.clip:
+            implicit = implicit.clamp(-self.clip, self.clip)
+        return implicit + self.rm_weight * rm_score if self.rm_weight else implicit
 
 
 @dataclass
@@ -102,7 +129,7 @@ class Rollout:
     seg_raw: list[np.ndarray] = field(default_factory=list)
     seg_norm: list[np.ndarray] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
-    policy_mask: torch.Tensor | None = None  # tokens in the policy loss (APPO); None = all of ``mask``
+    policy_mask: torch.Tensor | None = None  # tokens in the policy loss (APPO, forking); None = all of ``mask``
 
     @property
     def size(self) -> int:
@@ -179,6 +206,8 @@ def score_batch(scorer: Scorer, batch: Packed, device) -> dict:
         out["raw"] = [np.array([v], dtype=np.float32) for v in e.numpy()]
         out["norm"] = [np.array([v], dtype=np.float32) for v in e_hat.numpy()]
         out["ends"] = [np.array([n - 1], dtype=np.int32) for n in lengths]
+    if scorer.dpo is not None:  # RTO: the DPO policy's implicit reward on every token
+        out["score"] = scorer.dpo.add(out["score"], batch, device, ref_logp)
     out["t_reward"] = time.perf_counter() - t1
     return out
 
@@ -192,8 +221,6 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
     """Sample one response per prompt with the policy (through ``generator``, holding the policy's
     current weights; hf by default) and turn them into PPO's training targets: the ids alone leave
     the generator, every log-prob comes from the scoring passes below."""
-    from segtool.distributed import rank as process_rank
-
     c = cfg.ppo
     rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()
@@ -255,6 +282,8 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
         states = schmitt_states(t["token_reward"], base, c.adaptive_delta)
         positive = (adv * mask).sum(dim=1) > 0
         policy_mask = loss_mask(states, positive, mask).float()
+    if c.forking_ratio:  # forking tokens: the highest-entropy share of what the policy loss keeps
+        policy_mask = forking_mask(t["entropy"], policy_mask, c.forking_ratio)
     seconds.update(generate=t1 - t0, gae=time.perf_counter() - t2)
     return Rollout(prompts, gen.responses, truncated, mask, t["logp"], t["ref_logp"], t["entropy"], t["values"], score,
                    rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds, policy_mask)

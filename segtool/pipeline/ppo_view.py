@@ -3,6 +3,10 @@ Weights & Biases logging (only when asked for, and an error when the package is 
 
 from __future__ import annotations
 
+from rich import box
+from rich.live import Live
+from rich.table import Table
+
 from segtool.console import STDERR
 from segtool.errors import ConfigError
 
@@ -25,9 +29,6 @@ SHOWN_ROWS = 12
 
 
 def table(metrics: list[dict], total: int, title: str):
-    from rich import box
-    from rich.table import Table
-
     t = Table(title=f"{title}: iteration {metrics[-1]['iteration'] if metrics else 0} of {total}", title_justify="left",
               box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0),
               caption="reward: raw RM e(x, y); norm: normalised reward per sample; times in seconds", caption_justify="left")
@@ -46,8 +47,6 @@ class LiveView:
 
     def __enter__(self):
         if not self.quiet:
-            from rich.live import Live
-
             self._live = Live(table([], self.total, self.title), console=STDERR, refresh_per_second=2, transient=False)
             self._live.__enter__()
         return self

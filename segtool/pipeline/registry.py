@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from segtool.config.stages import STAGE_ORDER
+from segtool.pipeline.common import exclusive_stage
 
 
 def stage_module(name: str):
@@ -29,8 +30,6 @@ def run_pipeline(cfg, *, force: bool, quiet: bool, on_done=None) -> list:
 
     The run directory stays locked from the first stage to the last, so no other process can
     slip in between two stages of one `segtool run`. ``on_done(result)`` is called after each stage."""
-    from segtool.pipeline.common import exclusive_stage
-
     @exclusive_stage("run")
     def stages(cfg):
         results = []

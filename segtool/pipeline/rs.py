@@ -20,19 +20,36 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
+from segtool.artifacts.files import atomic_path, atomic_write_json
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
 from segtool.console import STDERR, progress
+from segtool.core.rs import best_of_k, rs_loss
+from segtool.core.schedule import iteration_prompts
 from segtool.errors import ConfigError
+from segtool.inputs.formatting import Encoder
+from segtool.inputs.prompts import read_prompts
+from segtool.models.generation import HFGenerator, hash_seed
 from segtool.models.generators import make_generator
+from segtool.models.loading import pad_id_of
+from segtool.models.policy import logprobs_and_kl, pack
 from segtool.models.precision import compute_dtype, make_autocast
 from segtool.pipeline import segment, train_rm
-from segtool.pipeline.common import StageResult
+from segtool.pipeline.adaptive_rewards import TokenScorer
+from segtool.pipeline.common import StageResult, total_iterations
+from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, split_heldout, summary_of
+from segtool.pipeline.ppo_rollout import score_batch
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
+from segtool.training.loading import load_policy_and_reference
+from segtool.training.optim import build_optimiser
+from segtool.training.steppers import LocalStepper
 
 STAGE = "rs"
 SCHEMA_VERSION = 1
@@ -44,29 +61,18 @@ def prompts_path(cfg: Config) -> str:
 
 
 def plan(cfg: Config) -> Plan:
-    from segtool.pipeline.segment import data_identity
-
     if cfg.rs.mask == "adaptive" and cfg.segment.adaptive_source != "rm":
         raise ConfigError("ARS scores its own samples with the reward model: segment.adaptive_source must be rm",
                           "set segment.adaptive_source = rm (or rs.mask = none)")
     parents = [train_rm.plan(cfg).art_id]
     prompts_cfg = dataclasses.replace(cfg.data, path=prompts_path(cfg))
     ident = {**identity_view(cfg, ("rs",)), "seed": cfg.run.seed,
-             "prompts": data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
+             "prompts": segment.data_identity(dataclasses.replace(cfg, data=prompts_cfg)),
              "prompt_rows": {"max_rows": cfg.data.max_rows, "name": cfg.data.name, "split": cfg.data.split}}
     ident["rs"].pop("prompts")  # enters by content hash above, not by path
     if cfg.rs.mask == "adaptive":
         ident["adaptive"] = {k: getattr(cfg.segment, k) for k in ADAPTIVE_KEYS}
     return Plan.of(STAGE, ident, parents, SCHEMA_VERSION)
-
-
-def total_iterations(c, n_train: int) -> int:
-    per_episode = n_train // c.rollout_batch
-    if per_episode == 0:
-        raise ConfigError(f"{n_train} training prompts do not fill one rollout batch of {c.rollout_batch}",
-                          "lower rs.rollout_batch (and train_batch) or give more prompts")
-    total = per_episode * c.episodes
-    return min(total, c.iterations) if c.iterations else total
 
 
 # -- one iteration ------------------------------------------------------------------------------
@@ -76,13 +82,6 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
                       token_scorer=None, generator=None) -> dict:
     """k samples per prompt (from ``generator``, holding the policy's weights; hf by default), their
     rewards, the best of each prompt, and its loss mask."""
-    import torch
-
-    from segtool.core.rs import best_of_k
-    from segtool.models.generation import HFGenerator, hash_seed
-    from segtool.models.policy import pack
-    from segtool.pipeline.ppo_rollout import score_batch
-
     repeated = [p for p in prompts for _ in range(c.k)]  # prompt-major: sample j of prompt i at i * k + j
     sample = generator or HFGenerator(policy)
     with autocast():
@@ -110,11 +109,6 @@ def sample_and_select(policy, scorer, prompts: list[list[int]], c, seed: int, it
 def train_on(policy, ref, sel: dict, c, pad_id: int, device, autocast, stepper, rng_seed, chunk: int,
              pack_width: int = 0) -> dict:
     """``updates`` passes of masked NLL + beta KL over the kept samples, train_batch per step."""
-    import torch
-
-    from segtool.core.rs import rs_loss
-    from segtool.models.policy import logprobs_and_kl, pack
-
     policy.train()
     n = len(sel["responses"])
     sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
@@ -158,20 +152,13 @@ class Models:
 
 
 def compute(ctx: Context) -> Outcome:
-    import torch
-
-    from segtool.inputs.prompts import read_prompts
-    from segtool.pipeline.policy_eval import HeldOut, split_heldout, summary_of
-    from segtool.training.optim import build_optimiser
-    from segtool.training.steppers import LocalStepper
-
     cfg, c, rundir, rm_id = ctx.cfg, ctx.cfg.rs, ctx.rundir, ctx.plan.parents[0]
     models = load_models(cfg, rundir, rm_id, ctx.device)
     rows, skipped = read_prompts(prompts_path(cfg), name=cfg.data.name, split=cfg.data.split,
                                  max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid)
     prompt_ids = [models.encoder.encode_prompt(r.messages) for r in rows]
     train_idx, eval_idx = split_heldout(len(rows), c.eval_prompts, cfg.run.seed, "rs.eval_prompts")
-    total = total_iterations(c, len(train_idx))
+    total = total_iterations(c, "rs", len(train_idx))
     autocast = make_autocast(c.bf16, ctx.device, "rs.bf16")
     torch.manual_seed(cfg.run.seed)
     settings = c.optim
@@ -221,11 +208,6 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
 
 
 def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
-    from segtool.inputs.formatting import Encoder
-    from segtool.pipeline.adaptive_rewards import TokenScorer
-    from segtool.pipeline.policy_eval import eval_scorer, rm_folder_of
-    from segtool.training.loading import load_policy_and_reference
-
     policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     scorer, meta = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, cfg.rs.sampling.max_new_tokens,
                                "rs.sampling.max_new_tokens", packing=(cfg.rs, "rs", {"policy": policy}))
@@ -237,9 +219,6 @@ def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
 def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, train_idx, iterations: range,
              metrics: list, generator) -> None:
     """Sample, select and train in each iteration; a checkpoint every rs.checkpoint_every."""
-    from segtool.core.schedule import iteration_prompts
-    from segtool.models.loading import pad_id_of
-
     cfg, c = ctx.cfg, ctx.cfg.rs
     pad_id = pad_id_of(models.tokenizer)
     with progress(ctx.quiet, iterations.stop, f"rs ({c.mask})", unit="iterations", done=iterations.start) as advance:
@@ -266,11 +245,6 @@ def _iterate(ctx: Context, models: Models, stepper, autocast, prompt_ids: list, 
 
 
 def _write_outputs(ctx: Context, models: Models, metrics: list, evaluation: dict, total: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path, atomic_write_json
-
     c, rundir, art_id = ctx.cfg.rs, ctx.rundir, ctx.plan.art_id
     checkpoints.write_policy(rundir, art_id, models.policy, models.tokenizer,
                              {"stage": STAGE, "beta": c.beta, "mask": c.mask, "k": c.k, "iterations": total,

@@ -17,6 +17,7 @@ from segtool import distributed
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import config_to_dict
 from segtool.pipeline.common import StageResult, already_complete, stage_lock
+from segtool.pipeline.registry import definition
 from segtool.pipeline.stage import Context, Stage, device_for
 
 _alone = False  # rank 0 is running a stage by itself while the other ranks wait for it
@@ -58,8 +59,6 @@ def _run(stage: Stage, cfg, resume: bool, force: bool, quiet: bool, known: dict)
 
 
 def _run_parent(stage: Stage, name: str, cfg, quiet: bool, known: dict) -> StageResult:
-    from segtool.pipeline.registry import definition
-
     global _alone
     parent = definition(name)
     if not (stage.data_parallel and not parent.data_parallel and distributed.launched()) or _alone:

@@ -5,7 +5,8 @@ the unit of --resume) with columns row_id, side, prompt_token_ids, response_toke
 (one float32 per response position, EOS included) and segment_ends (int32 indices into the
 response). Strategy ``adaptive`` (METHOD §7) adds token_reward, baseline, state, band and pivots
 (``tables.SEGMENTS_ADAPTIVE``): segments are maximal runs of one Schmitt-trigger state over token
-rewards from a reward model or a DPO policy (``pipeline.adaptive_rewards``).
+rewards from a reward model or a DPO policy (``pipeline.adaptive_rewards``). Strategy ``sat`` ends
+segments at the sentences of a SaT model (``models.sat``, optional wtpsplit), named in the identity.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from segtool.artifacts.files import atomic_path
+from segtool.artifacts.fingerprint import fingerprint_path
 from segtool.artifacts.manifest import RunDir
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config
@@ -21,15 +25,21 @@ from segtool.console import STDERR, progress
 from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import punct_table, segment_lengths_flat
 from segtool.errors import ConfigError, InputError
-from segtool.inputs.rows import RowError
+from segtool.inputs.formatting import Encoder
+from segtool.inputs.readers import describe_source
+from segtool.inputs.rows import RowError, read_pairs
+from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
+from segtool.models.sat import load_sat, sat_identity, sentence_end_marks, wtpsplit_version
 from segtool.models.segmentation import (
     SIDES,
     Sequence,
     compute_entropies,
     encode_pairs,
     entropy_pack_width,
+    pair_texts,
     shard_table,
 )
+from segtool.pipeline.adaptive_rewards import TokenScorer, resolve_source
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
@@ -42,9 +52,6 @@ SECTIONS = ("model", "data", "tokenize", "segment")
 
 
 def data_identity(cfg: Config) -> dict:
-    from segtool.artifacts.fingerprint import fingerprint_path
-    from segtool.inputs.readers import describe_source
-
     if describe_source(cfg.data.path) == "file":
         return {"kind": "file", "sha256": fingerprint_path(cfg.data.path)}
     return {"kind": "hub", "name": cfg.data.path}
@@ -52,18 +59,19 @@ def data_identity(cfg: Config) -> dict:
 
 def plan(cfg: Config) -> Plan:
     """Identity of the artifact this config would produce (hashes inputs; loads no model)."""
-    from segtool.models.loading import resolve_model_source
-
     source = resolve_model_source(cfg.model)
     inputs = {"model": source.fingerprint(), "data": data_identity(cfg)}
     ident = identity_view(cfg, SECTIONS)
     ident["model"]["path"] = inputs["model"]
     ident["data"]["path"] = inputs["data"]
+    if cfg.segment.strategy == "sat":
+        ident["segment"]["sat_model"] = inputs["sat_model"] = sat_identity(cfg.segment.sat_model)
+    else:  # the SaT model never changes other strategies' output
+        ident["segment"].pop("sat_model")
     if cfg.segment.strategy != "adaptive":  # adaptive knobs never change other strategies' output
         for key in ADAPTIVE_KEYS:
             ident["segment"].pop(key)
         return Plan.of(STAGE, ident, [], SCHEMA_VERSION, inputs=inputs, resolved={"model": source})
-    from segtool.pipeline.adaptive_rewards import resolve_source
 
     adaptive = resolve_source(cfg)
     ident["segment"]["adaptive_model"] = adaptive.fingerprint  # content, never the path
@@ -105,8 +113,6 @@ def adaptive_scores(scorer, seqs: list[Sequence], cfg: Config, advance=None) -> 
 
 def summarise(rundir: RunDir, record: dict) -> dict:
     """Rows, tokens, segments and segment-length statistics over all shards."""
-    import pyarrow.parquet as pq
-
     names = sorted(n for n in record["files"] if n.startswith("part-"))
     table = pq.read_table([str(rundir.path_of(record, n)) for n in names], columns=["response_token_ids", "segment_ends", "prompt_token_ids"])
     counts = table["segment_ends"].combine_chunks().value_lengths().to_numpy()
@@ -157,11 +163,12 @@ def describe_inputs(the_plan: Plan, cfg: Config, model, tokenizer, encoder, inva
 
 
 def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: str, cfg: Config, quiet: bool,
-                 scorer=None) -> None:
+                 scorer=None, splitter=None) -> None:
     """Compute and write every shard the record does not have yet, recording each one as it lands.
 
     Shards cover consecutive input rows; tokens are built shard by shard so memory stays bounded by
-    the shard size whatever the dataset size (rows were already validated as text).
+    the shard size whatever the dataset size (rows were already validated as text). splitter: the
+    sentence splitter of strategy sat (``models.sat``).
     """
     table_punct = punct_table(encoder.tokenizer) if cfg.segment.strategy == "punct" else None
     shard_rows = record["layout"]["shard_rows"]  # a resumed artifact keeps its original sharding
@@ -176,7 +183,9 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
             entropies = compute_entropies(model, seqs, cfg, device, advance, width)
             adaptive = adaptive_scores(scorer, seqs, cfg, advance) if scorer is not None else None
             forward_s = time.perf_counter() - t0
-            table = shard_table(seqs, entropies, cfg, table_punct, adaptive)
+            sentences = None if splitter is None else sentence_end_marks(
+                splitter, encoder, pair_texts(shards[k]), [len(s.response) for s in seqs])
+            table = shard_table(seqs, entropies, cfg, table_punct, adaptive, sentences)
             name = f"part-{k:05d}.parquet"
             _write_parquet(table, rundir.path_of(record, name))
             rundir.add_file(record["id"], name, {"rows": table.num_rows, "forward_seconds": round(forward_s, 4)})
@@ -184,10 +193,6 @@ def write_shards(rundir: RunDir, record: dict, pairs, encoder, model, device: st
 
 def read_inputs(cfg: Config, source):
     """(rows report, tokenizer, encoder): every row read and checked, before the run directory is touched."""
-    from segtool.inputs.formatting import Encoder
-    from segtool.inputs.rows import read_pairs
-    from segtool.models.loading import load_tokenizer
-
     report = read_pairs(
         cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
         max_rows=cfg.data.max_rows, skip_invalid=cfg.data.skip_invalid,
@@ -203,8 +208,6 @@ def read_inputs(cfg: Config, source):
 
 
 def compute(ctx: Context) -> Outcome:
-    from segtool.models.loading import load_causal_lm
-
     cfg, the_plan = ctx.cfg, ctx.plan
     # Read and validate everything before touching the run directory: bad input leaves no artifact.
     report, tokenizer, encoder = read_inputs(cfg, the_plan.resolved["model"])
@@ -217,10 +220,12 @@ def compute(ctx: Context) -> Outcome:
         )
 
     inputs = describe_inputs(the_plan, cfg, model, tokenizer, encoder, len(report.invalid))
+    splitter = None
+    if cfg.segment.strategy == "sat":  # loaded before the run directory is touched: a missing extra leaves nothing
+        splitter = load_sat(cfg.segment.sat_model, ctx.device)
+        inputs["sat_model"] = {**inputs["sat_model"], "source": cfg.segment.sat_model, "wtpsplit": wtpsplit_version()}
     scorer = None
     if "adaptive" in the_plan.resolved:
-        from segtool.pipeline.adaptive_rewards import TokenScorer
-
         adaptive = the_plan.resolved["adaptive"]
         scorer = TokenScorer(cfg, adaptive, ctx.device, the_plan.inputs["model"])
         inputs["adaptive_model"] = {**inputs["adaptive_model"], "source": str(adaptive.folder)}
@@ -228,7 +233,7 @@ def compute(ctx: Context) -> Outcome:
         STDERR.print(f"found a partial {STAGE} artifact {the_plan.art_id[:12]}; starting it over (pass --resume to continue it)")
     record = ctx.begin(inputs, layout={"shard_rows": cfg.segment.shard_rows})
 
-    write_shards(ctx.rundir, record, report.pairs, encoder, model, ctx.device, cfg, ctx.quiet, scorer)
+    write_shards(ctx.rundir, record, report.pairs, encoder, model, ctx.device, cfg, ctx.quiet, scorer, splitter)
     metrics = summarise(ctx.rundir, ctx.rundir.get(the_plan.art_id))
     metrics["invalid_skipped"] = len(report.invalid)
     return Outcome({"pairs": len(report.pairs), "sequences": metrics["sequences"], "invalid_skipped": len(report.invalid)},
@@ -243,9 +248,5 @@ def run(cfg: Config, *, resume: bool = False, force: bool = False, quiet: bool =
 
 
 def _write_parquet(table, path) -> None:
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")

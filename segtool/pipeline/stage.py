@@ -15,6 +15,8 @@ from functools import cached_property
 from segtool import distributed
 from segtool.artifacts.manifest import RunDir, artifact_id
 from segtool.config.schema import Config
+from segtool.models.loading import pick_device
+from segtool.training import checkpoints
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,6 @@ class Context:
         mid-write left unrecorded in checkpoint folders, in the final folders written by renaming
         (``staged``) and in ``folders`` is removed.
         """
-        from segtool.training import checkpoints
-
         self.resuming = self.stage.resumable and self.resume and self.partial()
         if self.main or not self.stage.data_parallel:
             record = self.rundir.begin(
@@ -127,6 +127,4 @@ class Context:
 
 def device_for(cfg: Config) -> str:
     """model.device resolved; each rank's own GPU under a launcher."""
-    from segtool.models.loading import pick_device
-
     return distributed.local_device(pick_device(cfg.model.device))

@@ -15,20 +15,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
+from segtool import distributed
+from segtool.artifacts.files import atomic_path
 from segtool.artifacts.tables import load_segments
 from segtool.config.loader import identity_view
 from segtool.config.schema import Config, OptimConfig
 from segtool.console import STDERR, progress
 from segtool.core.batching import pair_micro_batches
+from segtool.core.rewards import bradley_terry
 from segtool.core.splits import fraction_split
 from segtool.errors import ConfigError
+from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, resolve_model_source
+from segtool.models.precision import make_autocast, no_autocast
+from segtool.models.reward import build_from_causal_lm, save_reward_model
 from segtool.models.rm_batches import collate, pairs_from_segments, sequence_scores
+from segtool.models.rm_scoring import rm_pack_width
 from segtool.pipeline import segment
 from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
+from segtool.training.loading import enable_gradient_checkpointing
+from segtool.training.optim import build_optimiser
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
 
 STAGE = "train-rm"
@@ -58,18 +70,13 @@ def split_rows(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.
 @dataclass(frozen=True)
 class Passes:
     """How the reward model's forward passes run."""
-
     pad_id: int
     pack_width: int  # tokens per packed row (models.packing); 0 = padded batches
     device: str
     autocast: object  # a context-manager factory (models.precision)
-
-
 def pair_loss(rm, pairs, idx, cfg_rm, passes: Passes):
     """Bradley-Terry loss, accuracy and margin (tensors) of pairs ``idx`` with chosen and rejected in
     one forward pass, and the batch's (non-pad tokens, tokens the backbone ran)."""
-    from segtool.core.rewards import bradley_terry
-
     batch = collate([pairs[i][0] for i in idx] + [pairs[i][1] for i in idx], passes.pad_id, passes.pack_width)
     with passes.autocast():
         e = sequence_scores(rm, batch, cfg_rm.readout, cfg_rm.aggregation, passes.device)
@@ -79,8 +86,6 @@ def pair_loss(rm, pairs, idx, cfg_rm, passes: Passes):
 
 def evaluate(rm, pairs, indices, cfg_rm, passes: Passes, micro: int) -> dict:
     """Pairwise accuracy, mean margin and loss over ``indices`` (no gradients)."""
-    import torch
-
     rm.eval()
     totals = torch.zeros(3)
     with torch.no_grad():
@@ -95,8 +100,6 @@ def evaluate(rm, pairs, indices, cfg_rm, passes: Passes, micro: int) -> dict:
 
 
 def compute(ctx: Context) -> Outcome:
-    from segtool import distributed
-
     cfg, c = ctx.cfg, ctx.cfg.train_rm
     _, table = load_segments(ctx.rundir)
     row_ids, pairs = pairs_from_segments(table)
@@ -156,16 +159,6 @@ def schedule(c, n_train: int, parallel: bool) -> tuple[int, int]:
 def build_trainer(cfg: Config, total: int, device: str):
     """(stepper, passes, tokenizer): pi_SFT's backbone with a value head and its optimiser, on one
     process or data-parallel under a launcher, and how its forward passes run."""
-    import torch
-
-    from segtool import distributed
-    from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, resolve_model_source
-    from segtool.models.precision import make_autocast, no_autocast
-    from segtool.models.reward import build_from_causal_lm
-    from segtool.models.rm_scoring import rm_pack_width
-    from segtool.training.loading import enable_gradient_checkpointing
-    from segtool.training.optim import build_optimiser
-
     c = cfg.train_rm
     source = resolve_model_source(cfg.model)
     tokenizer = load_tokenizer(source, cfg.model)
@@ -187,8 +180,6 @@ def build_trainer(cfg: Config, total: int, device: str):
 
 def deepspeed_stepper(rm, opt, sched, c, settings: OptimConfig, bf16: bool) -> DeepSpeedStepper:
     """Data parallel under a launcher: the global batch split into micro-batches over accumulation steps and ranks."""
-    from segtool import distributed
-
     world = distributed.world()
     if c.global_batch % (c.micro_batch * world):
         raise ConfigError(
@@ -208,10 +199,6 @@ def deepspeed_stepper(rm, opt, sched, c, settings: OptimConfig, bf16: bool) -> D
 
 def _train(stepper, pairs, train_idx, c, passes: Passes, start, total, steps_per_epoch, seed, metrics, rundir, art_id,
            quiet):
-    import torch
-
-    from segtool import distributed
-
     rank, world = (distributed.rank(), distributed.world()) if isinstance(stepper, DeepSpeedStepper) else (0, 1)
     stepper.model.train()
     with progress(quiet, total, "train-rm", unit="steps", done=start) as advance:
@@ -244,8 +231,6 @@ def _train(stepper, pairs, train_idx, c, passes: Passes, start, total, steps_per
 
 def sft_source(model_cfg) -> dict:
     """The pi_SFT the RM was trained from, as ModelConfig keys: a local path made absolute."""
-    from segtool.models.loading import resolve_model_source
-
     source = resolve_model_source(model_cfg)
     if source.kind == "hub":
         return {"path": source.location, "revision": source.revision, "gguf_file": source.gguf_file}
@@ -253,12 +238,6 @@ def sft_source(model_cfg) -> dict:
 
 
 def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, train_idx) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from segtool.artifacts.files import atomic_path
-    from segtool.models.reward import save_reward_model
-
     seg_cfg = seg.record["config"]["segment"]
     metadata = {
         "segment_artifact": seg.artifact_id,
@@ -266,6 +245,7 @@ def _write_outputs(rundir, art_id, rm, tokenizer, cfg, seg, metrics, row_ids, tr
         "sft_model_source": sft_source(cfg.model),  # where to load it from (segtool.reward_model.load)
         "strategy": seg_cfg["strategy"], "c_ent": seg_cfg["c_ent"], "n": seg_cfg["n"],
         "eos_in_last_segment": seg_cfg["eos_in_last_segment"],
+        **({"sat_model": seg_cfg["sat_model"]} if seg_cfg["strategy"] == "sat" else {}),  # new text is split by it
         "readout": cfg.train_rm.readout, "aggregation": cfg.train_rm.aggregation,
         "template": seg.record["inputs"]["tokenizer"]["template"],
         "max_len": cfg.tokenize.max_len, "max_prompt_len": cfg.tokenize.max_prompt_len,

@@ -14,6 +14,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_model, save_file, save_model
+
 from segtool import distributed
 from segtool.artifacts.files import atomic_path, write_errors
 from segtool.artifacts.manifest import RunDir
@@ -115,8 +118,6 @@ def write_policy(rundir: RunDir, art_id: str, policy, tokenizer, metadata: dict 
 
 def save_weights(model, path: Path) -> None:
     """Every tensor of ``model``'s state dict, atomically."""
-    from safetensors.torch import save_file
-
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
 
@@ -128,9 +129,6 @@ def save_checkpoint(rundir: RunDir, art_id: str, step: int, model, stepper, stat
     """checkpoint-<step>/ of one trained model: under DeepSpeed the engine's checkpoint with ``step``
     and ``state``; otherwise ``weights`` (the model's tensors, tied ones once) and state.pt (step,
     optimiser, schedule, torch RNG, then ``state``)."""
-    import torch
-    from safetensors.torch import save_model
-
     def write(folder: Path) -> None:
         if isinstance(stepper, DeepSpeedStepper):
             stepper.save(folder, {"step": step, **state})
@@ -146,9 +144,6 @@ def save_checkpoint(rundir: RunDir, art_id: str, step: int, model, stepper, stat
 def load_checkpoint(rundir: RunDir, record: dict, model, stepper, weights: str) -> dict | None:
     """The state saved by ``save_checkpoint`` in the latest checkpoint (None when there is none), with
     the model, the stepper and the torch RNG restored."""
-    import torch
-    from safetensors.torch import load_model
-
     folder = latest_checkpoint(rundir, record)
     if folder is None:
         return None

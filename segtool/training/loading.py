@@ -6,19 +6,16 @@ from __future__ import annotations
 import dataclasses
 
 from segtool.config.schema import Config, ModelConfig
+from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
 
 
 def load_trainable(source, model_cfg: ModelConfig, device: str):
     """The causal LM of ``source`` with float32 weights, whatever ``model_cfg.dtype`` says."""
-    from segtool.models.loading import load_causal_lm
-
     return load_causal_lm(source, dataclasses.replace(model_cfg, dtype="float32"), device)
 
 
 def load_policy_and_reference(cfg: Config, device: str):
     """(pi_SFT to train, float32; frozen pi_SFT reference in model.dtype; tokenizer; model source)."""
-    from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
-
     source = resolve_model_source(cfg.model)
     tokenizer = load_tokenizer(source, cfg.model)
     ref = load_causal_lm(source, cfg.model, device)

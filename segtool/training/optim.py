@@ -3,16 +3,15 @@ one OptimConfig (a stage's `optim` table, or PPO's `actor` / `critic`)."""
 
 from __future__ import annotations
 
+import torch
+
 from segtool.config.schema import OptimConfig
+from segtool.core.schedule import warmup_cosine
 
 
 def build_optimiser(model, settings: OptimConfig, total_steps: int, fused: bool | None = None):
     """(AdamW over ``model``'s parameters, LambdaLR: warm-up then cosine to min_lr_ratio * lr over
     ``total_steps``). ``fused`` None: torch's fused AdamW kernel wherever it has one (CPU, CUDA)."""
-    import torch
-
-    from segtool.core.schedule import warmup_cosine
-
     if fused is None:
         # one kernel over all parameters instead of ~10 ops per tensor: ~20x faster on a 2-core CPU (135M params)
         fused = next(model.parameters()).device.type in ("cpu", "cuda")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
+
 from segtool import distributed
 
 
@@ -24,8 +26,6 @@ class LocalStepper:
 
     def step(self) -> float:
         """Clip (grad_clip 0 = off), step the optimiser and the schedule; the gradient norm before clipping."""
-        import torch
-
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip > 0 else float("inf"))
         self.opt.step()
         self.sched.step()

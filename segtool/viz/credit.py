@@ -10,8 +10,15 @@ import io
 import math
 from pathlib import Path
 
+import matplotlib
+from rich.table import Table
+
+from segtool.artifacts.files import atomic_write_text
 from segtool.viz.rewards import colour
 from segtool.viz.segments import split_text
+
+matplotlib.use("Agg")  # files only, no display: the backend is chosen before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
 
 TITLES = {"accuracy": "pairwise accuracy", "auroc": "token AUROC", "pointing": "pointing game", "mass_in_span": "credit mass in span"}
 MEANINGS = {
@@ -59,8 +66,6 @@ def notes(summary: dict) -> list[str]:
 
 
 def terminal_table(summary: dict):
-    from rich.table import Table
-
     table = Table(title=f"credit assignment: {summary['name']} on {summary['data']}", title_justify="left")
     for h in HEADERS:
         table.add_column(h, justify="left" if h == "group" else "right")
@@ -71,11 +76,6 @@ def terminal_table(summary: dict):
 
 def plot_png(summary: dict, metric: str) -> bytes:
     """Bars of one metric per group (all, families, positions) with their 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     named = groups(summary)
     means = [_value(g[metric]["mean"]) for _, g in named]
     heights = [m if m is not None else 0.0 for m in means]
@@ -186,8 +186,6 @@ def comparison_rows(summaries: list[dict]) -> list[list[str]]:
 
 
 def comparison_table(summaries: list[dict]):
-    from rich.table import Table
-
     table = Table(title=f"credit assignment: {len(summaries)} models on {summaries[0]['data']}", title_justify="left")
     for h in COMPARE_HEADERS:
         table.add_column(h, justify="left" if h in ("model", "credit", "group") else "right", overflow="fold")
@@ -198,8 +196,6 @@ def comparison_table(summaries: list[dict]):
 
 def write_comparison(folder: Path, summaries: list[dict]) -> dict[str, Path]:
     """credit-compare.md and credit-compare.html in ``folder``; returns their paths."""
-    from segtool.artifacts.files import atomic_write_text
-
     rows = comparison_rows(summaries)
     labels = [f"{s['name']}: {s['kind']} {s['model']} ({s['label']}); credit: {s['credit_description']}" for s in summaries]
     paths = {kind: folder / f"credit-compare.{kind}" for kind in ("md", "html")}

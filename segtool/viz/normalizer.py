@@ -6,17 +6,16 @@ import base64
 import html as html_lib
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+
+from segtool.artifacts.files import atomic_path, atomic_write_text
+
+matplotlib.use("Agg")  # files only, no display: the backend is chosen before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 def write_plot(path: Path, bins: dict, norm, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    from segtool.artifacts.files import atomic_path
-
     fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(10, 4))
     size = 10 + 40 * bins["count"] / bins["count"].max()
     grid = np.linspace(max(bins["p"].min(), 1e-3), 1.0, 200)
@@ -42,8 +41,6 @@ def write_plot(path: Path, bins: dict, norm, title: str) -> None:
 
 
 def write_report(path: Path, png: Path, norm, diag: dict, bins: dict, title: str) -> None:
-    from segtool.artifacts.files import atomic_write_text
-
     image = base64.b64encode(png.read_bytes()).decode()
     coeffs = "".join(f"<tr><td>{k}</td><td>{v:.6g}</td></tr>" if isinstance(v, float) else f"<tr><td>{k}</td><td>{v}</td></tr>"
                      for k, v in norm.to_dict().items())

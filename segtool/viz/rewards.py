@@ -15,6 +15,7 @@ from segtool.artifacts.files import atomic_write_text
 from segtool.console import STDOUT, emit_json
 from segtool.errors import InputError
 from segtool.inputs.rows import read_pairs
+from segtool.models import rm_scoring
 from segtool.viz.segments import split_text
 
 
@@ -32,9 +33,7 @@ def rm_label(meta: dict) -> str:
 
 
 def rendered(setup, example) -> dict:
-    from segtool.models.rm_scoring import segment_rewards_of  # lazy: it loads torch; colour() and rm_label() need none
-
-    r = segment_rewards_of(setup, example)
+    r = rm_scoring.segment_rewards_of(setup, example)
     ids = np.concatenate([example.prompt, example.response]).tolist()[len(example.prompt):]
     pieces = split_text(setup.encoder.tokenizer, ids, example.ends.tolist())
     return {"rm": str(setup.folder), "label": rm_label(setup.meta),
@@ -42,8 +41,6 @@ def rendered(setup, example) -> dict:
 
 
 def rewards_report(cfg, row: int, side: str, rm_dirs: list[str | None], html_path: Path | None, json_out: bool) -> None:
-    from segtool.models import rm_scoring  # lazy: it loads torch; colour() and rm_label() need none
-
     pairs = [p for p in read_pairs(cfg.data.path, name=cfg.data.name, split=cfg.data.split, fmt=cfg.data.format,
                                    max_rows=row + 1, skip_invalid=cfg.data.skip_invalid).pairs if p.row_id == row]
     if not pairs:

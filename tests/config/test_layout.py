@@ -217,6 +217,34 @@ def test_knobs_version_1_lacked_enter_the_identity_only_when_they_change_it():
     assert identity_hashes(load_config(overrides=["dpo.optim.adam_beta1=0.9", "ppo.actor.weight_decay=0.0"])[0]) == base
 
 
+def test_ppo_knobs_added_later_enter_the_identity_only_away_from_the_old_behaviour():
+    base = identity_hashes(Config())
+    same = load_config(overrides=["ppo.reward_source=rm", "ppo.forking_ratio=0", "ppo.dpo_rm_weight=0"])[0]
+    assert identity_hashes(same) == base
+    for sets in (["ppo.reward_source=dpo"], ["ppo.forking_ratio=0.2"], ["ppo.reward_source=dpo", "ppo.dpo_reward_clip=0.05"]):
+        view = identity_view(load_config(overrides=sets)[0], ("ppo",))["ppo"]
+        assert {s.split("=")[0].removeprefix("ppo.") for s in sets} <= set(view)
+        assert identity_hashes(load_config(overrides=sets)[0])["ppo"] != base["ppo"]
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["ppo.dpo_reward_scale=0.05"], "ppo.dpo_reward_scale = 0.05 shape DPO token rewards, which ppo.reward_source = rm "
+                                    "does not use"),
+    (["ppo.reward_source=dpo", "ppo.interpolation=end"], "ppo.interpolation = 'end' places the reward model's segment "
+                                                         "rewards, which ppo.reward_source = dpo with dpo_rm_weight = 0 does not add"),
+    (["ppo.reward_source=dpo", "ppo.c_ent=2.0"], "ppo.c_ent = 2.0 segments the reward model's rewards, which "
+                                                 "ppo.reward_source = dpo with dpo_rm_weight = 0 does not add"),
+    (["ppo.forking_ratio=1.5"], "--set ppo.forking_ratio=1.5: ppo.forking_ratio = 1.5 is out of range: it must be in [0, 1]"),
+    (["ppo.reward_source=policy"], "ppo.reward_source = 'policy' is not known"),
+])
+def test_rto_and_forking_knobs_are_checked(sets, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(overrides=sets)
+    assert exc.value.message == message and exc.value.hint
+    # what the RM's reward needs is fine once the RM's reward is added
+    load_config(overrides=["ppo.reward_source=dpo", "ppo.dpo_rm_weight=1", "ppo.interpolation=end", "ppo.c_ent=2.0"])
+
+
 def test_loading_a_config_does_not_import_torch(tmp_path):
     code = ("import sys\nfrom segtool.config.loader import load_config\nload_config(preset='tiny')\n"
             "assert 'torch' not in sys.modules, 'loading a config imported torch'\nprint('ok')\n")

@@ -291,8 +291,9 @@ def test_identity_view_drops_execution_knobs():
     cfg, _ = load_config(preset="tiny", workdir="/tmp/somewhere")
     view = identity_view(cfg, ("model", "data", "tokenize", "segment", "run"))
     assert set(view) == {"model", "data", "tokenize", "segment", "run"}
-    assert set(view["segment"]) == {"strategy", "c_ent", "n", "eos_in_last_segment", "adaptive_source", "adaptive_model",
-                                     "baseline", "delta", "td_alpha"}  # segment.plan drops the adaptive ones for other strategies
+    assert set(view["segment"]) == {"strategy", "c_ent", "n", "sat_model", "eos_in_last_segment", "adaptive_source",
+                                     "adaptive_model", "baseline", "delta", "td_alpha"}
+    # segment.plan drops the adaptive ones for other strategies, and sat_model unless the strategy is sat
     assert set(view["model"]) == {"path", "revision", "gguf_file", "dtype", "trust_remote_code"}
     assert view["run"] == {"seed": 0}
     assert view["tokenize"] == {"max_len": 512, "max_prompt_len": 384, "template": "auto"}

@@ -80,6 +80,19 @@ def test_punct_uses_the_token_table():
     assert ends_for("punct", token_ids=tokens, punct_table=table) == ([1, 3, 4], [3])
 
 
+def test_sat_reads_the_sentence_end_marks_under_the_eos_policy():
+    # Sentences end at 1 and 3; a mark on EOS (5) is moved to n-2 by default and kept with EOS in the last segment.
+    marks = np.array([False, True, False, True, False, True])
+    assert ends_for("sat", sentence_ends=marks) == ([1, 3, 4], [3])
+    assert ends_for("sat", sentence_ends=marks, eos_in_last_segment=True) == ([1, 3, 5], [3])
+    two_rows = np.array([False, True, False, False, False, False, True, False, False])  # n = 6, then n = 3
+    assert ends_for("sat", entropy=None, lengths=(6, 3), sentence_ends=two_rows) == ([1, 4, 0, 1], [2, 2])
+    with pytest.raises(ValueError, match="one sentence-end flag per response position"):
+        ends_for("sat", sentence_ends=marks[:5])
+    with pytest.raises(ValueError, match="one sentence-end flag per response position"):
+        ends_for("sat")
+
+
 def test_two_rows_at_once_match_one_by_one():
     h2 = np.array([5.0, 0.1, 7.0], dtype=np.float32)  # n = 3: boundary at 0; last end n-2 = 1
     both = np.concatenate([H, h2])

@@ -16,7 +16,7 @@ def test_the_paper_value_clip_follows_density():
 
 
 def test_which_reward_models_each_mode_reads():
-    assert REWARD_MODES["segment"].rm_strategies == ("entropy", "ngram", "punct", "adaptive")
+    assert REWARD_MODES["segment"].rm_strategies == ("entropy", "ngram", "punct", "sat", "adaptive")
     assert REWARD_MODES["token"].rm_strategies == ("token",)
     assert REWARD_MODES["bandit"].rm_strategies == REWARD_MODES["bandit-as-segment"].rm_strategies == ("bandit",)
     assert "bandit" not in REWARD_MODES["segment-as-bandit"].rm_strategies

@@ -7,12 +7,14 @@ import torch
 
 from segtool.core.ppo import (
     AdaptiveKL,
+    forking_mask,
     gae,
     interpolate,
     place_on_eos,
     policy_loss,
     segment_starts,
     shape_rewards,
+    value_clip,
     value_loss,
     whiten,
 )
@@ -89,3 +91,42 @@ def test_adaptive_kl_controller():
     ctl = AdaptiveKL(beta=0.1, target=6.0, horizon=10000)
     assert abs(ctl.update(kl=12.0, n_steps=100) - 0.1 * (1 + 0.2 * 100 / 10000)) < 1e-12  # error clipped to 0.2
     assert ctl.update(kl=6.0, n_steps=100) == ctl.beta  # on target: unchanged
+
+
+# -- forking tokens (arXiv 2506.01939) -----------------------------------------------------------
+
+H = torch.tensor([[0.5, 3.0, 0.1, 2.0, 9.0],  # row 0: 4 real tokens (9.0 is padding)
+                  [4.0, 1.0, 2.0, 0.0, 0.0]])  # row 1: 3 real tokens
+MASK = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], dtype=torch.float32)
+
+
+def test_forking_mask_keeps_exactly_the_top_ratio_of_the_whole_batch():
+    # 7 real tokens: ceil(0.4 * 7) = 3, the three highest entropies of the batch (4.0, 3.0, 2.0 twice: the
+    # earlier 2.0, row 0's, wins the tie). Row 0 keeps two, row 1 one: the share is the batch's, not each row's.
+    out = forking_mask(H, MASK, 0.4)
+    assert out.dtype == MASK.dtype
+    assert out.tolist() == [[0, 1, 0, 1, 0], [1, 0, 0, 0, 0]]
+    assert forking_mask(H, MASK, 1.0).tolist() == MASK.tolist()
+    assert forking_mask(H, MASK, 0.01).sum() == 1  # at least one token: ceil of a positive share
+    for ratio in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9):  # ceil(ratio * n) exactly, float noise aside (0.3 * 10)
+        m = torch.ones(2, 5)
+        assert int(forking_mask(torch.rand(2, 5), m, ratio).sum()) == math.ceil(round(ratio * 10, 6))
+    with pytest.raises(ValueError, match="forking ratio"):
+        forking_mask(H, MASK, 0.0)
+
+
+def test_forking_mask_chooses_among_the_tokens_another_mask_keeps():
+    appo = torch.tensor([[0, 1, 1, 0, 0], [1, 0, 1, 0, 0]], dtype=torch.float32)  # 4 tokens, 3.0 4.0 and two low
+    out = forking_mask(H, appo, 0.5)
+    assert out.tolist() == [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+    assert bool((out <= appo).all())
+    ties = forking_mask(torch.ones(2, 5), torch.ones(2, 5), 0.3)  # all equal: the first three in row-major order
+    assert ties.tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+
+
+def test_dpo_token_rewards_take_the_dense_value_clip():
+    from segtool.config.schema import PPOConfig
+
+    assert value_clip(PPOConfig(reward_mode="bandit")) == 0.2
+    assert value_clip(PPOConfig(reward_mode="bandit", reward_source="dpo")) == 0.25
+    assert value_clip(PPOConfig(reward_mode="bandit", reward_source="dpo", value_clip=0.3)) == 0.3

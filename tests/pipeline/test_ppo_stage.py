@@ -357,3 +357,116 @@ def _token_rewards(r, setup, prompts):
         v = v[0, len(p) - 1 : len(p) + len(y)]
         out[i, : len(y)] = v[1:] - v[:-1]
     return out
+
+
+# -- RTO token rewards (ppo.reward_source = dpo) and forking tokens (ppo.forking_ratio) -----------
+
+DPO_SETS = ["dpo.eval_prompts=4", "dpo.global_batch=4", "dpo.micro_batch=2", "dpo.max_steps=2", "dpo.lr=1e-3",
+            "dpo.forward_batch=4", "dpo.sampling.max_new_tokens=8"]
+
+
+def _log_ratio(policy, ref, prompts, responses):
+    """log pi(y_j) - log pi_ref(y_j) of every response token, one unpacked sample at a time, [B, R]."""
+    out = torch.zeros(len(responses), max(len(y) for y in responses))
+    for i, (p, y) in enumerate(zip(prompts, responses)):
+        ids = torch.tensor([p + y])
+        with torch.no_grad():
+            lp, lr = (torch.log_softmax(m(ids).logits[0, len(p) - 1 : -1].float(), -1) for m in (policy, ref))
+        target = torch.tensor(y)[:, None]
+        out[i, : len(y)] = (lp.gather(1, target) - lr.gather(1, target))[:, 0]
+    return out
+
+
+def test_rto_rewards_are_beta_times_the_dpo_log_ratio(rundir):
+    """Every token's score is beta (log pi_DPO - log pi_SFT) with the DPO stage's beta, on packed
+    batches (PPO's reference pass gives log pi_SFT); scale and clip override; dpo_rm_weight adds the RM's."""
+    import dataclasses
+
+    from segtool.errors import ArtifactError
+    from segtool.models.policy import pack
+    from segtool.pipeline import dpo
+    from segtool.pipeline.ppo_rollout import score_batch
+
+    workdir = rundir()
+    rto = ["ppo.reward_source=dpo", *DPO_SETS]
+    with pytest.raises(ArtifactError, match="needs the DPO policy of this config") as exc:
+        scoring_setup(workdir, "tiny-dpo", *rto)
+    assert "run `segtool dpo`" in exc.value.hint
+    dpo.run(config("tiny-dpo", workdir, *DPO_SETS), quiet=True)
+    cfg, setup = scoring_setup(workdir, "tiny-dpo", *rto)
+    assert setup.scorer.dpo.scorer.ref is setup.scorer.ref  # one pi_SFT in memory
+    prompts, responses, _ = artifact_responses(workdir)
+    batch = pack(prompts, responses, setup.scorer.pad_id, 256)
+    assert batch.plan is not None  # packed rows, as PPO runs them
+    ratio = _log_ratio(setup.scorer.dpo.scorer.policy, setup.scorer.ref, prompts, responses)
+    assert float(ratio.abs().max()) > 1e-3  # DPO moved the policy: not a trivial zero
+    scored = score_batch(setup.scorer, batch, "cpu")
+    assert cfg.dpo.beta == 0.1
+    assert torch.allclose(scored["score"], 0.1 * ratio, atol=1e-5)
+
+    clipped = dataclasses.replace(setup.scorer.dpo, scale=0.05, clip=0.002)
+    scored = score_batch(dataclasses.replace(setup.scorer, dpo=clipped), batch, "cpu")
+    assert torch.allclose(scored["score"], (0.05 * ratio).clamp(-0.002, 0.002), atol=1e-6)
+    assert float((scored["score"].abs() == 0.002).float().sum()) > 0
+
+    rm_only = score_batch(dataclasses.replace(setup.scorer, dpo=None), batch, "cpu")["score"]
+    both = dataclasses.replace(setup.scorer.dpo, rm_weight=1.0)
+    scored = score_batch(dataclasses.replace(setup.scorer, dpo=both), batch, "cpu")
+    assert torch.allclose(scored["score"], 0.1 * ratio + rm_only, atol=1e-5)
+
+
+def test_rto_ppo_trains_the_dpo_policy_first_and_records_it(rundir):
+    from segtool.pipeline import dpo, ppo
+
+    workdir = rundir()
+    with pytest.raises(ConfigError, match="normalizer.kind = 'global' normalises the reward model's rewards"):
+        ppo.run(config("tiny-dpo", workdir, "ppo.reward_source=dpo", "normalizer.kind=global", *DPO_SETS), quiet=True)
+    assert RunDir(workdir).head("dpo") is None  # refused before anything was trained
+    cfg = config("tiny-dpo", workdir, "ppo.reward_source=dpo", "ppo.iterations=1", *DPO_SETS)
+    result = ppo.run(cfg, quiet=True)
+    rd = RunDir(workdir)
+    dpo_id = dpo.plan(cfg).art_id
+    assert rd.get(dpo_id)["status"] == "complete"
+    record = rd.get(result.artifact_id)
+    assert record["status"] == "complete" and dpo_id in record["parents"]
+    assert record["inputs"]["dpo_policy"] == dpo_id and record["metrics"]["reward_source"] == "dpo"
+    table = pq.read_table(rd.path_of(record, "rollouts/iter-000001.parquet"))
+    scores = np.concatenate([np.asarray(s) for s in table["token_score"].to_pylist()])
+    assert np.isfinite(scores).all() and np.abs(scores).max() > 0
+    # the same settings with the reward model's rewards are another artifact
+    assert ppo.plan(config("tiny-dpo", workdir, "ppo.iterations=1", *DPO_SETS)).art_id != result.artifact_id
+
+
+def test_forking_mask_keeps_the_top_entropy_share_of_each_rollout_batch(rundir):
+    """ppo.forking_ratio: the policy loss sees exactly ceil(0.2 n) of the n rollout tokens, none of lower
+    policy entropy than a token left out."""
+    from segtool.pipeline import ppo
+
+    result = ppo.run(config("tiny", rundir(), "ppo.forking_ratio=0.2", "ppo.iterations=1"), quiet=True)
+    rd = RunDir(result.workdir)
+    table = pq.read_table(rd.path_of(result.record, "rollouts/iter-000001.parquet"))
+    kept = np.concatenate([np.asarray(k, dtype=bool) for k in table["in_policy_loss"].to_pylist()])
+    entropy = np.concatenate([np.asarray(h) for h in table["entropy"].to_pylist()])
+    n = len(kept)
+    assert kept.sum() == math.ceil(0.2 * n) and n > 50
+    assert entropy[kept].min() >= entropy[~kept].max()
+    m = result.summary
+    assert m["forking_ratio"] == 0.2 and m["masked_fraction"] == pytest.approx(1 - kept.sum() / n, abs=1e-4)
+
+
+def test_forking_tokens_are_chosen_among_the_tokens_appo_keeps(rundir):
+    """One mask path: with ppo.mask = adaptive, the forking share is taken of APPO's tokens."""
+    from segtool.core.adaptive import baselines, loss_mask, schmitt_states
+    from segtool.models.precision import make_autocast
+    from segtool.pipeline.ppo_rollout import collect
+
+    workdir = rundir()
+    cfg, setup = scoring_setup(workdir, "tiny", 'ppo.mask="adaptive"', "ppo.adaptive_delta=0.01", "ppo.forking_ratio=0.5")
+    prompts, _, _ = artifact_responses(workdir, n=8)
+    r = collect(setup.policy, setup.critic, setup.scorer, prompts, cfg, 0, 0, "cpu", make_autocast("false", "cpu", "b"), 0.01)
+    r_tok = _token_rewards(r, setup, prompts)
+    appo = loss_mask(schmitt_states(r_tok, baselines(r_tok, r.mask, "sequence"), 0.01),
+                     (r.advantages * r.mask).sum(1) > 0, r.mask)
+    kept = r.policy_mask.bool()
+    assert int(kept.sum()) == math.ceil(0.5 * int(appo.sum())) and bool((kept <= appo).all())
+    assert float(r.entropy[kept].min()) >= float(r.entropy[appo & ~kept].max())

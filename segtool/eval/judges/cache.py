@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 from segtool.artifacts.files import stable_hash
+from segtool.console import progress
+from segtool.eval.judges.base import Completion
 
 
 def default_cache_dir(configured: str = "") -> Path:
@@ -73,9 +75,6 @@ def _write(path: Path, obj) -> None:
 def answer_all(judge, cache: JudgeCache, requests: list, *, progress_label: str = "judging", quiet: bool = False) -> list:
     """Completions for ``requests`` (ChatRequest), from the cache where answered before, else from
     the judge; every fresh answer is cached as soon as it arrives."""
-    from segtool.console import progress
-    from segtool.eval.judges.base import Completion
-
     out: list = [None] * len(requests)
     pending: dict[str, list[int]] = {}  # identical requests are asked once
     for i, req in enumerate(requests):

@@ -10,13 +10,16 @@ a rerun answered entirely from the cache never loads it.
 
 from __future__ import annotations
 
+import torch
+
 from segtool.eval.judges.base import ChatRequest, Completion
+from segtool.inputs.formatting import Encoder
+from segtool.models.generation import generate, hash_seed
+from segtool.models.loading import load_causal_lm, load_tokenizer, pad_id_of, pick_device, resolve_model_source
 
 
 class LocalJudge:
     def __init__(self, model_cfg, *, max_len: int, batch_size: int = 8, seed: int = 0):
-        from segtool.models.loading import resolve_model_source
-
         self.model_cfg = model_cfg
         self.source = resolve_model_source(model_cfg)
         self.identity = {"kind": "hf", "model": self.source.fingerprint(), "dtype": model_cfg.dtype}
@@ -28,9 +31,6 @@ class LocalJudge:
 
     def _load(self):
         if self._loaded is None:
-            from segtool.inputs.formatting import Encoder
-            from segtool.models.loading import load_causal_lm, load_tokenizer, pick_device
-
             tokenizer = load_tokenizer(self.source, self.model_cfg)
             model = load_causal_lm(self.source, self.model_cfg, pick_device(self.model_cfg.device))
             ctx = int(getattr(model.config, "max_position_embeddings", None) or self.max_len)
@@ -38,8 +38,6 @@ class LocalJudge:
         return self._loaded
 
     def answer(self, requests: list[ChatRequest], on_done) -> None:
-        from segtool.models.generation import hash_seed
-
         model, tokenizer, ctx, encoder = self._load()
         groups: dict[tuple, list[int]] = {}
         for k, req in enumerate(requests):
@@ -63,9 +61,6 @@ class LocalJudge:
         return ids[-(ctx - budget) :]  # keep the right end (the instructions on the verdict format)
 
     def _complete(self, model, tokenizer, encoder, prompts, budget, temperature, top_k, seed) -> list[Completion]:
-        from segtool.models.generation import generate
-        from segtool.models.loading import pad_id_of
-
         pad = pad_id_of(encoder.tokenizer)
         out = generate(model, prompts, eos_id=encoder.eos_id, pad_id=pad, max_new_tokens=budget,
                        temperature=temperature, batch_size=len(prompts), seed=seed, force_eos=False)
@@ -80,8 +75,6 @@ class LocalJudge:
 
     @staticmethod
     def _top_logprobs(model, tokenizer, prompts, responses, k: int) -> list[list[list[dict]]]:
-        import torch
-
         out = []
         device = next(model.parameters()).device
         with torch.inference_mode():

@@ -19,6 +19,7 @@ from segtool.console import progress
 from segtool.core.batching import pair_micro_batches
 from segtool.eval.judges.cache import JudgeCache
 from segtool.inputs.rows import Pair
+from segtool.models import rm_scoring
 from segtool.models.precision import make_autocast
 
 
@@ -49,8 +50,6 @@ class ProxyJudge:
         return [_probability(r) for r in replies]
 
     def _score(self, items, quiet: bool) -> list[list[float]]:
-        from segtool.models import rm_scoring  # lazy: it loads torch, not needed to plan an eval
-
         if self._setup is None:
             self._setup = rm_scoring.load_setup(self.cfg, self.folder)
         setup = self._setup
