@@ -142,7 +142,7 @@ def status(opts: StageOptions):
 @stage_command
 def eval_rm(
     opts: StageOptions,
-    rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder [default: the run directory's train-rm model].")] = None,
+    rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder (default: the run directory's train-rm model).")] = None,
     format_: Annotated[str, typer.Option("--format", help="pairs (preference rows), rewardbench2 (allenai/reward-bench-2 rows) or rmbench (THU-KEG/RM-Bench rows).")] = "pairs",
 ):
     """Pairwise accuracy and mean margin of a reward model on a preference file (--data), per `subset`
@@ -228,7 +228,7 @@ def show_rewards(
     opts: StageOptions,
     row: Annotated[int, typer.Option("--row", help="row_id of the pair in --data / data.path.")] = 0,
     side: Annotated[str, typer.Option("--side", help="chosen or rejected.")] = "chosen",
-    rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder [default: the run directory's train-rm model].")] = None,
+    rm: Annotated[str | None, typer.Option("--rm", help="Reward model folder (default: the run directory's train-rm model).")] = None,
     compare: Annotated[str | None, typer.Option("--compare", help="A second reward model folder, shown side by side.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page here.")] = None,
 ):

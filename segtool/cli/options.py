@@ -13,7 +13,7 @@ import typer
 SHARED = {
     "preset": (Annotated[str | None, typer.Option("--preset", "-p", help="Preset name from stages/ (e.g. tiny).", show_default=False)], None),
     "config": (Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (same sections as a preset).", show_default=False)], None),
-    "workdir": (Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory [default: runs/<preset>].", show_default=False)], None),
+    "workdir": (Annotated[Path | None, typer.Option("--workdir", "-w", help="Run directory (default: runs/<preset>).", show_default=False)], None),
     "data": (Annotated[str | None, typer.Option("--data", help="Preference data (.jsonl, .jsonl.gz, .parquet or HF dataset name); overrides the preset.", show_default=False)], None),
     "set_": (Annotated[list[str] | None, typer.Option("--set", help="Override one config key: section.key=value (repeatable).", show_default=False)], None),
     "resume": (Annotated[bool, typer.Option("--resume", help="Continue this stage's partial artifact instead of starting over.")], False),

@@ -13,7 +13,7 @@ HELP = {
 
 Writes a Parquet artifact (row_id, side, prompt_token_ids, response_token_ids, entropy,
 segment_ends) to the run directory. Strategies: entropy (c_ent), token, bandit, ngram (n), punct,
-sat (sat_model; pip install 'segtool[sat]'), adaptive.
+sat (sat_model; pip install 'segtool\\[sat]'), adaptive.
 """,
     "train-rm": """Train the segment-level reward model (METHOD §3) on the run directory's segments.
 

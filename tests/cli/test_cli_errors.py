@@ -145,3 +145,24 @@ def test_version_via_console_script(tmp_path):
     proc = subprocess.run([str(script), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"segtool {__version__}\n"
+
+
+def test_help_texts_survive_rich_markup():
+    """The CLI renders help with Rich markup, which silently drops an unknown ``[tag]`` such as
+    ``[default: x]`` or ``segtool[sat]``; every option and command help must render to exactly its own
+    text (a literal bracket is written ``\\[``)."""
+    import typer.main
+    from rich.text import Text
+
+    from segtool.cli.app import app
+
+    def walk(command, path):
+        yield path, command.help or ""
+        for param in getattr(command, "params", []):
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    lost = [(where, text) for where, text in walk(typer.main.get_command(app), "segtool")
+            if Text.from_markup(text).plain != text.replace("\\[", "[")]
+    assert not lost, lost
