@@ -55,7 +55,7 @@ def register(eval_app) -> None:
               answers: Annotated[Path | None, typer.Option("--answers", help="With --from-judgments: model_answer jsonl file or folder, for the average token counts.", show_default=False)] = None,
               baseline_name: Annotated[str, typer.Option("--baseline-name", help="With --from-judgments: the baseline's name in the battles.")] = "gpt-4-0314",
               version: Annotated[str, typer.Option("--version", help="Arena-Hard version: v0.1 (500 questions, baseline gpt-4-0314) or v2.0 (750 questions, per-category baselines and judge prompts, scores with and without style control).")] = "v0.1",
-              creative_baseline: Annotated[str | None, typer.Option("--creative-baseline", help="With --version v2.0: gemini-2.0-flash-001's answers (arena-hard-auto v2.0 model_answer jsonl), the creative_writing baseline; without it that category is skipped (default: eval.arena_creative_baseline).", show_default=False)] = None):
+              creative_baseline: Annotated[str | None, typer.Option("--creative-baseline", help="With --version v2.0: gemini-2.0-flash-001's answers (arena-hard-auto v2.0 model_answer jsonl), the creative_writing baseline, or `hub` for the official archive's copy; without it that category is skipped (default: eval.arena_creative_baseline).", show_default=False)] = None):
         """Arena-Hard. v0.1: score against gpt-4-0314 (Bradley-Terry, two games per question, strong
         verdicts x3) with its 95% bootstrap interval (100 rounds, seed 42) and average answer tokens.
         v2.0 (--version v2.0): per category (hard_prompt vs o3-mini, creative_writing vs gemini-2.0-flash-001)

@@ -322,7 +322,7 @@ class EvalConfig(Section):
     generator: str = generator_knob("the benchmark answers")
     limit: int = knob(0, "use only the first N prompts of a benchmark (0 = all)", limits=NON_NEGATIVE)
     gsm8k_shots: int = knob(0, "GSM8K few-shot examples (the first k shipped train problems, as chat turns); 0 = zero-shot", limits=NON_NEGATIVE)
-    arena_creative_baseline: str = knob("", "Arena-Hard v2.0: gemini-2.0-flash-001's answers (an arena-hard-auto v2.0 model_answer jsonl with metadata.token_len), the creative_writing baseline, which does not ship; empty = that category is skipped")
+    arena_creative_baseline: str = knob("", "Arena-Hard v2.0: gemini-2.0-flash-001's answers (an arena-hard-auto v2.0 model_answer jsonl with metadata.token_len), the creative_writing baseline, which does not ship; 'hub' (or 'hub:OWNER/NAME') downloads it from the official archive lmarena-ai/arena-hard-auto; empty = that category is skipped")
     bootstrap_rounds: int = knob(100, "Arena-Hard bootstrap rounds for the 95% interval (seed 42, as the official tool)", limits=AT_LEAST_ONE)
     proxy_prompts: int = knob(16, "AlpacaEval prompts in the offline proxy evaluation that ends `segtool run`", limits=NON_NEGATIVE)
     concurrency: int = knob(8, "judge requests in flight at once (http judge)", identity=False, limits=AT_LEAST_ONE)

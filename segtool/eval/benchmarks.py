@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import huggingface_hub
+
 from segtool.errors import ConfigError, InputError
 from segtool.inputs.textfiles import UTF8_HINT, read_lines, read_text
 
@@ -203,24 +205,47 @@ def arena_v2_answers(path: Path) -> dict[str, dict]:
 ARENA_V2_SHIPPED = DATA / "arena_hard_v2" / "model_answer"
 
 
-def arena_v2_baselines(items: list[Question], creative_file: str = "") -> tuple[dict[str, str], dict[str, dict]]:
+ARENA_HUB_REPO = "lmarena-ai/arena-hard-auto"  # the official results archive, a dataset repository
+ARENA_V2_HUB_ANSWERS = "data/arena-hard-v2.0/model_answer"
+
+
+@cache
+def creative_baseline_file(value: str) -> Path:
+    """The creative_writing baseline answers named by ``eval.arena_creative_baseline``: a local
+    model_answer jsonl, or ``hub`` / ``hub:OWNER/NAME`` for gemini-2.0-flash-001's answers in the official
+    archive (or a copy with its layout), downloaded once into the Hugging Face cache."""
+    if value != "hub" and not value.startswith("hub:"):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise InputError(f"eval.arena_creative_baseline: {path} does not exist",
+                             "give gemini-2.0-flash-001's answers as an arena-hard-auto v2.0 model_answer jsonl, or 'hub'")
+        return path
+    repo = value.partition(":")[2] or ARENA_HUB_REPO
+    filename = f"{ARENA_V2_HUB_ANSWERS}/{arena_v2_settings()['creative_writing']['baseline']}.jsonl"
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo, filename, repo_type="dataset"))
+    except Exception as e:  # offline, unknown repository or file, refused token: all one fix for the user
+        raise InputError(f"eval.arena_creative_baseline = {value}: could not download {filename} from the "
+                         f"dataset {repo} ({type(e).__name__})",
+                         "on a machine without hub access, download that file elsewhere and give its path") from e
+
+
+def arena_v2_baselines(items: list[Question], creative: str = "") -> tuple[dict[str, str], dict[str, dict]]:
     """(category -> why it is skipped, uid -> baseline answer) for v2.0's per-category baselines: the
-    shipped o3-mini answers, and for creative_writing ``creative_file`` (its gemini-2.0-flash-001 answers
-    do not ship). A category whose baseline answers are not available is skipped, never substituted."""
+    shipped o3-mini answers, and for creative_writing the answers ``creative`` names (creative_baseline_file;
+    gemini-2.0-flash-001's answers do not ship). A category whose baseline answers are not available is
+    skipped, never substituted."""
     tables: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     answers: dict[str, dict] = {}
     for category in dict.fromkeys(q.category for q in items):
         model = arena_v2_settings()[category]["baseline"]
         path = ARENA_V2_SHIPPED / f"{model}.jsonl.gz"
-        if category == "creative_writing" and creative_file:
-            path = Path(creative_file).expanduser()
-            if not path.is_file():
-                raise InputError(f"eval.arena_creative_baseline: {path} does not exist",
-                                 f"give {model}'s answers as an arena-hard-auto v2.0 model_answer jsonl")
+        if category == "creative_writing" and creative:
+            path = creative_baseline_file(creative)
         elif not path.is_file():
             skipped[category] = (f"its baseline {model}'s answers are not shipped; give them with "
-                                 "--creative-baseline FILE (an arena-hard-auto v2.0 model_answer jsonl)")
+                                 "--creative-baseline FILE (an arena-hard-auto v2.0 model_answer jsonl) or --creative-baseline hub")
             continue
         if path not in tables:
             tables[path] = arena_v2_answers(path)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,11 +102,7 @@ def plan(cfg: Config, bench: str, target: Target, *, judge=None, api_key: str | 
         if bench in ("arena", "arena-v2"):
             ident["bootstrap_rounds"] = cfg.eval.bootstrap_rounds
         if bench == "arena-v2" and baseline is None and cfg.eval.arena_creative_baseline:
-            creative = Path(cfg.eval.arena_creative_baseline).expanduser()
-            if not creative.is_file():
-
-                raise InputError(f"eval.arena_creative_baseline: {creative} does not exist",
-                                 "give gemini-2.0-flash-001's answers as an arena-hard-auto v2.0 model_answer jsonl")
+            creative = benchmarks.creative_baseline_file(cfg.eval.arena_creative_baseline)
             ident["creative_baseline"] = fingerprint_path(creative)
     stage = stage or stage_name(bench)
     return Plan(bench, stage, target, baseline, judge, artifact_id(stage, ident, parents, SCHEMA_VERSION), ident, parents)

@@ -183,3 +183,40 @@ def test_a_malformed_baseline_answer_names_file_row_and_field(tmp_path, write_js
     write_jsonl(path, [{"uid": "x", "model": "g", "messages": [{"role": "assistant", "content": {"answer": "a"}}]}])
     with pytest.raises(InputError, match=r"gemini.jsonl: line 1: field 'metadata.token_len'"):
         benchmarks.arena_v2_answers(path)
+
+
+def test_the_creative_baseline_comes_from_the_hub_archive(tmp_path, write_jsonl, monkeypatch):
+    items = [q for q in benchmarks.questions("arena-v2") if q.category == "creative_writing"][:2]
+    local = tmp_path / "gemini-2.0-flash-001.jsonl"
+    write_jsonl(local, [{"uid": q.qid, "model": "gemini-2.0-flash-001", "metadata": {"token_len": 3},
+                         "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": {"answer": "tale"}}]}
+                        for q in items])
+    calls = []
+
+    def download(repo_id, filename, repo_type=None):
+        calls.append((repo_id, filename, repo_type))
+        return str(local)
+
+    monkeypatch.setattr(benchmarks.huggingface_hub, "hf_hub_download", download)
+    benchmarks.creative_baseline_file.cache_clear()
+    skipped, answers = benchmarks.arena_v2_baselines(items, "hub")
+    assert skipped == {} and answers[items[1].qid]["content"] == "tale"
+    benchmarks.creative_baseline_file("hub:me/arena-copy")
+    assert calls == [("lmarena-ai/arena-hard-auto", "data/arena-hard-v2.0/model_answer/gemini-2.0-flash-001.jsonl", "dataset"),
+                     ("me/arena-copy", "data/arena-hard-v2.0/model_answer/gemini-2.0-flash-001.jsonl", "dataset")]
+    benchmarks.creative_baseline_file.cache_clear()
+
+
+def test_an_unreachable_hub_or_a_missing_file_is_one_line_with_the_fix(tmp_path, monkeypatch):
+    def offline(repo_id, filename, repo_type=None):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(benchmarks.huggingface_hub, "hf_hub_download", offline)
+    benchmarks.creative_baseline_file.cache_clear()
+    with pytest.raises(InputError, match=r"could not download data/arena-hard-v2.0/model_answer/gemini-2.0-flash-001"
+                                         r".jsonl from the dataset lmarena-ai/arena-hard-auto \(OSError\)") as err:
+        benchmarks.creative_baseline_file("hub")
+    assert "give its path" in err.value.hint
+    with pytest.raises(InputError, match="does not exist"):
+        benchmarks.creative_baseline_file(str(tmp_path / "nope.jsonl"))
+    benchmarks.creative_baseline_file.cache_clear()
