@@ -132,12 +132,14 @@ def report(rows: list[dict], plot: Path | None) -> None:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for arm in arms:
+        colours = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10 arms
+        for k, arm in enumerate(arms):
             runs = [r for r in rows if r["arm"] == arm]
             n = min(len(r["curve"]["kl"]) for r in runs)
             kl = np.mean([r["curve"]["kl"][:n] for r in runs], axis=0)
             for ax, key in zip(axes, ("gold", "reward")):
-                ax.plot(kl, np.mean([r["curve"][key][:n] for r in runs], axis=0), marker="o", ms=3, label=arm)
+                ax.plot(kl, np.mean([r["curve"][key][:n] for r in runs], axis=0), marker="o", ms=3, label=arm,
+                        color=colours[k % 20], linestyle="--" if arm in ABLATIONS else "-")
         for ax, what in zip(axes, ("gold reward", "proxy reward e(x, y)")):
             ax.set_xlabel("KL(pi || pi_SFT) of the rollouts (nats per sequence)")
             ax.set_ylabel(f"{what}, rollouts, mean over seeds")
