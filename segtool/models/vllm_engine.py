@@ -103,6 +103,7 @@ class VLLMGenerator:
         config = model.config
         check_supported(current_platform, config, knob)
         dtype = dtype or next(model.parameters()).dtype  # a stage's bf16 autocast: sample in bf16 too
+        self.dtype = dtype
         max_model_len = min(max_model_len, int(getattr(config, "max_position_embeddings", max_model_len)))
         self.folder = tempfile.mkdtemp(prefix="segtool-vllm-")
         config.save_pretrained(self.folder)  # the architecture only; weights come from memory (load)
@@ -120,7 +121,9 @@ class VLLMGenerator:
     def load(self, model) -> None:
         """Copy ``model``'s weights into the engine in place, and forget KV blocks computed with the old ones."""
         with torch.no_grad():
-            weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+            # in the engine's dtype: vLLM casts too, but warns once per tensor on every reload
+            weights = [(name, t.detach().to(self.dtype) if t.is_floating_point() else t.detach())
+                       for name, t in model.state_dict().items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
 
