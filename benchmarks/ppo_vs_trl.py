@@ -319,8 +319,8 @@ def main(argv=None) -> int:
         row.update(round_robin(variants, args.repeats, args.quiet_below))
         results.append(row)
 
-    print("| model | framework | L / B / M / K | episodes/s | others' CPU before / during | ratio (row / TRL) |")
-    print("|---|---|---|---:|---:|---:|")
+    print("| model | framework | L / B / M / K | episodes/s (median) | each round | others' CPU before / during | ratio (row / TRL) |")
+    print("|---|---|---|---:|---|---:|---:|")
     names = (("trl", "TRL 1.12 PPOTrainer"), ("trl_tuned_malloc", "TRL 1.12, segtool's malloc settings"),
              ("segtool_default_malloc", "segtool ppo (bandit), glibc default malloc"), ("segtool", "segtool ppo (bandit)"))
     for row in results:
@@ -330,7 +330,8 @@ def main(argv=None) -> int:
             r = row.get(key)
             if r:
                 ratio = f"{r['episodes_per_s'] / trl['episodes_per_s']:.2f}x" if trl and key != "trl" else ""
-                print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {r['busy_before']:.0%} / "
+                rounds = ", ".join(f"{a['episodes_per_s']:.3f}" for a in r["all"])
+                print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {rounds} | {r['busy_before']:.0%} / "
                       f"{r['others_busy']:.0%} | {ratio} |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
