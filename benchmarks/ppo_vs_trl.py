@@ -319,7 +319,7 @@ def main(argv=None) -> int:
         row.update(round_robin(variants, args.repeats, args.quiet_below))
         results.append(row)
 
-    print("| model | framework | L / B / M / K | episodes/s (median) | each round | others' CPU before / during | ratio (row / TRL) |")
+    print("| model | framework | L / B / M / K | episodes/s (median) | all rounds, sorted | others' CPU before / during | ratio (row / TRL) |")
     print("|---|---|---|---:|---|---:|---:|")
     names = (("trl", "TRL 1.12 PPOTrainer"), ("trl_tuned_malloc", "TRL 1.12, segtool's malloc settings"),
              ("segtool_default_malloc", "segtool ppo (bandit), glibc default malloc"), ("segtool", "segtool ppo (bandit)"))
