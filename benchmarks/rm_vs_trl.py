@@ -112,7 +112,7 @@ HERE = Path(__file__).resolve().parent
 HH_HELPFUL_TEST = REPO / "data" / "hh_rlhf" / "helpful-base" / "test.jsonl.gz"
 MODELS = {  # key: (name, preset, default path)
     "tiny": ("TinyStories-656K", "tiny", str(REPO / "data" / "models" / "tinystories-656k")),
-    "smollm2": ("SmolLM2-135M-Instruct", "smollm2", "/work/cache/smollm2-135m-instruct"),
+    "smollm2": ("SmolLM2-135M-Instruct", "smollm2", str(Path.home() / ".cache/segtool/smollm2-135m-instruct")),  # prepare_smollm2.py's default
 }
 EVAL_FRACTION = 0.05
 BATCH = 4  # pairs per optimiser step, one forward pass
