@@ -19,7 +19,11 @@ def segtool_cmd(workdir, sets, launcher=()):
     args = ["train-rm", "--preset", "tiny", "--workdir", str(workdir), "--json"]
     for s in sets:
         args += ["--set", s]
-    return [*launcher, shutil.which("segtool") or sys.exit("segtool not on PATH"), *args]
+    # the segtool script of this interpreter's environment first: the venv need not be activated
+    script = shutil.which("segtool", path=os.path.dirname(sys.executable)) or shutil.which("segtool")
+    if script is None:
+        pytest.fail("no segtool script beside this Python or on PATH: pip install -e . in this environment")
+    return [*launcher, script, *args]
 
 
 def artifact(workdir, name):
