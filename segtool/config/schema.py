@@ -49,6 +49,7 @@ from segtool.config.modes import (
     METRIC_LOGGERS,
     NORMALISER_KINDS,
     NORMALISER_METHODS,
+    FIRST_FORWARD,
     PACKING,
     READOUTS,
     REWARD_MODES,
@@ -273,6 +274,10 @@ class PPOConfig(Section):
     bf16: str = knob("auto", "bf16 autocast for the trained models: auto, true or false", choices=BF16)
     micro_batch: int = knob(8, "samples per training forward pass (accumulated up to train_batch)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (policy, reference, reward, critic)", identity=False, limits=AT_LEAST_ONE)
+    first_forward: str = knob("auto", "the first update's first micro-batch takes its old log-probs, entropies and values "
+                              "from its own training forward (run right after sampling, before any update: the same "
+                              "weights) instead of a separate no-grad policy and critic pass: auto (where exact: no "
+                              "active dropout), on (error if not), off", identity=False, choices=FIRST_FORWARD)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
     packing: str = packing_knob("backbone passes")
     pack_width: int = pack_width_knob(1024)

@@ -77,6 +77,18 @@ def logprobs(lm, batch: Packed, chunk_size: int = 512) -> torch.Tensor:
     return token_logprobs(_hidden(lm, batch)[batch.state_mask], weight, batch.targets, chunk_size, softcap, bias)
 
 
+def logprobs_with_entropy(lm, batch: Packed, chunk_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``logprobs``, differentiable; the entropy of pi(. | x, y_<j), no gradient) from one backbone
+    pass: a training forward that also stands in for the rollout pass."""
+    weight, bias, softcap = _head(lm)
+    hidden = _hidden(lm, batch)[batch.state_mask]
+    logp = token_logprobs(hidden, weight, batch.targets, chunk_size, softcap, bias)
+    with torch.no_grad():
+        _, entropy = chunked_logp_entropy(hidden.detach(), weight.detach(), batch.targets, chunk_size, softcap=softcap,
+                                          bias=None if bias is None else bias.detach())
+    return logp, entropy
+
+
 def logprobs_and_kl(policy, ref, batch: Packed, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(log pi(y_j) [N], exact KL(pi || pi_ref) at the state before y_j [N]) for every response token,
     float32, differentiable in the policy only."""

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -351,18 +352,21 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
     logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
     reduce = ppo_train.sum_over_ranks if distributed.launched() else None
     rewards = c.reward_mode if c.reward_source == "rm" else "dpo token rewards"
+    reuse_first = ppo_train.first_forward_mode(c.first_forward, setup.policy, setup.critic)
     with LiveView(ctx.quiet, total, f"ppo ({rewards}) {art_id[:12]}") as view:
         view.update(metrics)
         for it in iterations:
             t0 = time.perf_counter()
             picked = iteration_prompts(prompts.train_idx, it, c.rollout_batch, cfg.run.seed)[distributed.rank() :: distributed.world()]
             beta = kl_ctl.beta if kl_ctl is not None else c.kl_coef
+            first = partial(ppo_train.first_forward, setup, c, (cfg.run.seed, it), autocast) if reuse_first else None
             rollout = collect(setup.policy, setup.critic, setup.scorer, [prompts.ids[i] for i in picked], cfg,
-                              cfg.run.seed, it, setup.device, autocast, beta, reduce, generator)
+                              cfg.run.seed, it, setup.device, autocast, beta, reduce, generator, first)
             _write_rollouts(ctx.rundir, art_id, ctx.record, rollout, setup.tokenizer, it + 1,
                             [prompts.rows[i].row_id for i in picked])
             t1 = time.perf_counter()
-            trained = ppo_train.train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast)
+            trained = ppo_train.train_on(rollout, setup, steppers, c, (cfg.run.seed, it), autocast, rollout.first_forward)
+            rollout.first_forward = None  # its graph is spent
             generator.load(setup.policy)  # the next rollout samples from the updated weights
             t2 = time.perf_counter()
             m = {"iteration": it + 1, "episodes": (it + 1) * c.rollout_batch, **rollout_metrics(rollout), **trained,
@@ -372,7 +376,7 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
             if kl_ctl is not None:
                 kl_ctl.update(m["kl"], c.rollout_batch)
             sec = rollout.seconds  # this rank's (rank 0's in the report)
-            m.update(t_generate=sec["generate"], t_policy=sec["policy"], t_score=sec["score"], t_reference=sec["reference"],
+            m.update(t_generate=sec["generate"], t_first_forward=sec["first_forward"], t_policy=sec["policy"], t_score=sec["score"], t_reference=sec["reference"],
                      t_reward=sec["reward"], t_critic=sec["critic"], t_train=t2 - t1, seconds=t2 - t0)
             m["tokens_per_s"] = m["new_tokens"] / sec["generate"]
             m["episodes_per_s"] = c.rollout_batch / m["seconds"]
@@ -444,5 +448,5 @@ def _finish(ctx: Context, setup: Setup, metrics: list, before: dict, after: dict
         "episodes_per_s": round(c.rollout_batch * len(metrics) / max(train_seconds, 1e-9), 3),
         "tokens_per_s": round(sum(m["new_tokens"] for m in metrics) / max(sum(m["t_generate"] for m in metrics), 1e-9), 1),
         "time_split_s": {k: round(sum(m[f"t_{k}"] for m in metrics), 2)
-                         for k in ("generate", "policy", "reference", "reward", "critic", "train")},
+                         for k in ("generate", "first_forward", "policy", "reference", "reward", "critic", "train")},
     }

@@ -130,6 +130,7 @@ class Rollout:
     seg_norm: list[np.ndarray] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
     policy_mask: torch.Tensor | None = None  # tokens in the policy loss (APPO, forking); None = all of ``mask``
+    first_forward: object = None  # ppo_train.FirstForward, for the first update to backpropagate through
 
     @property
     def size(self) -> int:
@@ -212,15 +213,13 @@ def score_batch(scorer: Scorer, batch: Packed, device) -> dict:
     return out
 
 
-def _cat_aligned(parts: list[torch.Tensor], width: int) -> torch.Tensor:
-    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])
-
-
 def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed: int, iteration: int, device,
-            autocast, beta: float, reduce=None, generator=None) -> Rollout:
+            autocast, beta: float, reduce=None, generator=None, first_forward=None) -> Rollout:
     """Sample one response per prompt with the policy (through ``generator``, holding the policy's
     current weights; hf by default) and turn them into PPO's training targets: the ids alone leave
-    the generator, every log-prob comes from the scoring passes below."""
+    the generator, every log-prob comes from the scoring passes below. ``first_forward``
+    (prompt ids, responses) -> ppo_train.FirstForward: the first update's first micro-batch, forwarded
+    with gradients, whose log-probs, entropies and values replace the policy and critic passes of its rows."""
     c = cfg.ppo
     rank = process_rank()  # each data-parallel rank samples its own share with its own seed stream
     t0 = time.perf_counter()
@@ -232,39 +231,53 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
                        seed=hash_seed(seed, iteration * 1000 + rank), force_eos=True)
     t1 = time.perf_counter()
     B = len(prompts)
+    R = max(len(r) for r in gen.responses)
+    t = {k: torch.zeros(B, R) for k in ("logp", "entropy", "values", "ref_logp", "score", "token_reward")}
+
+    def put(name: str, rows, aligned: torch.Tensor) -> None:
+        t[name][torch.as_tensor(rows), : aligned.shape[1]] = aligned
+
+    seconds = {"first_forward": 0.0, "policy": 0.0, "score": 0.0, "reference": 0.0, "reward": 0.0, "critic": 0.0}
+    first = first_forward(prompts, gen.responses) if first_forward is not None else None
+    if first is not None:
+        for name, flat in (("logp", first.logp), ("entropy", first.entropy), ("values", first.values)):
+            put(name, first.rows, to_aligned(flat.detach().float().cpu(), first.batch))
+        seconds["first_forward"] = time.perf_counter() - t1
+    forwarded = set() if first is None else {int(i) for i in first.rows}
     order = sorted(range(B), key=lambda i: -(len(prompts[i]) + len(gen.responses[i])))  # little padding
-    parts = {k: [] for k in ("logp", "entropy", "values", "ref_logp", "score", "token_reward")}
     seq_reward = torch.zeros(B)
     ends, raw, norm = [None] * B, [None] * B, [None] * B
-    seconds = {"policy": 0.0, "score": 0.0, "reference": 0.0, "reward": 0.0, "critic": 0.0}
-    R = max(len(r) for r in gen.responses)
     for start in range(0, B, c.forward_batch):
         idx = order[start : start + c.forward_batch]
         batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id, scorer.pack_width)
-        on_device = batch.to(device)
+        rest = [i for i in idx if i not in forwarded]  # rows the policy and the critic still have to see
+        if len(rest) == len(idx):
+            own = batch
+        elif rest:
+            own = pack([prompts[i] for i in rest], [gen.responses[i] for i in rest], scorer.pad_id, scorer.pack_width)
+        on_device = own.to(device) if rest else None
         a = time.perf_counter()
-        with autocast():
-            logp, ent = logprobs_entropy(policy, on_device, scorer.chunk_size)
+        if rest:
+            with autocast():
+                logp, ent = logprobs_entropy(policy, on_device, scorer.chunk_size)
+            put("logp", rest, to_aligned(logp.float().cpu(), own))
+            put("entropy", rest, to_aligned(ent.float().cpu(), own))
         b = time.perf_counter()
         scored = score_batch(scorer, batch, device)
         d = time.perf_counter()
-        with torch.inference_mode(), autocast():
-            values = state_values(critic, on_device)
+        if rest:
+            with torch.inference_mode(), autocast():
+                put("values", rest, to_aligned(state_values(critic, on_device).float().cpu(), own))
         seconds["policy"] += b - a
         seconds["score"] += d - b
         seconds["reference"] += scored["t_reference"]
         seconds["reward"] += scored["t_reward"]
         seconds["critic"] += time.perf_counter() - d
-        for name, flat in (("logp", logp), ("entropy", ent), ("values", values)):
-            parts[name].append(to_aligned(flat.float().cpu(), batch))
         for name in ("ref_logp", "score", "token_reward"):
-            parts[name].append(scored[name])
+            put(name, idx, scored[name])
         for j, i in enumerate(idx):
             seq_reward[i] = scored["seq_reward"][j]
             ends[i], raw[i], norm[i] = scored["ends"][j], scored["raw"][j], scored["norm"][j]
-    inverse = torch.empty(B, dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(B)
-    t = {k: _cat_aligned(v, R)[inverse] for k, v in parts.items()}
     mask = (torch.arange(R)[None, :] < torch.tensor([len(r) for r in gen.responses])[:, None]).float()
     truncated = torch.tensor(gen.truncated)
     score = t["score"]
@@ -286,4 +299,4 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
         policy_mask = forking_mask(t["entropy"], policy_mask, c.forking_ratio)
     seconds.update(generate=t1 - t0, gae=time.perf_counter() - t2)
     return Rollout(prompts, gen.responses, truncated, mask, t["logp"], t["ref_logp"], t["entropy"], t["values"], score,
-                   rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds, policy_mask)
+                   rewards, kl, adv, returns, seq_reward, ends, raw, norm, seconds, policy_mask, first)

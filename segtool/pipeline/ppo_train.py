@@ -8,6 +8,8 @@ it is split into micro-batches and processes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -15,7 +17,7 @@ from segtool import distributed
 from segtool.core.batching import micro_batches
 from segtool.core.ppo import policy_loss, value_clip, value_loss
 from segtool.errors import ConfigError
-from segtool.models.policy import logprobs, pack, state_values, to_aligned
+from segtool.models.policy import Packed, logprobs, logprobs_with_entropy, pack, state_values, to_aligned
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
 
@@ -49,36 +51,106 @@ def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def train_on(rollout, setup, steppers, c, rng_seed, autocast) -> dict:
+def mini_batches(prompt_ids, responses, c, rng_seed, epoch: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """One epoch's update schedule over this process's share of a rollout batch: (rows of each
+    mini-batch, its micro-batches), mini-batch order seeded from (rng_seed, epoch, rank)."""
+    size, local_batch = len(responses), c.train_batch // distributed.world()
+    lengths = np.array([len(r) + len(p) for r, p in zip(responses, prompt_ids)])
+    perm = np.random.default_rng([*rng_seed, epoch, distributed.rank()]).permutation(size)
+    return [(idx, micro_batches(idx, lengths[idx], c.micro_batch))
+            for idx in (perm[s : s + local_batch] for s in range(0, size, local_batch))]
+
+
+def has_dropout(model) -> bool:
+    """Would a training-mode forward differ from an eval-mode one (active dropout anywhere)?"""
+    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return True
+    config = getattr(model, "config", None) or getattr(getattr(model, "module", None), "config", None)
+    knobs = vars(config) if config is not None else {}
+    return any(k.endswith(("dropout", "pdrop")) and isinstance(v, float) and v > 0 for k, v in knobs.items())
+
+
+def first_forward_mode(mode: str, policy, critic) -> bool:
+    """Should the first micro-batch's training forward also give its old log-probs and values
+    (ppo.first_forward: auto = where exact, on = error where not, off)?"""
+    if mode == "off":
+        return False
+    dropout = [name for name, m in (("policy", policy), ("critic", critic)) if has_dropout(m)]
+    if dropout and mode == "on":
+        raise ConfigError(f"ppo.first_forward = \"on\" needs models without dropout, and the {' and '.join(dropout)} "
+                          "has active dropout (its training forward differs from the rollout's)",
+                          'set ppo.first_forward = "auto" or "off"')
+    return not dropout
+
+
+@dataclass
+class FirstForward:
+    """The training forward of the first micro-batch of an iteration's first update, run right after
+    sampling: no update has happened yet, so its log-probs and values *are* the old ones, and the
+    rollout takes them (detached) instead of a separate no-grad pass; the update then backpropagates
+    through the kept graph."""
+
+    rows: np.ndarray  # rollout rows, in micro-batch order
+    batch: Packed  # on the device
+    logp: torch.Tensor  # flat [N] float32, with its graph
+    values: torch.Tensor  # flat [N], with its graph
+    entropy: torch.Tensor  # flat [N] float32, no graph: the policy entropy at sampling
+
+
+def first_forward(setup, c, rng_seed, autocast, prompt_ids, responses) -> FirstForward:
+    """Run the training forward of epoch 0's first micro-batch (training mode, as train_on would)."""
+    policy, critic = setup.policy, setup.critic
+    rows = mini_batches(prompt_ids, responses, c, rng_seed, 0)[0][1][0]
+    batch = pack([prompt_ids[i] for i in rows], [responses[i] for i in rows], setup.scorer.pad_id,
+                 setup.scorer.pack_width).to(setup.device)
+    policy.train()
+    critic.train()
+    try:
+        with autocast():
+            logp, entropy = logprobs_with_entropy(policy, batch, TRAIN_LOGIT_CHUNK)
+            values = state_values(critic, batch)
+    finally:
+        policy.eval()
+        critic.eval()
+    return FirstForward(rows, batch, logp, values, entropy)
+
+
+def _forward(policy, critic, batch, autocast):
+    with autocast():
+        return logprobs(policy, batch, TRAIN_LOGIT_CHUNK), state_values(critic, batch)
+
+
+def train_on(rollout, setup, steppers, c, rng_seed, autocast, first: FirstForward | None = None) -> dict:
     """ppo_epochs passes of clipped policy/value updates over this process's share of the rollout
-    batch; each optimiser step takes train_batch samples over all processes."""
+    batch; each optimiser step takes train_batch samples over all processes. ``first``: epoch 0's
+    first micro-batch, already forwarded (collect's first_forward)."""
     policy, critic, device = setup.policy, setup.critic, setup.device
     policy.train()
     critic.train()
     v_clip = value_clip(c)
-    local_batch = c.train_batch // distributed.world()
-    lengths = np.array([len(r) + len(p) for r, p in zip(rollout.responses, rollout.prompt_ids)])
     policy_mask = rollout.policy_mask if rollout.policy_mask is not None else rollout.mask
     sums = torch.zeros(5, dtype=torch.float64)  # policy loss, value loss, clip fraction, approx KL (token sums), tokens
     steps = 0
     for epoch in range(c.ppo_epochs):
-        perm = np.random.default_rng([*rng_seed, epoch, distributed.rank()]).permutation(rollout.size)
-        for s in range(0, rollout.size, local_batch):
-            idx = perm[s : s + local_batch]
+        for idx, micro in mini_batches(rollout.prompt_ids, rollout.responses, c, rng_seed, epoch):
             rows = torch.from_numpy(idx)
             batch_tokens = float(sum_over_ranks(rollout.mask[rows].sum().double()))
             policy_tokens = float(sum_over_ranks(policy_mask[rows].sum().double()))
-            for mb in micro_batches(idx, lengths[idx], c.micro_batch):
-                batch = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb], setup.scorer.pad_id,
-                             setup.scorer.pack_width)
-                on_device = batch.to(device)
-                R = batch.aligned.shape[1]
+            for mb in micro:
+                if first is not None:  # epoch 0's first micro-batch: its forward ran during the rollout
+                    if not np.array_equal(mb, first.rows):
+                        raise AssertionError("ppo: the first micro-batch differs from the one forwarded at rollout")
+                    on_device, logp, values = first.batch, first.logp, first.values
+                    first = None
+                else:
+                    on_device = pack([rollout.prompt_ids[i] for i in mb], [rollout.responses[i] for i in mb],
+                                     setup.scorer.pad_id, setup.scorer.pack_width).to(device)
+                    logp, values = _forward(policy, critic, on_device, autocast)
+                logp, values = to_aligned(logp, on_device), to_aligned(values, on_device)
+                R = on_device.aligned.shape[1]
                 take = torch.from_numpy(mb)
                 m = rollout.mask[take, :R].to(device)
                 old_logp = rollout.logp[take, :R].to(device)
-                with autocast():
-                    logp = to_aligned(logprobs(policy, on_device, TRAIN_LOGIT_CHUNK), on_device)
-                    values = to_aligned(state_values(critic, on_device), on_device)
                 pm = policy_mask[take, :R].to(device)
                 pg, clip_frac = policy_loss(logp, old_logp, rollout.advantages[take, :R].to(device), pm, c.clip)
                 vl = value_loss(values, rollout.values[take, :R].to(device), rollout.returns[take, :R].to(device), m, v_clip)

@@ -470,3 +470,52 @@ def test_forking_tokens_are_chosen_among_the_tokens_appo_keeps(rundir):
     kept = r.policy_mask.bool()
     assert int(kept.sum()) == math.ceil(0.5 * int(appo.sum())) and bool((kept <= appo).all())
     assert float(r.entropy[kept].min()) >= float(r.entropy[appo & ~kept].max())
+
+
+def test_first_forward_stands_in_for_the_rollout_pass_of_its_rows(rundir):
+    """ppo.first_forward: the first micro-batch's training forward gives its rows' old log-probs,
+    entropies and values (the same as the separate no-grad passes, up to rounding), and the update
+    that backpropagates through it moves the models as the plain path does."""
+    from functools import partial
+
+    from segtool.models.precision import make_autocast
+    from segtool.pipeline.ppo_rollout import collect
+    from segtool.pipeline.ppo_train import first_forward, make_optimisers, train_on
+
+    workdir = rundir()
+    cfg, setup = scoring_setup(workdir, "tiny", "ppo.rollout_batch=8", "ppo.train_batch=4", "ppo.micro_batch=2")
+    prompts, _, _ = artifact_responses(workdir, n=8)
+    autocast = make_autocast("false", "cpu", "ppo.bf16")
+    start = [{k: v.clone() for k, v in m.state_dict().items()} for m in (setup.policy, setup.critic)]
+    results = []
+    for reuse in (False, True):
+        for m, state in zip((setup.policy, setup.critic), start):
+            m.load_state_dict(state)
+        first = partial(first_forward, setup, cfg.ppo, (0, 0), autocast) if reuse else None
+        r = collect(setup.policy, setup.critic, setup.scorer, prompts, cfg, 0, 0, "cpu", autocast, 0.01, first_forward=first)
+        assert (r.first_forward is not None) == reuse
+        if reuse:
+            assert len(r.first_forward.rows) == 2 and r.first_forward.logp.requires_grad
+        trained = train_on(r, setup, make_optimisers(setup, cfg.ppo, 10, parallel=False), cfg.ppo, (0, 0), autocast,
+                           r.first_forward)
+        results.append((r, trained, [{k: v.clone() for k, v in m.state_dict().items()} for m in (setup.policy, setup.critic)]))
+    (plain, plain_m, plain_w), (reused, reused_m, reused_w) = results
+    assert plain.responses == reused.responses
+    for name in ("logp", "entropy", "values", "advantages", "returns"):
+        torch.testing.assert_close(getattr(reused, name), getattr(plain, name), atol=1e-5, rtol=1e-4, msg=name)
+    assert reused_m["optimizer_steps"] == plain_m["optimizer_steps"] == 2
+    for before, a, b in zip(start, plain_w, reused_w):
+        moved = [k for k in a if not torch.equal(a[k], before[k])]
+        assert moved
+        for k in moved:
+            torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-4, msg=k)
+
+
+def test_first_forward_on_refuses_a_model_with_dropout():
+    from segtool.pipeline.ppo_train import first_forward_mode
+
+    plain, dropped = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    assert first_forward_mode("auto", plain, plain) and not first_forward_mode("off", plain, plain)
+    assert not first_forward_mode("auto", plain, dropped)
+    with pytest.raises(ConfigError, match="critic has active dropout"):
+        first_forward_mode("on", plain, dropped)
