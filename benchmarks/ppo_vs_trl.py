@@ -289,6 +289,9 @@ def main(argv=None) -> int:
     ap.add_argument("--allocator-rows", action="store_true",
                     help="also run TRL with segtool's malloc settings and segtool with glibc's defaults "
                          "(separates the allocator's share of the difference from the rest)")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="also run segtool with these overrides, as a row of its own in every round (repeatable), "
+                         "e.g. --variant 'ppo.first_forward=\"off\"' for before/after side by side")
     ap.add_argument("--json-out", default="", help="also write every result to this JSON file")
     args = ap.parse_args(argv)
     if not args.skip_trl and not Path(TRL_PYTHON).exists():
@@ -316,6 +319,10 @@ def main(argv=None) -> int:
             variants["segtool"] = segtool
             if args.allocator_rows:
                 variants["segtool_default_malloc"] = partial(segtool, env=DEFAULT_MALLOC_ENV)
+            for v in args.variant:
+                variants[f"segtool {v}"] = partial(run_segtool, workdir, case.preset, (*case.sets, *v.split(",")), B=case.B,
+                                                   M=case.M, L=case.L, K=case.K, eval_prompts=case.eval_prompts,
+                                                   bf16=case.segtool_bf16, seed=case.seed)
         row.update(round_robin(variants, args.repeats, args.quiet_below))
         results.append(row)
 
@@ -323,6 +330,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---:|---|---:|---:|")
     names = (("trl", "TRL 1.12 PPOTrainer"), ("trl_tuned_malloc", "TRL 1.12, segtool's malloc settings"),
              ("segtool_default_malloc", "segtool ppo (bandit), glibc default malloc"), ("segtool", "segtool ppo (bandit)"))
+    names += tuple((f"segtool {v}", f"segtool ppo (bandit), {v}") for v in args.variant)
     for row in results:
         shape = f"{row['L']} / {row['B']} / {row['M']} / {row['K']}"
         trl = row.get("trl")

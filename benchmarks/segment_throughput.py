@@ -122,6 +122,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="FILE.py:FUNC",
         help="A/B a candidate chunked_entropy(hidden, weight, chunk_size, softcap=, bias=) in (b)",
     )
+    p.add_argument(
+        "--allocator",
+        default="segtool",
+        choices=("segtool", "default"),
+        help="segtool: every worker (all methods alike) first applies segtool.runtime.tune_allocator, the malloc "
+        "settings every segtool command runs with; default: glibc's own",
+    )
     p.add_argument("--quick", action="store_true", help="~1 minute smoke run (small batches, fewer runs)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one measurement
     args = p.parse_args(argv)
@@ -369,6 +376,10 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     sys.path.insert(0, str(REPO))  # segtool from this checkout, installed or not
+    if spec.get("allocator", "segtool") == "segtool":
+        from segtool.runtime import tune_allocator
+
+        tune_allocator()  # as the segtool CLI does at start-up
     if spec.get("entropy_fn"):
         swap_chunked_entropy(spec["entropy_fn"])
     model, tokenizer = load_model(spec["path"], spec["dtype"], spec.get("big_vocab", 0))
@@ -493,6 +504,7 @@ def base_spec(args, label, path, dtype, seq_len, batch_size, batches, min_second
         "max_wait": args.max_wait,
         "retries": args.retries,
         "entropy_fn": args.entropy_fn,
+        "allocator": args.allocator,
     }
 
 
@@ -633,6 +645,8 @@ def header(args) -> list[str]:
         f"data {args.data.name} (HH-RLHF chosen responses), c_ent {args.c_ent}, one warm-up batch, "
         f">= {args.batches} timed batches and >= {args.min_seconds:g} s per method"
         + (" [--quick]" if args.quick else "")
+        + ("; malloc: segtool's settings (runtime.tune_allocator) in every worker" if args.allocator == "segtool"
+           else "; malloc: glibc defaults")
         + (
             f"\n(b') = segtool's response_entropy with chunked_entropy replaced by {args.entropy_fn}"
             if args.entropy_fn
