@@ -129,6 +129,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="segtool: every worker (all methods alike) first applies segtool.runtime.tune_allocator, the malloc "
         "settings every segtool command runs with; default: glibc's own",
     )
+    p.add_argument(
+        "--packing",
+        default="auto",
+        choices=("auto", "off"),
+        help="(b): auto runs as `segment` does by default (segment.packing: each batch packed into rows of "
+        "segment.pack_width tokens, per-sequence attention, when the probe passes); off: padded batches",
+    )
+    p.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also time the methods interleaved in one process: ROUNDS passes over the timed batches, each batch "
+        "run by every method in turn (rotating which goes first); the ratio of per-batch medians is robust to the "
+        "machine's drift between subprocesses, which on a shared 2-core VM can exceed the differences measured",
+    )
     p.add_argument("--quick", action="store_true", help="~1 minute smoke run (small batches, fewer runs)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: JSON spec of one measurement
     args = p.parse_args(argv)
@@ -344,9 +360,12 @@ def run_forward(model, batch: Batch, spec: dict):
 def run_segtool(model, batch: Batch, spec: dict):
     from segtool.core.boundaries import entropy_segment_ends
     from segtool.models.entropy import response_entropy
+    from segtool.models.packing import plan_packing
 
+    width = spec.get("pack_width", 0)  # > 0: packed rows, as `segment` runs by default
+    plan = plan_packing(batch.input_ids, batch.attention_mask.sum(1), width, 0) if width else None
     ent = response_entropy(
-        model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_size=spec["chunk_size"]
+        model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_size=spec["chunk_size"], plan=plan
     )
     ent = ent.cpu().numpy()  # host copy (a no-op view on CPU, a real copy on GPU)
     return ent, entropy_segment_ends(ent, batch.lengths, spec["c_ent"])
@@ -370,8 +389,8 @@ RUNNERS = {"forward": run_forward, "segtool": run_segtool, "naive": run_naive}
 # --------------------------------------------------------------------------- worker (one subprocess)
 
 
-def worker(spec: dict) -> dict:
-    import numpy as np
+def prepare(spec: dict):
+    """The worker's process settings, model and batches (warm-up batch first)."""
     import torch
 
     torch.set_num_threads(spec["threads"])
@@ -380,11 +399,64 @@ def worker(spec: dict) -> dict:
         from segtool.runtime import tune_allocator
 
         tune_allocator()  # as the segtool CLI does at start-up
+    model, tokenizer = load_model(spec["path"], spec["dtype"], spec.get("big_vocab", 0))
+    if spec.get("packing", "off") != "off":  # segment.packing: the stage's probe and per-sequence attention
+        from segtool.models.entropy import split_causal_lm
+        from segtool.models.packing import packing_width
+
+        spec["pack_width"], note = packing_width(spec["packing"], spec["pack_width_knob"],
+                                                 {"pi_SFT": split_causal_lm(model)[0]}, model.config.vocab_size,
+                                                 "cpu", "--packing")
+        if note:
+            print(note, file=sys.stderr)
+    pairs = load_transcripts(Path(spec["data"]))
+    return model, build_batches(tokenizer, pairs, spec["batches"] + 1, spec["batch_size"], spec["seq_len"])
+
+
+def interleaved_worker(spec: dict) -> dict:
+    """Every method on every batch in turn, in one process; per method the per-batch times."""
+    import torch
+
+    import segtool.models.entropy as seg_models_entropy
+
+    model, batches = prepare(spec)
+    warmup, timed = batches[0], batches[1:]
+    runners = {m: RUNNERS[m] for m in METHODS}
+    if spec.get("entropy_fn"):
+        own, candidate = seg_models_entropy.chunked_entropy, load_candidate(spec["entropy_fn"])
+
+        def run_candidate(model, batch, spec):
+            seg_models_entropy.chunked_entropy = candidate
+            try:
+                return run_segtool(model, batch, spec)
+            finally:
+                seg_models_entropy.chunked_entropy = own
+
+        runners["candidate"] = run_candidate
+    names = list(runners)
+    times = {m: [] for m in names}
+    with torch.inference_mode():
+        for m in names:
+            runners[m](model, warmup, spec)
+        for r in range(spec["rounds"]):
+            for k, batch in enumerate(timed):
+                turn = (r * len(timed) + k) % len(names)
+                for m in names[turn:] + names[:turn]:
+                    t0 = time.perf_counter()
+                    runners[m](model, batch, spec)
+                    times[m].append((batch.n_tokens, time.perf_counter() - t0))
+    return {"times": times, "digest": batches_digest(batches)}
+
+
+def worker(spec: dict) -> dict:
+    import numpy as np
+    import torch
+
+    if spec["method"] == "interleave":
+        return interleaved_worker(spec)
+    model, batches = prepare(spec)
     if spec.get("entropy_fn"):
         swap_chunked_entropy(spec["entropy_fn"])
-    model, tokenizer = load_model(spec["path"], spec["dtype"], spec.get("big_vocab", 0))
-    pairs = load_transcripts(Path(spec["data"]))
-    batches = build_batches(tokenizer, pairs, spec["batches"] + 1, spec["batch_size"], spec["seq_len"])
     warmup, timed = batches[0], batches[1:]
     run = RUNNERS[spec["method"]]
 
@@ -435,18 +507,23 @@ def worker(spec: dict) -> dict:
     return result
 
 
-def swap_chunked_entropy(ref: str) -> None:
-    """A/B hook: make response_entropy use `func` from FILE.py instead of segtool's chunked_entropy
-    (same signature), without editing segtool."""
+def load_candidate(ref: str):
+    """`func` of FILE.py, from ``FILE.py:func``."""
     import importlib.util
-
-    import segtool.models.entropy as seg_models_entropy
 
     path, _, func = ref.rpartition(":")
     mod_spec = importlib.util.spec_from_file_location("candidate_entropy", path)
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)
-    seg_models_entropy.chunked_entropy = getattr(module, func)
+    return getattr(module, func)
+
+
+def swap_chunked_entropy(ref: str) -> None:
+    """A/B hook: make response_entropy use `func` from FILE.py instead of segtool's chunked_entropy
+    (same signature), without editing segtool."""
+    import segtool.models.entropy as seg_models_entropy
+
+    seg_models_entropy.chunked_entropy = load_candidate(ref)
 
 
 def run_worker(spec: dict) -> dict:
@@ -487,6 +564,13 @@ class Row:
         return self.res["others_cpu"] > OTHERS_CPU_OK
 
 
+def segment_pack_width() -> int:
+    sys.path.insert(0, str(REPO))
+    from segtool.config.schema import SegmentConfig
+
+    return SegmentConfig().pack_width
+
+
 def base_spec(args, label, path, dtype, seq_len, batch_size, batches, min_seconds, tmp) -> dict:
     return {
         "label": label,
@@ -505,6 +589,8 @@ def base_spec(args, label, path, dtype, seq_len, batch_size, batches, min_second
         "retries": args.retries,
         "entropy_fn": args.entropy_fn,
         "allocator": args.allocator,
+        "packing": args.packing,
+        "pack_width_knob": segment_pack_width(),
     }
 
 
@@ -587,7 +673,27 @@ def model_block(args, label, path, tmp) -> tuple[list[str], list[Row]]:
             f"{fmt_mb(r.res['rss_load']):>19}{fmt_mb(r.res['peak_delta']):>15}"
         )
     lines.append("  " + parity(rows))
+    if args.interleave:
+        lines += interleaved_lines(args, spec, names)
     return lines, rows
+
+
+def interleaved_lines(args, spec: dict, names: dict) -> list[str]:
+    """The interleaved table: per method, tok/s and the median per-batch time against (a)'s."""
+    import statistics
+
+    res = run_worker(dict(spec, method="interleave", rounds=args.interleave))
+    times = res["times"]
+    median = {m: statistics.median(t / n for n, t in v) for m, v in times.items()}
+    names = dict(names, segtool=f"(b) segtool, chunk {args.chunk_size}",
+                 candidate=f"(b') candidate, chunk {args.chunk_size}")
+    lines = [f"  interleaved in one process, {args.interleave} rounds x {spec['batches']} batches, each batch by every "
+             "method in turn (rotating the order):",
+             f"  {'method':<30}{'tok/s':>9}{'median s/1k tok':>17}{'(a)/method':>12}"]
+    for m, v in times.items():
+        tok_s = sum(n for n, _ in v) / sum(t for _, t in v)
+        lines.append(f"  {names[m]:<30}{tok_s:>9,.0f}{median[m] * 1e3:>17.3f}{median['forward'] / median[m]:>12.2f}")
+    return lines
 
 
 def big_vocab_block(args, dirs, tmp) -> tuple[list[str], list[Row]]:
@@ -645,6 +751,7 @@ def header(args) -> list[str]:
         f"data {args.data.name} (HH-RLHF chosen responses), c_ent {args.c_ent}, one warm-up batch, "
         f">= {args.batches} timed batches and >= {args.min_seconds:g} s per method"
         + (" [--quick]" if args.quick else "")
+        + f"; (b) packing {args.packing}"
         + ("; malloc: segtool's settings (runtime.tune_allocator) in every worker" if args.allocator == "segtool"
            else "; malloc: glibc defaults")
         + (

@@ -79,7 +79,10 @@ def chunked_logp_entropy(
 
 def _chunked_pass(hidden, weight, targets, chunk_size, softcap, bias) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(log p(target) or None without targets, entropy) of every row: the LM head a chunk at a time,
-    the float32 softmax passes a cache-sized block at a time."""
+    the float32 softmax passes a cache-sized block at a time.
+
+    One exponential per logit: with e = exp(z - max) and s = sum e, H = log s - sum e (z - max) / s
+    and log p(target) = z_target - max - log s (log_softmax followed by exp would take two)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n, vocab = hidden.shape[0], weight.shape[0]
@@ -90,8 +93,10 @@ def _chunked_pass(hidden, weight, targets, chunk_size, softcap, bias) -> tuple[t
     chunk = min(chunk_size, n)
     block = _rows_per_block(hidden.device, chunk, vocab)
     logits = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
-    z32 = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)  # float32 logits, then p
-    log_p = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
+    cast = hidden.dtype != torch.float32  # float32 logits are worked on in place, no copy
+    z32 = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device) if cast else None
+    exps = torch.empty(block, vocab, dtype=torch.float32, device=hidden.device)
+    lowest = torch.finfo(torch.float32).min
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
         z = logits[:rows]
@@ -102,14 +107,19 @@ def _chunked_pass(hidden, weight, targets, chunk_size, softcap, bias) -> tuple[t
         for row in range(0, rows, block):
             k = min(block, rows - row)
             at = slice(start + row, start + row + k)
-            zk, lk = z32[:k], log_p[:k]
-            zk.copy_(z[row : row + k])  # cast to float32 (faster than log_softmax(dtype=...))
+            if cast:
+                zk = z32[:k]
+                zk.copy_(z[row : row + k])  # cast to float32
+            else:
+                zk = z[row : row + k]
             if softcap is not None:
                 zk.div_(softcap).tanh_().mul_(softcap)
-            torch.log_softmax(zk, dim=-1, out=lk)
+            zk.sub_(zk.amax(dim=1, keepdim=True))  # z - max <= 0
+            e = torch.exp(zk, out=exps[:k])
+            s = e.sum(dim=1)
+            log_s = s.log()
             if logp_out is not None:
-                logp_out[at] = lk.gather(1, targets[at, None]).squeeze(1)
-            torch.exp(lk, out=zk)  # zk now holds p
-            lk.clamp_(min=torch.finfo(torch.float32).min)  # p = 0 where z = -inf: 0 * log p stays 0
-            torch.sum(zk.mul_(lk), dim=-1, out=ent_out[at])
-    return logp_out, ent_out.neg_()
+                logp_out[at] = zk.gather(1, targets[at, None]).squeeze(1) - log_s
+            zk.clamp_(min=lowest)  # z = -inf has e = 0: 0 * (z - max) stays 0, not NaN
+            ent_out[at] = log_s - e.mul_(zk).sum(dim=1).div_(s)
+    return logp_out, ent_out
