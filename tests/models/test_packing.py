@@ -258,3 +258,21 @@ def test_entropy_passes_packed_equal_padded(model, model64, assert_same_up_to_ro
     assert enable_varlen(varlen.model)
     packed = flat(compute_entropies(varlen, seqs, cfg, "cpu", pack_width=40))
     assert_same_up_to_rounding(packed, padded, exact.double(), "packed entropies")
+
+
+@pytest.mark.parametrize("length", [12, 300])
+def test_both_attention_kernels_give_the_same_values_and_gradients(length):
+    """models.varlen picks the explicit attention or SDPA's causal kernel per sequence (by length and
+    whether gradients are wanted); the two agree, gradients included, on either side of the switch."""
+    from segtool.models.varlen import EXPLICIT_MAX_TOKENS, _explicit_causal, _sdpa_causal
+
+    assert 12 <= EXPLICIT_MAX_TOKENS < 300
+    gen = torch.Generator().manual_seed(length)
+    q, k, v = (torch.randn(1, 3, length, 8, generator=gen, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(1, 3, length, 8, generator=gen)
+    results = []
+    for kernel in (_explicit_causal, _sdpa_causal):
+        out = kernel(q, k, v, 0.0, None)
+        results.append((out.detach(), *torch.autograd.grad(out, (q, k, v), grad_out)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
