@@ -26,6 +26,7 @@ import resource
 import shutil
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -151,25 +152,28 @@ def bench_setting(name: str, iterations: int, preset: str, sets: list[str], work
             counter.active = True
 
     optimisers = ppo_train.make_optimisers(setup, c, 1000, parallel=False)
+    reuse_first = ppo_train.first_forward_mode(c.first_forward, setup.policy, setup.critic)  # as the stage does
     splits = []
     for it in range(iterations):
         batch_prompts = prompts[it * c.rollout_batch : (it + 1) * c.rollout_batch]
         before = dict(counter.rows)
         busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
         t0 = time.perf_counter()
+        first = partial(ppo_train.first_forward, setup, c, (0, it), autocast) if reuse_first else None
         rollout = ppo_rollout.collect(setup.policy, setup.critic, setup.scorer, batch_prompts, cfg, 0, it,
-                                      setup.device, autocast, c.kl_coef, generator=uncounted_generate)
+                                      setup.device, autocast, c.kl_coef, generator=uncounted_generate,
+                                      first_forward=first)
         t1 = time.perf_counter()
         passes = {k: (counter.rows[k] - before[k]) / rollout.size for k in counter.rows}
         counter.active = False
-        ppo_train.train_on(rollout, setup, optimisers, c, (0, it), autocast)
+        ppo_train.train_on(rollout, setup, optimisers, c, (0, it), autocast, rollout.first_forward)
         t2 = time.perf_counter()
         generator.load(setup.policy)  # as the stage does after every update
         counter.active = True
         t3 = time.perf_counter()
         others = (cpu_busy_seconds() - busy0 - (own_cpu_seconds() - own0)) / ((t3 - t0) * (os.cpu_count() or 1))
         s = rollout.seconds
-        splits.append({"generate": s["generate"], "policy": s["policy"], "reference+segment": s["reference"],
+        splits.append({"generate": s["generate"], "first_forward": s["first_forward"], "policy": s["policy"], "reference+segment": s["reference"],
                        "reward": s["reward"], "critic": s["critic"], "train": t2 - t1, "load": t3 - t2, "total": t3 - t0,
                        "passes": passes, "episodes": rollout.size, "new_tokens": float(rollout.mask.sum()), "others": max(0.0, others)})
     counter.close()
@@ -222,14 +226,15 @@ def report(results: list[dict]) -> None:
     if not results:
         return
     print("\n### Per-iteration time split (seconds, mean over timed iterations; first iteration dropped as warm-up)\n")
-    print("| model | packing (width) | generator | episodes/iter | generate | policy fwd | reference+segment | reward | critic "
+    print("| model | packing (width) | generator | episodes/iter | generate | first training fwd | policy fwd | "
+          "reference+segment | reward | critic "
           "| train | weight load | total | episodes/s | new tokens/s (rollouts) | others CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         timed = r["splits"][1:] or r["splits"]
         mean = {k: sum(s[k] for s in timed) / len(timed) for k in timed[0] if k != "passes"}
         print(f"| {label(r)} | {r['rollout_batch']} | " + " | ".join(f"{mean[k]:.2f}" for k in
-              ("generate", "policy", "reference+segment", "reward", "critic", "train", "load", "total"))
+              ("generate", "first_forward", "policy", "reference+segment", "reward", "critic", "train", "load", "total"))
               + f" | {r['rollout_batch'] / mean['total']:.2f} | {mean['new_tokens'] / mean['generate']:.0f}"
               + f" | {mean['others']:.0%} |")
     print("\n### Forward passes per sample outside generation (target: 1 each)\n")
