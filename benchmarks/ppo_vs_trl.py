@@ -270,10 +270,11 @@ def round_robin(variants: dict, repeats: int, quiet_below: float = 0.0) -> dict:
 
 
 def median_of(runs: list[dict]) -> dict:
+    in_order = [r["episodes_per_s"] for r in runs]  # round by round
     runs = sorted(runs, key=lambda r: r["episodes_per_s"])
     clean = [r for r in runs if r["others_busy"] < CLEAN_BELOW] or runs  # runs others hardly disturbed
     mid = clean[(len(clean) - 1) // 2]  # the lower median for an even count
-    return {**mid, "all": [{"episodes_per_s": r["episodes_per_s"], "busy_before": r["busy_before"],
+    return {**mid, "rounds": in_order, "all": [{"episodes_per_s": r["episodes_per_s"], "busy_before": r["busy_before"],
                             "others_busy": r["others_busy"]} for r in runs]}
 
 
@@ -341,6 +342,12 @@ def main(argv=None) -> int:
                 rounds = ", ".join(f"{a['episodes_per_s']:.3f}" for a in r["all"])
                 print(f"| {row['model']} | {name} | {shape} | {r['episodes_per_s']:.3f} | {rounds} | {r['busy_before']:.0%} / "
                       f"{r['others_busy']:.0%} | {ratio} |")
+    for row in results:  # each round's ratio: the frameworks of one round ran back to back
+        trl = row.get("trl")
+        for key, name in names:
+            if trl and key != "trl" and row.get(key):
+                ratios = ", ".join(f"{a / b:.2f}x" for a, b in zip(row[key]["rounds"], trl["rounds"]))
+                print(f"{row['model']}, {name}: per round vs TRL {ratios}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1))
     return 0
