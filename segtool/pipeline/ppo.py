@@ -266,6 +266,7 @@ def compute(ctx: Context) -> Outcome:
     total = total_iterations(c, "ppo", len(prompts.train_idx))
     autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")
     torch.manual_seed(cfg.run.seed)
+    reuse_first = ppo_train.first_forward_mode(c.first_forward, setup.policy, setup.critic)  # before any artifact
     steppers = ppo_train.make_optimisers(setup, c, total * c.ppo_epochs * (c.rollout_batch // c.train_batch), distributed.launched())
     kl_ctl = AdaptiveKL(c.kl_coef, c.kl_target, c.kl_horizon) if c.adaptive_kl else None
     inputs = {"model": rm_record["inputs"]["model"], "reward_model": rm_record["id"],
@@ -299,7 +300,8 @@ def compute(ctx: Context) -> Outcome:
                 before = held_out(setup.policy)  # the policy is still pi_SFT here
         ctx.sync()
 
-        _iterate(ctx, setup, steppers, prompts, autocast, kl_ctl, gold, range(start, total), metrics, before, generator)
+        _iterate(ctx, setup, steppers, prompts, autocast, kl_ctl, gold, range(start, total), metrics, before, generator,
+                 reuse_first)
         final = _finish(ctx, setup, metrics, before, held_out(setup.policy), prompts, total) if ctx.main else None
     finally:
         generator.close()
@@ -346,13 +348,13 @@ def gold_reward(c, tokenizer):
 
 
 def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, kl_ctl, gold, iterations: range,
-             metrics: list, before, generator) -> None:
-    """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every."""
+             metrics: list, before, generator, reuse_first: bool) -> None:
+    """Rollouts and updates of each iteration, its metrics, and a checkpoint every ppo.checkpoint_every;
+    ``reuse_first``: each iteration's first micro-batch forwards once (ppo.first_forward)."""
     cfg, c, art_id, total = ctx.cfg, ctx.cfg.ppo, ctx.plan.art_id, iterations.stop
     logger = MetricLogger(c.log_to if ctx.main else "none", ctx.rundir.path_of(ctx.record, "logs"), art_id[:12], ctx.config)
     reduce = ppo_train.sum_over_ranks if distributed.launched() else None
     rewards = c.reward_mode if c.reward_source == "rm" else "dpo token rewards"
-    reuse_first = ppo_train.first_forward_mode(c.first_forward, setup.policy, setup.critic)
     with LiveView(ctx.quiet, total, f"ppo ({rewards}) {art_id[:12]}") as view:
         view.update(metrics)
         for it in iterations:
@@ -376,8 +378,9 @@ def _iterate(ctx: Context, setup: Setup, steppers, prompts: Prompts, autocast, k
             if kl_ctl is not None:
                 kl_ctl.update(m["kl"], c.rollout_batch)
             sec = rollout.seconds  # this rank's (rank 0's in the report)
-            m.update(t_generate=sec["generate"], t_first_forward=sec["first_forward"], t_policy=sec["policy"], t_score=sec["score"], t_reference=sec["reference"],
-                     t_reward=sec["reward"], t_critic=sec["critic"], t_train=t2 - t1, seconds=t2 - t0)
+            m.update(t_generate=sec["generate"], t_first_forward=sec["first_forward"], t_policy=sec["policy"],
+                     t_score=sec["score"], t_reference=sec["reference"], t_reward=sec["reward"], t_critic=sec["critic"],
+                     t_train=t2 - t1, seconds=t2 - t0)
             m["tokens_per_s"] = m["new_tokens"] / sec["generate"]
             m["episodes_per_s"] = c.rollout_batch / m["seconds"]
             metrics.append(m)

@@ -251,13 +251,13 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
         idx = order[start : start + c.forward_batch]
         batch = pack([prompts[i] for i in idx], [gen.responses[i] for i in idx], scorer.pad_id, scorer.pack_width)
         rest = [i for i in idx if i not in forwarded]  # rows the policy and the critic still have to see
-        if len(rest) == len(idx):
-            own = batch
-        elif rest:
-            own = pack([prompts[i] for i in rest], [gen.responses[i] for i in rest], scorer.pad_id, scorer.pack_width)
-        on_device = own.to(device) if rest else None
-        a = time.perf_counter()
+        own = None  # their batch
         if rest:
+            own = batch if len(rest) == len(idx) else pack([prompts[i] for i in rest], [gen.responses[i] for i in rest],
+                                                           scorer.pad_id, scorer.pack_width)
+            on_device = own.to(device)
+        a = time.perf_counter()
+        if own is not None:
             with autocast():
                 logp, ent = logprobs_entropy(policy, on_device, scorer.chunk_size)
             put("logp", rest, to_aligned(logp.float().cpu(), own))
@@ -265,7 +265,7 @@ def collect(policy, critic, scorer: Scorer, prompts: list[list[int]], cfg, seed:
         b = time.perf_counter()
         scored = score_batch(scorer, batch, device)
         d = time.perf_counter()
-        if rest:
+        if own is not None:
             with torch.inference_mode(), autocast():
                 put("values", rest, to_aligned(state_values(critic, on_device).float().cpu(), own))
         seconds["policy"] += b - a
