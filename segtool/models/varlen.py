@@ -32,17 +32,31 @@ def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    rows = []
-    for r, row in enumerate(spans):
-        parts, used = [], 0
-        for start, length in row:
-            s = slice(start, start + length)
-            parts.append(_attend(query[r : r + 1, :, s], key[r : r + 1, :, s], value[r : r + 1, :, s], dropout, scaling))
-            used = start + length
-        if used < query.shape[2]:  # the row's padding tail: its output is never read
-            parts.append(query.new_zeros(1, query.shape[1], query.shape[2] - used, query.shape[3]))
-        rows.append(torch.cat(parts, dim=2))
-    return torch.cat(rows).transpose(1, 2).contiguous(), None
+    # unbind and split, not slicing: a slice's backward writes its gradient into a zero tensor of the
+    # whole input, once per sequence; split's backward is one concatenation (train-rm on SmolLM2,
+    # packed: 504 -> 538 tokens/s on a 2-core Intel Xeon)
+    rows = [_attend_row(q, k, v, row, dropout, scaling)
+            for q, k, v, row in zip(query.unbind(0), key.unbind(0), value.unbind(0), spans, strict=True)]
+    return torch.stack(rows).transpose(1, 2).contiguous(), None
+
+
+def _attend_row(q, k, v, spans, dropout, scale):
+    """One packed row [H, C, D]: causal attention within each (start, length) span; zeros elsewhere
+    (the row's padding tail, whose output is never read)."""
+    sizes, attended, used = [], [], 0
+    for start, length in spans:
+        if start > used:
+            sizes.append(start - used)
+            attended.append(False)
+        sizes.append(length)
+        attended.append(True)
+        used = start + length
+    if used < q.shape[1]:
+        sizes.append(q.shape[1] - used)
+        attended.append(False)
+    parts = [_attend(qs[None], ks[None], vs[None], dropout, scale)[0] if on else vs.new_zeros(vs.shape)
+             for qs, ks, vs, on in zip(q.split(sizes, 1), k.split(sizes, 1), v.split(sizes, 1), attended)]
+    return torch.cat(parts, dim=1)
 
 
 # On CPU, with gradients, the explicit attention's forward + backward beats SDPA's up to about this many

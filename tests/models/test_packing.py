@@ -276,3 +276,31 @@ def test_both_attention_kernels_give_the_same_values_and_gradients(length):
         results.append((out.detach(), *torch.autograd.grad(out, (q, k, v), grad_out)))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_varlen_attention_of_spans_with_gaps_and_tails():
+    """Rows of (start, length) spans, GQA included: each span attends causally within itself, gaps and
+    row tails come out zero and get no gradient; values and gradients equal per-span SDPA."""
+    import torch.nn.functional as F
+
+    from segtool.models.varlen import varlen_sdpa
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 4, 11, 8, generator=gen, requires_grad=True)
+    k, v = (torch.randn(2, 2, 11, 8, generator=gen, requires_grad=True) for _ in range(2))
+    spans = [[(0, 3), (5, 4)], [(0, 11)]]  # row 0: a gap at 3-4 and a tail at 9-10
+    out, _ = varlen_sdpa(None, q, k, v, None, segtool_spans=spans)
+    grad_out = torch.randn(out.shape, generator=gen)
+    grads = torch.autograd.grad(out, (q, k, v), grad_out)
+    expected = torch.zeros(2, 11, 4, 8)
+    for r, row in enumerate(spans):
+        for start, n in row:
+            s = slice(start, start + n)
+            kv = [t[r : r + 1, :, s].repeat_interleave(2, dim=1) for t in (k, v)]
+            expected[r, s] = F.scaled_dot_product_attention(q[r : r + 1, :, s], *kv, is_causal=True)[0].transpose(0, 1)
+    expected_grads = torch.autograd.grad(expected, (q, k, v), grad_out)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    assert out[0, 3:5].abs().max() == 0 and out[0, 9:].abs().max() == 0
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert grads[0][0, :, 3:5].abs().max() == 0
