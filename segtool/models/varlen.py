@@ -82,12 +82,24 @@ def _explicit_causal(q, k, v, dropout, scale):
     when it beats SDPA); its [H, L, L] scores are a packed row's share only, never a whole row's."""
     L = q.shape[2]
     scale = scale if scale is not None else q.shape[-1] ** -0.5
-    scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # float32 scores, as SDPA accumulates
-    scores.masked_fill_(torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1), float("-inf"))  # its own tensor
+    # one kernel for product, scale and mask; float32 scores, as SDPA accumulates
+    scores = torch.baddbmm(_causal_bias(L, q.device), q[0].float(), k[0].float().transpose(-1, -2), alpha=scale)
     probs = torch.softmax(scores, dim=-1)
     if dropout:
         probs = F.dropout(probs, p=dropout)
-    return probs.to(v.dtype) @ v
+    return (probs.to(v.dtype) @ v[0])[None]
+
+
+_causal_biases: dict = {}  # device -> [n, n] float32 causal bias, n >= EXPLICIT_MAX_TOKENS; never written after
+
+
+def _causal_bias(length: int, device) -> torch.Tensor:
+    """[length, length] float32: 0 on and below the diagonal, -inf above (a view of a cached one)."""
+    bias = _causal_biases.get(device)
+    if bias is None or bias.shape[0] < length:
+        n = max(length, EXPLICIT_MAX_TOKENS)
+        bias = _causal_biases[device] = torch.full((n, n), float("-inf"), device=device).triu(1)
+    return bias[:length, :length]
 
 
 def _register() -> None:
