@@ -36,7 +36,7 @@ chunked_entropy into (b) for A/B runs without editing segtool.
 Examples:
     python benchmarks/segment_throughput.py                  # full run, ~5-10 min on 2 cores
     python benchmarks/segment_throughput.py --quick          # ~1 min smoke run
-    python benchmarks/segment_throughput.py --models smollm2 --batches 3 --chunk-size 512
+    python benchmarks/segment_throughput.py --models smollm2 --batches 3 --chunk-size 256
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("auto", "bfloat16", "float32"),
         help="auto: bfloat16 for SmolLM2 and the 128k row, float32 for the tiny model",
     )
-    p.add_argument("--chunk-size", type=int, default=256, help="positions per LM-head chunk for (b)")
+    p.add_argument("--chunk-size", type=int, default=512, help="positions per LM-head chunk for (b) (segment.chunk_size's default)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--c-ent", type=float, default=2.0, help="entropy threshold for the boundary search")
     p.add_argument("--long-seq", type=int, default=2048, help="sequence length of the 128k-vocab row (batch 1)")

@@ -155,7 +155,10 @@ class SegmentConfig(Section):
     n: int = knob(5, "segment length in tokens for the ngram strategy", limits=AT_LEAST_ONE)
     sat_model: str = knob("sat-3l-sm", "sat: the SaT sentence segmenter (wtpsplit), a segment-any-text hub name or a local folder")
     eos_in_last_segment: bool = knob(False, "end the last segment at EOS instead of the token before it")
-    chunk_size: int = knob(256, "positions per LM-head chunk in the entropy computation", identity=False, limits=AT_LEAST_ONE)
+    # 512: each chunk re-reads the LM-head weight (56 MB for SmolLM2); 256 -> 512 cut the entropy pass over
+    # 1,550 positions from 123 to 94 ms on a 2-core Intel Xeon, for one more [chunk, vocab] logits buffer
+    chunk_size: int = knob(512, "positions per LM-head chunk in the entropy and log-prob passes", identity=False,
+                           limits=AT_LEAST_ONE)
     batch_tokens: int = knob(16384, "tokens per forward batch (length-sorted batches; padded tokens count unless packed)",
                              identity=False, limits=AT_LEAST_ONE)
     packing: str = packing_knob("pi_SFT's entropy passes")
