@@ -133,8 +133,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--packing",
         default="auto",
         choices=("auto", "off"),
-        help="(b): auto runs as `segment` does by default (segment.packing: each batch packed into rows of "
-        "segment.pack_width tokens, per-sequence attention, when the probe passes); off: padded batches",
+        help="(b): auto runs as `segment` does by default (segment.packing: a batch with at least 10%% padding "
+        "packed into rows of segment.pack_width tokens, per-sequence attention, when the probe passes); off: "
+        "padded batches",
     )
     p.add_argument(
         "--interleave",
@@ -360,10 +361,10 @@ def run_forward(model, batch: Batch, spec: dict):
 def run_segtool(model, batch: Batch, spec: dict):
     from segtool.core.boundaries import entropy_segment_ends
     from segtool.models.entropy import response_entropy
-    from segtool.models.packing import plan_packing
+    from segtool.models.packing import plan_if_padded
 
-    width = spec.get("pack_width", 0)  # > 0: packed rows, as `segment` runs by default
-    plan = plan_packing(batch.input_ids, batch.attention_mask.sum(1), width, 0) if width else None
+    width = spec.get("pack_width", 0)  # > 0: packing on, as `segment` runs by default
+    plan = plan_if_padded(batch.input_ids, batch.attention_mask.sum(1), width, 0)  # packed only with enough padding
     ent = response_entropy(
         model, batch.input_ids, batch.attention_mask, batch.response_mask, chunk_size=spec["chunk_size"], plan=plan
     )

@@ -88,6 +88,20 @@ def plan_packing(input_ids: torch.Tensor, lengths: torch.Tensor, width: int, pad
     return PackPlan(ids, pos, gather, (B, W), spans)
 
 
+# Packing adds one attention call per sequence and pays for it only with the padding it removes. SmolLM2
+# segmentation on a 2-core Intel Xeon: at 2x256 (4.5% padding) packed ran 7% slower than padded, at 4x512
+# (15% padding) 2% faster; train-rm batches (37% padding) 1.4x faster.
+MIN_PADDING = 0.10
+
+
+def plan_if_padded(input_ids: torch.Tensor, lengths: torch.Tensor, width: int, pad_id: int) -> PackPlan | None:
+    """The packed layout of a right-padded batch when packing is on (``width`` > 0) and at least
+    MIN_PADDING of the batch's positions are padding; None (run it padded) otherwise."""
+    if width <= 0 or int(lengths.sum()) > (1 - MIN_PADDING) * input_ids.numel():
+        return None
+    return plan_packing(input_ids, lengths, width, pad_id)
+
+
 def backbone_hidden(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     plan: PackPlan | None = None) -> torch.Tensor:
     """Final hidden states [B, W, H] of a right-padded batch: one padded pass, or one packed pass

@@ -16,7 +16,7 @@ from segtool.core.entropy import chunked_logp_entropy
 from segtool.core.kl import token_logprobs_and_kl
 from segtool.core.logprobs import token_logprobs
 from segtool.models.entropy import split_causal_lm
-from segtool.models.packing import PackPlan, backbone_hidden, plan_packing
+from segtool.models.packing import PackPlan, backbone_hidden, plan_if_padded
 
 
 @dataclass
@@ -51,7 +51,7 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int, pack
     state = torch.zeros_like(resp)
     state[:, :-1] = resp[:, 1:]
     aligned = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
-    plan = plan_packing(ids, prompt_lens + lengths, pack_width, pad_id) if pack_width > 0 else None
+    plan = plan_if_padded(ids, prompt_lens + lengths, pack_width, pad_id)
     return Packed(ids, attn, resp, state, ids[resp], prompt_lens, lengths, aligned, plan)
 
 

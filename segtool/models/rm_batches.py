@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from segtool.core.rewards import aggregate, segment_rewards
-from segtool.models.packing import plan_packing
+from segtool.models.packing import plan_if_padded
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def collate(examples: list[Example], pad_id: int, pack_width: int = 0):
         mask[r, : e.length] = 1
         ends.append(len(e.prompt) + e.ends)
         rows.append(np.full(len(e.ends), r))
-    plan = plan_packing(ids, mask.sum(1), pack_width, pad_id) if pack_width > 0 else None
+    plan = plan_if_padded(ids, mask.sum(1), pack_width, pad_id)
     return {
         "input_ids": ids,
         "attention_mask": mask,

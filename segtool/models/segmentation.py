@@ -17,7 +17,7 @@ from segtool.core.batching import length_sorted_batches
 from segtool.core.boundaries import FlatLayout, boundary_mask, mask_to_ends
 from segtool.errors import InputError
 from segtool.models.entropy import response_entropy, split_causal_lm
-from segtool.models.packing import packing_width, plan_packing
+from segtool.models.packing import packing_width, plan_if_padded
 
 SIDES = ("chosen", "rejected")
 
@@ -63,7 +63,8 @@ def compute_entropies(model, seqs: list[Sequence], cfg: Config, device: str, adv
             ids[r, : lengths[i]] = torch.tensor(s.prompt + s.response)
             attn[r, : lengths[i]] = 1
             resp[r, len(s.prompt) : lengths[i]] = True
-        plan = plan_packing(ids, attn.sum(1), pack_width, 0).to(device) if pack_width > 0 else None
+        plan = plan_if_padded(ids, attn.sum(1), pack_width, 0)
+        plan = plan.to(device) if plan is not None else None
         flat = response_entropy(
             model, ids.to(device), attn.to(device), resp.to(device), cfg.segment.chunk_size, plan
         ).cpu().numpy()  # one host copy per batch

@@ -304,3 +304,17 @@ def test_varlen_attention_of_spans_with_gaps_and_tails():
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     assert grads[0][0, :, 3:5].abs().max() == 0
+
+
+def test_a_batch_is_packed_only_when_it_has_enough_padding():
+    """plan_if_padded: packing adds an attention call per sequence, so a batch with little padding runs
+    padded; at MIN_PADDING of padding or more it is packed; width 0 (packing off) never packs."""
+    from segtool.models.packing import MIN_PADDING, plan_if_padded
+
+    ids = torch.zeros(4, 100, dtype=torch.long)
+    enough = torch.tensor([100, 100, 100, round(100 - 400 * MIN_PADDING)])  # exactly MIN_PADDING padding
+    little = enough + torch.tensor([0, 0, 0, 1])
+    plan = plan_if_padded(ids, enough, 400, 0)
+    assert plan is not None and plan.tokens == int(enough.sum())  # one row, no padding
+    assert plan_if_padded(ids, little, 400, 0) is None
+    assert plan_if_padded(ids, torch.tensor([10, 10, 10, 10]), 0, 0) is None
