@@ -9,7 +9,8 @@ are gathered back into the padded [B, W, H] layout, so every caller reads them a
 positions hold zeros.
 
 With prompts of mixed lengths most of a padded batch is padding (median prompt 57 tokens, longest
-205, in the HH-RLHF prompts the benchmarks use), and the backbone's cost is per token.
+205, in the HH-RLHF prompts the benchmarks use), and the backbone's cost is per token. A batch with
+little padding stays padded (``plan_if_padded``): per-sequence attention would cost more than it saves.
 
 Not every architecture honours position-id packing, so ``supports_packing`` checks it once per model
 with a small probe against the padded pass.
