@@ -48,9 +48,10 @@ exactly the same token ids, pairs, batch size, step count, learning rate and pre
   model actually produced in training (`autocast_seen`) to show it.
 * Gradient checkpointing on both sides (both defaults; non-reentrant on both) and off on both
   (`train_rm.gradient_checkpointing = false`, TRL gradient_checkpointing=False): `--checkpointing on,off`.
-* segtool packing: `--segtool-packing auto,off` gives one segtool row per value (`train_rm.packing`,
-  plus `train_rm.pack_width` with `--pack-width`); a segtool that does not know these keys yet gets one
-  row without them, and the others are skipped with the reason printed.
+* segtool packing and compilation: `--segtool-packing auto,off` and `--segtool-compile auto,off` give one
+  segtool row per combination (`train_rm.packing`, plus `train_rm.pack_width` with `--pack-width`;
+  `train_rm.compile`, whose first step pays the compilation and is inside the `--warmup` steps); a
+  segtool that does not know a key yet gets rows without it, the reason printed.
 
 Timing, per step. segtool: its own per-step `tokens` (non-pad) and `seconds` (micro-batching,
 collation, forward, backward, clipping and the optimiser step) from the train-rm artifact's
@@ -295,7 +296,7 @@ def run_trl(prep: dict, model_path: str, *, steps: int, lr: float, checkpointing
             "others_busy": LAST_RUN["others_busy"], "raw": out}
 
 
-def run_segtool(prep: dict, *, steps: int, lr: float, checkpointing: bool, packing: str | None,
+def run_segtool(prep: dict, *, steps: int, lr: float, checkpointing: bool, variant: dict,
                 pack_width: int | None, warmup: int) -> dict:
     from segtool.artifacts.manifest import RunDir
 
@@ -305,7 +306,7 @@ def run_segtool(prep: dict, *, steps: int, lr: float, checkpointing: bool, packi
     epochs = -(-steps * BATCH // prep["train_pairs"])  # enough epochs for `steps` (one for the default 16 x 4 = 64)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--segtool-child", str(report), "train-rm",
            "--preset", prep["preset"], "--workdir", str(workdir), *set_args(prep["sets"]),
-           *set_args(train_sets(steps, epochs, lr, checkpointing, packing, pack_width)), "--force", "--json"]
+           *set_args(train_sets(steps, epochs, lr, checkpointing, variant, pack_width)), "--force", "--json"]
     summary = last_json(run(cmd, "segtool train-rm"))
     child = json.loads(report.read_text())
     rundir = RunDir(workdir)
@@ -324,15 +325,14 @@ def run_segtool(prep: dict, *, steps: int, lr: float, checkpointing: bool, packi
             "raw": {"summary": summary.get("metrics", summary), "steps": metrics}}
 
 
-def train_sets(steps: int, epochs: int, lr: float, checkpointing: bool, packing: str | None,
+def train_sets(steps: int, epochs: int, lr: float, checkpointing: bool, variant: dict,
                pack_width: int | None) -> list[str]:
     sets = [f"train_rm.global_batch={BATCH}", f"train_rm.micro_batch={BATCH}", f"train_rm.max_steps={steps}",
             f"train_rm.epochs={epochs}", f"train_rm.optim.lr={lr}", 'train_rm.bf16="true"',
             f"train_rm.gradient_checkpointing={'true' if checkpointing else 'false'}", "train_rm.checkpoint_every=0"]
-    if packing is not None:
-        sets.append(f'train_rm.packing="{packing}"')
-        if pack_width is not None:
-            sets.append(f"train_rm.pack_width={pack_width}")
+    sets += [f'train_rm.{key}="{value}"' for key, value in variant.items()]
+    if "packing" in variant and pack_width is not None:
+        sets.append(f"train_rm.pack_width={pack_width}")
     return sets
 
 
@@ -357,7 +357,7 @@ def segtool_computed(prep: dict, metrics: list[dict], steps: int, epochs: int) -
     from segtool.models.rm_batches import collate, pairs_from_segments
     from segtool.pipeline.train_rm import schedule, split_rows
 
-    cfg, _ = load_config(preset=prep["preset"], overrides=[*prep["sets"], *train_sets(steps, epochs, 1e-5, True, None, None)])
+    cfg, _ = load_config(preset=prep["preset"], overrides=[*prep["sets"], *train_sets(steps, epochs, 1e-5, True, {}, None)])
     pad_id = pad_id_of(load_tokenizer(resolve_model_source(cfg.model), cfg.model))
     _, examples = pairs_from_segments(load_segments(RunDir(prep["workdir"]))[1])
     train_idx, _ = split_rows(len(examples), cfg.train_rm.eval_fraction, cfg.run.seed)
@@ -376,22 +376,31 @@ def segtool_computed(prep: dict, metrics: list[dict], steps: int, epochs: int) -
     return ran, "recomputed (padded batches of segtool's micro-batching)"
 
 
-def packing_variants(prep: dict, values: list[str], pack_width: int | None) -> list[str | None]:
-    """The packing values this segtool accepts; None (no packing keys) when it knows none of them."""
+def segtool_variants(prep: dict, choices: dict[str, list[str]], pack_width: int | None) -> list[dict]:
+    """One segtool row per combination of ``choices`` (train_rm key -> values) this segtool accepts;
+    a key it does not know is left out (one row without it)."""
     from segtool.config.loader import load_config
     from segtool.errors import ConfigError
 
-    accepted = []
-    for value in values:
-        try:
-            load_config(preset=prep["preset"], overrides=[*prep["sets"], *train_sets(16, 1, 1e-5, True, value, pack_width)])
-        except ConfigError as err:
-            if "unknown" not in err.message:
-                raise SystemExit(f"--segtool-packing {value}: {err.message}") from err
-            print(f"skipping the segtool row packing={value}: {err.message}", file=sys.stderr)
-            continue
-        accepted.append(value)
-    return accepted or [None]
+    variants = [{}]
+    for key, values in choices.items():
+        accepted = []
+        for value in values:
+            try:
+                load_config(preset=prep["preset"],
+                            overrides=[*prep["sets"], *train_sets(16, 1, 1e-5, True, {key: value}, pack_width)])
+            except ConfigError as err:
+                if "unknown" not in err.message:
+                    raise SystemExit(f"--segtool-{key} {value}: {err.message}") from err
+                print(f"skipping the segtool rows {key}={value}: {err.message}", file=sys.stderr)
+                continue
+            accepted.append(value)
+        variants = [{**v, key: value} for v in variants for value in accepted] or variants
+    return variants
+
+
+def variant_label(variant: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in variant.items())
 
 
 # -- rounds and the table -----------------------------------------------------------------------
@@ -418,12 +427,11 @@ def table(name: str, prep: dict, results: dict) -> list[str]:
              "| pad efficiency | peak RSS MiB | others' CPU per round |",
              "|---|---|---|---:|---:|---:|---:|---:|---|"]
     sources = set()
-    for (ckpt, packing), res in results.items():
+    for (ckpt, label), res in results.items():
         sources.update(r["computed_tokens_from"] for r in res["runs"] if "computed_tokens_from" in r)
         trl = results.get((ckpt, "trl"))
-        framework = "TRL 1.12 RewardTrainer" if packing == "trl" else "segtool train-rm" + (
-            f" (packing {packing})" if packing else "")
-        ratio = f"{res['median_tokens_per_s'] / trl['median_tokens_per_s']:.2f}x" if trl and packing != "trl" else ""
+        framework = "TRL 1.12 RewardTrainer" if label == "trl" else "segtool train-rm" + (f" ({label})" if label else "")
+        ratio = f"{res['median_tokens_per_s'] / trl['median_tokens_per_s']:.2f}x" if trl and label != "trl" else ""
         eff = f"{res['pad_efficiency']:.0%}" if res["pad_efficiency"] is not None else "n/a"
         per_round = ", ".join(f"{r['tokens_per_s']:.0f}" for r in res["runs"])
         others = ", ".join(f"{r['others_busy']:.0%}" for r in res["runs"])
@@ -457,6 +465,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--checkpointing", default="on,off", help="gradient checkpointing settings, of: on, off")
     ap.add_argument("--segtool-packing", default="auto,off", help="train_rm.packing values, one segtool row each")
+    ap.add_argument("--segtool-compile", default="auto",
+                    help="train_rm.compile values; one segtool row per packing and compile value")
     ap.add_argument("--pack-width", type=int, default=None, help="train_rm.pack_width (default: segtool's)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds; each runs every setting of both frameworks once")
     ap.add_argument("--quiet-below", type=float, default=0.0,
@@ -482,14 +492,15 @@ def main(argv=None) -> int:
         prep = prepare(key, model_path, args.pairs, args.max_tokens)
         print(f"{name}: {prep['rows']} rows ({prep['train_pairs']} training pairs) of the first {prep['rows_read']} "
               f"read, {prep['tokens_min']}-{prep['tokens_max']} tokens per sequence", file=sys.stderr)
-        packings = [] if args.skip_segtool else packing_variants(prep, args.segtool_packing.split(","), args.pack_width)
+        choices = {"packing": args.segtool_packing.split(","), "compile": args.segtool_compile.split(",")}
+        variants = [] if args.skip_segtool else segtool_variants(prep, choices, args.pack_width)
         runs: dict[tuple[str, str | None], list[dict]] = {}
         for _ in range(args.repeats):
             for ckpt in checkpointing:
                 common = {"steps": args.steps, "lr": args.lr, "checkpointing": ckpt == "on", "warmup": args.warmup}
                 jobs = [] if args.skip_trl else [("trl", partial(run_trl, prep, model_path, **common))]
-                jobs += [(p, partial(run_segtool, prep, packing=p, pack_width=args.pack_width, **common))
-                         for p in packings]
+                jobs += [(variant_label(v), partial(run_segtool, prep, variant=v, pack_width=args.pack_width, **common))
+                         for v in variants]
                 for label, job in jobs:
                     busy = wait_quiet(args.quiet_below) if args.quiet_below > 0 else cpu_busy()
                     runs.setdefault((ckpt, label), []).append({**job(), "busy_before": round(busy, 2)})
@@ -498,7 +509,7 @@ def main(argv=None) -> int:
         everything.append({"model": name, "case": key, **{k: str(v) if isinstance(v, Path) else v
                                                           for k, v in prep.items() if k != "train_row_ids"},
                            "results": [{"checkpointing": c, "framework": "trl" if p == "trl" else "segtool",
-                                        "packing": None if p == "trl" else p, **r} for (c, p), r in results.items()]})
+                                        "variant": None if p == "trl" else p, **r} for (c, p), r in results.items()]})
     print("\n".join(report))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(everything, indent=1, default=str))

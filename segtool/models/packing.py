@@ -35,6 +35,11 @@ class PackPlan:
     shape: tuple[int, int]  # (B, W) of the padded batch
     spans: list[list[tuple[int, int]]]  # per row, (start, length) of each sequence: for models.varlen
 
+    @property
+    def span_table(self) -> torch.Tensor:
+        """int64 [sequences, 3]: (row, start, length) of each sequence, on the CPU (models.varlen reads it there)."""
+        return torch.tensor([(r, start, n) for r, row in enumerate(self.spans) for start, n in row], dtype=torch.long)
+
     def to(self, device) -> PackPlan:
         return PackPlan(self.input_ids.to(device), self.position_ids.to(device), self.gather.to(device), self.shape,
                         self.spans)
@@ -110,7 +115,7 @@ def backbone_hidden(backbone, input_ids: torch.Tensor, attention_mask: torch.Ten
     if plan is None:
         out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    extra = {"segtool_spans": plan.spans} if uses_varlen(backbone) else {}
+    extra = {"segtool_spans": plan.span_table} if uses_varlen(backbone) else {}
     out = backbone(input_ids=plan.input_ids, position_ids=plan.position_ids, use_cache=False, **extra)
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
     flat = hidden.reshape(-1, hidden.shape[-1])

@@ -25,38 +25,49 @@ _registered = False
 
 
 def varlen_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
-    """query [R, H, C, D], key/value [R, KV, C, D] -> ([R, C, H, D], None), as transformers expects."""
+    """query [R, H, C, D], key/value [R, KV, C, D] -> ([R, C, H, D], None), as transformers expects;
+    ``segtool_spans`` is the packed layout, an int64 [N, 3] table of (row, start, length) per sequence
+    (``PackPlan.span_table``): a tensor, so a compiled layer takes a new layout without recompiling."""
     spans = kwargs.pop("segtool_spans", None)
     if spans is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    # unbind and split, not slicing: a slice's backward writes its gradient into a zero tensor of the
-    # whole input, once per sequence; split's backward is one concatenation (train-rm on SmolLM2,
-    # packed: 504 -> 538 tokens/s on a 2-core Intel Xeon)
-    rows = [_attend_row(q, k, v, row, dropout, scaling)
-            for q, k, v, row in zip(query.unbind(0), key.unbind(0), value.unbind(0), spans, strict=True)]
-    return torch.stack(rows).transpose(1, 2).contiguous(), None
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if query.device.type == "cpu" and not dropout:
+        explicit_max = EXPLICIT_MAX_TOKENS if torch.is_grad_enabled() and query.requires_grad else 0
+        out = torch.ops.segtool.varlen_attention(query, key, value, spans, scale, explicit_max)[0]
+    else:
+        out = _sdpa_rows(query, key, value, spans, dropout, scale)
+    return out.transpose(1, 2).contiguous(), None
 
 
-def _attend_row(q, k, v, spans, dropout, scale):
-    """One packed row [H, C, D]: causal attention within each (start, length) span; zeros elsewhere
-    (the row's padding tail, whose output is never read)."""
-    sizes, attended, used = [], [], 0
-    for start, length in spans:
-        if start > used:
-            sizes.append(start - used)
-            attended.append(False)
-        sizes.append(length)
-        attended.append(True)
-        used = start + length
-    if used < q.shape[1]:
-        sizes.append(q.shape[1] - used)
-        attended.append(False)
-    parts = [_attend(qs[None], ks[None], vs[None], dropout, scale)[0] if on else vs.new_zeros(vs.shape)
-             for qs, ks, vs, on in zip(q.split(sizes, 1), k.split(sizes, 1), v.split(sizes, 1), attended)]
-    return torch.cat(parts, dim=1)
+def _sdpa_rows(query, key, value, spans, dropout, scale):
+    """Per-sequence SDPA under autograd (other devices, attention dropout): each row ``split`` at the
+    span boundaries, not sliced: a slice's backward writes its gradient into a zero tensor of the
+    whole input, once per sequence; split's backward is one concatenation."""
+    rows = [[] for _ in range(query.shape[0])]
+    for r, start, length in spans.tolist():
+        rows[r].append((start, length))
+    out = []
+    for q, k, v, row in zip(query.unbind(0), key.unbind(0), value.unbind(0), rows, strict=True):
+        sizes, attended, used = [], [], 0
+        for start, length in row:
+            if start > used:
+                sizes += [start - used]
+                attended += [False]
+            sizes += [length]
+            attended += [True]
+            used = start + length
+        if used < q.shape[1]:
+            sizes += [q.shape[1] - used]
+            attended += [False]
+        parts = [F.scaled_dot_product_attention(qs[None], ks[None], vs[None], dropout_p=dropout, is_causal=True,
+                                                scale=scale)[0] if on else vs.new_zeros(vs.shape)
+                 for qs, ks, vs, on in zip(q.split(sizes, 1), k.split(sizes, 1), v.split(sizes, 1), attended)]
+        out.append(torch.cat(parts, dim=1))
+    return torch.stack(out)
 
 
 # On CPU, with gradients, the explicit attention's forward + backward beats SDPA's up to about this many
@@ -68,38 +79,100 @@ def _attend_row(q, k, v, spans, dropout, scale):
 EXPLICIT_MAX_TOKENS = 256
 
 
-def _attend(q, k, v, dropout, scale):
-    """Causal attention of one sequence [1, H, L, D] by the faster kernel for its case."""
-    explicit = q.device.type == "cpu" and q.shape[2] <= EXPLICIT_MAX_TOKENS and torch.is_grad_enabled() and q.requires_grad
-    return (_explicit_causal if explicit else _sdpa_causal)(q, k, v, dropout, scale)
+# The CPU kernel is a custom operator, opaque to torch.compile: a compiled decoder layer (``compile``
+# knobs) traces through it without a graph break, so gradient checkpointing's recomputation compiles too.
+@torch.library.custom_op("segtool::varlen_attention", mutates_args=())
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spans: torch.Tensor, scale: float,
+                     explicit_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention within each (row, start, length) span of ``spans`` over q/k/v [R, H, C, D]
+    (key/value heads already repeated); output [R, H, C, D] in v's dtype, zero outside the spans, and
+    the log-sum-exp [R, H, C] float32 of spans run by SDPA's kernel (for its backward). Products run in
+    v's dtype (bf16 under autocast, as autocast would run them), softmax in float32. Spans of at most
+    ``explicit_max`` tokens take the explicit kernel, the rest SDPA's flash kernel."""
+    out = v.new_zeros(q.shape)
+    lse = q.new_zeros(q.shape[:3], dtype=torch.float32)
+    with torch.autocast("cpu", enabled=False):
+        for r, start, length in spans.tolist():
+            s = slice(start, start + length)
+            qs, ks, vs = q[r, :, s].to(v.dtype), k[r, :, s].to(v.dtype), v[r, :, s]
+            if length <= explicit_max:
+                probs = _causal_softmax(qs, ks, scale)
+                out[r, :, s] = probs.to(v.dtype) @ vs
+            else:
+                o, lse[r, :, s] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    qs[None], ks[None], vs[None], 0.0, True, scale=scale)
+                out[r, :, s] = o[0]
+    return out, lse
 
 
-def _sdpa_causal(q, k, v, dropout, scale):
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale)
+def _causal_softmax(q, k, scale):
+    """softmax(q k^T * scale + causal mask) in float32, [H, L, L], the product in q's dtype; one
+    kernel for product, scale and mask."""
+    bias = _causal_bias(q.shape[1], q.device, q.dtype)
+    return torch.softmax(torch.baddbmm(bias, q, k.transpose(-1, -2), alpha=scale), dim=-1, dtype=torch.float32)
 
 
-def _explicit_causal(q, k, v, dropout, scale):
-    """softmax(q k^T * scale + causal mask) v with the softmax in float32 (see EXPLICIT_MAX_TOKENS for
-    when it beats SDPA); its [H, L, L] scores are a packed row's share only, never a whole row's."""
-    L = q.shape[2]
-    scale = scale if scale is not None else q.shape[-1] ** -0.5
-    # one kernel for product, scale and mask; float32 scores, as SDPA accumulates
-    scores = torch.baddbmm(_causal_bias(L, q.device), q[0].float(), k[0].float().transpose(-1, -2), alpha=scale)
-    probs = torch.softmax(scores, dim=-1)
-    if dropout:
-        probs = F.dropout(probs, p=dropout)
-    return (probs.to(v.dtype) @ v[0])[None]
+@varlen_attention.register_fake
+def _(q, k, v, spans, scale, explicit_max):
+    return q.new_empty(q.shape, dtype=v.dtype), q.new_empty(q.shape[:3], dtype=torch.float32)
 
 
-_causal_biases: dict = {}  # device -> [n, n] float32 causal bias, n >= EXPLICIT_MAX_TOKENS; never written after
+@torch.library.custom_op("segtool::varlen_attention_backward", mutates_args=())
+def varlen_attention_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                              spans: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, scale: float,
+                              explicit_max: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of q, k, v. Per span: the explicit kernel recomputes its probabilities (nothing [L, L]
+    is kept between forward and backward); SDPA's spans take its flash backward from the saved output
+    and log-sum-exp. An operator of its own, so compiled backward graphs do not trace into its loop."""
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    c = v.dtype
+    with torch.autocast("cpu", enabled=False):
+        for r, start, length in spans.tolist():
+            s = slice(start, start + length)
+            qs, ks, vs, do = q[r, :, s].to(c), k[r, :, s].to(c), v[r, :, s], grad_out[r, :, s].to(c)
+            if length <= explicit_max:
+                probs = _causal_softmax(qs, ks, scale)
+                dv[r, :, s] = probs.to(c).transpose(-1, -2) @ do
+                dprobs = (do @ vs.transpose(-1, -2)).float()
+                dscores = (probs * (dprobs - (dprobs * probs).sum(-1, keepdim=True)) * scale).to(c)
+                dq[r, :, s] = dscores @ ks
+                dk[r, :, s] = dscores.transpose(-1, -2) @ qs
+            else:
+                g = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                    do[None], qs[None], ks[None], vs[None], out[r, :, s][None], lse[r, :, s][None], 0.0, True,
+                    scale=scale)
+                dq[r, :, s], dk[r, :, s], dv[r, :, s] = g[0][0], g[1][0], g[2][0]
+    return dq, dk, dv
 
 
-def _causal_bias(length: int, device) -> torch.Tensor:
-    """[length, length] float32: 0 on and below the diagonal, -inf above (a view of a cached one)."""
-    bias = _causal_biases.get(device)
+@varlen_attention_backward.register_fake
+def _(grad_out, q, k, v, spans, out, lse, scale, explicit_max):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, spans, ctx.scale, ctx.explicit_max = inputs
+    ctx.save_for_backward(q, k, v, spans, *output)
+
+
+def _backward(ctx, grad_out, _grad_lse):
+    q, k, v, spans, out, lse = ctx.saved_tensors
+    grads = torch.ops.segtool.varlen_attention_backward(grad_out, q, k, v, spans, out, lse, ctx.scale, ctx.explicit_max)
+    return *grads, None, None, None
+
+
+varlen_attention.register_autograd(_backward, setup_context=_setup_context)
+
+
+_causal_biases: dict = {}  # (device, dtype) -> [n, n] causal bias, n >= EXPLICIT_MAX_TOKENS; never written after
+
+
+def _causal_bias(length: int, device, dtype) -> torch.Tensor:
+    """[length, length]: 0 on and below the diagonal, -inf above (a view of a cached one)."""
+    bias = _causal_biases.get((device, dtype))
     if bias is None or bias.shape[0] < length:
         n = max(length, EXPLICIT_MAX_TOKENS)
-        bias = _causal_biases[device] = torch.full((n, n), float("-inf"), device=device).triu(1)
+        bias = _causal_biases[device, dtype] = torch.full((n, n), float("-inf"), device=device, dtype=dtype).triu(1)
     return bias[:length, :length]
 
 

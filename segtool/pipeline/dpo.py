@@ -42,7 +42,7 @@ from segtool.pipeline.policy_eval import HeldOut, eval_scorer, rm_folder_of, spl
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
-from segtool.training.loading import enable_gradient_checkpointing, load_policy_and_reference
+from segtool.training.loading import compile_trainable, enable_gradient_checkpointing, load_policy_and_reference
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import LocalStepper
 
@@ -204,6 +204,7 @@ def build_trainer(cfg: Config, rundir: RunDir, rm_id: str, total: int, device: s
         enable_gradient_checkpointing(policy)
     scorer, _ = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, c.sampling.max_new_tokens,
                             "dpo.sampling.max_new_tokens", packing=(c, "dpo", {"policy": policy}))
+    compile_trainable({"policy": policy}, c.compile, device, "dpo.compile")
     autocast = make_autocast(c.bf16, device, "dpo.bf16")
     torch.manual_seed(cfg.run.seed)
     settings = c.optim

@@ -38,6 +38,7 @@ from segtool.credit.sources import gold_scorer
 from segtool.errors import ArtifactError, ConfigError
 from segtool.inputs.formatting import Encoder
 from segtool.inputs.prompts import read_prompts
+from segtool.models.compiling import compile_for_training
 from segtool.models.entropy import split_causal_lm
 from segtool.models.generators import make_generator
 from segtool.models.loading import DTYPES, load_causal_lm, load_tokenizer, pad_id_of, pick_device, resolve_model_source
@@ -117,7 +118,7 @@ class Setup:
     rm_folder: object
     meta: dict
     device: str
-    packing_note: str = ""  # why packing is off under packing = "auto" (printed by the stage)
+    note: str = ""  # why packing or compilation is off under "auto" (printed by the stage)
 
 
 def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None = None) -> Setup:
@@ -156,6 +157,8 @@ def load_setup(cfg: Config, rundir: RunDir, rm_record: dict, device: str | None 
         dpo_reward = DPOReward(token_scorer, c.dpo_reward_scale, c.dpo_reward_clip, c.dpo_rm_weight)
         backbones["DPO policy"] = split_causal_lm(token_scorer.policy)[0]
     pack_width, note = packing_width(c.packing, c.pack_width, backbones, ref.config.vocab_size, device, "ppo.packing")
+    compile_note = compile_for_training({"policy": policy, "critic": critic.backbone}, c.compile, device, "ppo.compile")
+    note = "; ".join(n for n in (note, compile_note) if n)
     scorer = Scorer(ref, rm, normaliser, spec, punct_table(tokenizer) if needs_punct else None, pad_id,
                     encoder.eos_id, cfg.segment.chunk_size, c.interpolation, pack_width, dpo_reward)
     return Setup(scorer, policy, critic, tokenizer, encoder, folder, meta, device, note)
@@ -260,8 +263,8 @@ def compute(ctx: Context) -> Outcome:
     rm_record = rundir.require_head("train-rm")
     rundir.require_head("fit-normalizer")
     setup = load_setup(cfg, rundir, rm_record, ctx.device)
-    if setup.packing_note and ctx.main and not ctx.quiet:
-        STDERR.print(f"[yellow]{setup.packing_note}[/]")
+    if setup.note and ctx.main and not ctx.quiet:
+        STDERR.print(f"[yellow]{setup.note}[/]")
     prompts = load_prompts(cfg, setup.encoder)
     total = total_iterations(c, "ppo", len(prompts.train_idx))
     autocast = make_autocast(c.bf16, setup.device, "ppo.bf16")

@@ -47,7 +47,7 @@ from segtool.pipeline.ppo_rollout import score_batch
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
-from segtool.training.loading import load_policy_and_reference
+from segtool.training.loading import compile_trainable, load_policy_and_reference
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import LocalStepper
 
@@ -211,6 +211,7 @@ def load_models(cfg: Config, rundir: RunDir, rm_id: str, device: str) -> Models:
     policy, ref, tokenizer, _ = load_policy_and_reference(cfg, device)
     scorer, meta = eval_scorer(cfg, rm_folder_of(rundir, rm_id), ref, tokenizer, device, cfg.rs.sampling.max_new_tokens,
                                "rs.sampling.max_new_tokens", packing=(cfg.rs, "rs", {"policy": policy}))
+    compile_trainable({"policy": policy}, cfg.rs.compile, device, "rs.compile")
     token_scorer = TokenScorer.from_rm(cfg, scorer.rm, device) if cfg.rs.mask == "adaptive" else None
     encoder = Encoder.create(tokenizer, meta["max_len"], meta["max_prompt_len"], "auto" if meta["template"] == "chat" else "plain")
     return Models(policy, ref, tokenizer, encoder, scorer, token_scorer)

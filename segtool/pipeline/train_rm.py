@@ -39,7 +39,7 @@ from segtool.pipeline.common import StageResult
 from segtool.pipeline.runner import run_stage
 from segtool.pipeline.stage import Context, Outcome, Plan, Stage
 from segtool.training import checkpoints
-from segtool.training.loading import enable_gradient_checkpointing
+from segtool.training.loading import compile_trainable, enable_gradient_checkpointing
 from segtool.training.optim import build_optimiser
 from segtool.training.steppers import DeepSpeedStepper, LocalStepper, deepspeed_config
 
@@ -169,6 +169,7 @@ def build_trainer(cfg: Config, total: int, device: str):
     if c.gradient_checkpointing:
         enable_gradient_checkpointing(rm.hf)
     width = rm_pack_width(rm, cfg, device)
+    compile_trainable({"reward model": rm.backbone}, c.compile, device, "train_rm.compile")
     autocast = make_autocast(c.bf16, device, "train_rm.bf16")
     settings = c.optim
     opt, sched = build_optimiser(rm, settings, total)

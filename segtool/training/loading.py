@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from segtool.config.schema import Config, ModelConfig
+from segtool.console import STDERR
+from segtool.models.compiling import compile_for_training
 from segtool.models.loading import load_causal_lm, load_tokenizer, resolve_model_source
 
 
@@ -31,3 +33,10 @@ def enable_gradient_checkpointing(hf_model) -> None:
         hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def compile_trainable(models: dict, mode: str, device: str, knob: str) -> None:
+    """models.compiling.compile_for_training, its note (auto left the models eager) printed."""
+    note = compile_for_training(models, mode, device, knob)
+    if note:
+        STDERR.print(f"[yellow]note:[/] {note}", highlight=False)

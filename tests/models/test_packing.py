@@ -262,20 +262,27 @@ def test_entropy_passes_packed_equal_padded(model, model64, assert_same_up_to_ro
 
 @pytest.mark.parametrize("length", [12, 300])
 def test_both_attention_kernels_give_the_same_values_and_gradients(length):
-    """models.varlen picks the explicit attention or SDPA's causal kernel per sequence (by length and
-    whether gradients are wanted); the two agree, gradients included, on either side of the switch."""
-    from segtool.models.varlen import EXPLICIT_MAX_TOKENS, _explicit_causal, _sdpa_causal
+    """models.varlen's CPU operator runs a span by the explicit kernel (up to ``explicit_max`` tokens)
+    or SDPA's flash kernel; both give causal SDPA's values and gradients on either side of the switch,
+    and the operator's fake (compile) and autograd registrations pass torch's own checks."""
+    import torch.nn.functional as F
+
+    from segtool.models.varlen import EXPLICIT_MAX_TOKENS, varlen_attention
 
     assert 12 <= EXPLICIT_MAX_TOKENS < 300
     gen = torch.Generator().manual_seed(length)
     q, k, v = (torch.randn(1, 3, length, 8, generator=gen, requires_grad=True) for _ in range(3))
     grad_out = torch.randn(1, 3, length, 8, generator=gen)
-    results = []
-    for kernel in (_explicit_causal, _sdpa_causal):
-        out = kernel(q, k, v, 0.0, None)
-        results.append((out.detach(), *torch.autograd.grad(out, (q, k, v), grad_out)))
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    spans = torch.tensor([[0, 0, length]])
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expected = (want.detach(), *torch.autograd.grad(want, (q, k, v), grad_out))
+    for explicit_max in (0, EXPLICIT_MAX_TOKENS, 10_000):
+        out = varlen_attention(q, k, v, spans, 8**-0.5, explicit_max)[0]
+        for a, b in zip((out.detach(), *torch.autograd.grad(out, (q, k, v), grad_out)), expected):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    if length < 100:  # opcheck runs the operator many times
+        torch.library.opcheck(varlen_attention, (q, k, v, spans, 8**-0.5, 10_000))
+        torch.library.opcheck(varlen_attention, (q, k, v, spans, 8**-0.5, 0))
 
 
 def test_varlen_attention_of_spans_with_gaps_and_tails():
@@ -289,7 +296,8 @@ def test_varlen_attention_of_spans_with_gaps_and_tails():
     q = torch.randn(2, 4, 11, 8, generator=gen, requires_grad=True)
     k, v = (torch.randn(2, 2, 11, 8, generator=gen, requires_grad=True) for _ in range(2))
     spans = [[(0, 3), (5, 4)], [(0, 11)]]  # row 0: a gap at 3-4 and a tail at 9-10
-    out, _ = varlen_sdpa(None, q, k, v, None, segtool_spans=spans)
+    table = torch.tensor([(r, start, n) for r, row in enumerate(spans) for start, n in row])
+    out, _ = varlen_sdpa(None, q, k, v, None, segtool_spans=table)
     grad_out = torch.randn(out.shape, generator=gen)
     grads = torch.autograd.grad(out, (q, k, v), grad_out)
     expected = torch.zeros(2, 11, 4, 8)

@@ -80,7 +80,7 @@ def test_reference_pass_segments_samples_exactly_as_the_segment_stage(rundir):
 
     workdir = rundir()
     _, setup = scoring_setup(workdir)
-    assert setup.scorer.pack_width == 1024 and setup.packing_note == ""
+    assert setup.scorer.pack_width == 1024 and setup.note == ""
     prompts, responses, ends = artifact_responses(workdir)
     padded = score_batch(setup.scorer, pack(prompts, responses, setup.scorer.pad_id), "cpu")
     batch = pack(prompts, responses, setup.scorer.pad_id, 256)
