@@ -11,8 +11,8 @@ Only passes with gradients take the compiled layers: generation (KV cache) and s
 
 ``auto`` compiles on a CPU for models of at least ``AUTO_MIN_PARAMS`` parameters, where it was
 measured to pay (train-rm, SmolLM2-135M, 2-core Intel Xeon: 1.5x with gradient checkpointing);
-small models, GPUs (not yet measured: ``benchmarks/gpu_check.sh`` has a compiled row) and
-DeepSpeed runs stay eager.
+small models, GPUs (not measured there; the CUDA attention path, ``models.varlen._sdpa_rows``, breaks
+the graph) and DeepSpeed runs stay eager.
 """
 
 from __future__ import annotations
