@@ -101,15 +101,16 @@ def own_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bench_model(name: str, iterations: int, packings: list[str], generators: list[str], model_path: str = "") -> list[dict]:
-    """One result per (ppo.packing, ppo.generator) setting, on the same upstream artifacts and prompts."""
+def bench_model(name: str, iterations: int, packings: list[str], generators: list[str], compiles: list[str],
+                model_path: str = "") -> list[dict]:
+    """One result per (ppo.packing, ppo.compile, ppo.generator) setting, on the same upstream artifacts and prompts."""
     preset, sets = PRESETS[name]
     sets = [*sets, f'model.path="{model_path}"'] if model_path else sets
     workdir = Path(tempfile.mkdtemp(prefix=f"ppo-bench-{name}-"))
     try:
         upstream(preset, sets, workdir)
-        return [bench_setting(name, iterations, preset, [*sets, f'ppo.packing="{p}"'], workdir, g)
-                | {"packing": p, "generator": g} for p in packings for g in generators]
+        return [bench_setting(name, iterations, preset, [*sets, f'ppo.packing="{p}"', f'ppo.compile="{c}"'], workdir, g)
+                | {"packing": p, "compile": c, "generator": g} for p in packings for c in compiles for g in generators]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -218,7 +219,7 @@ def generation_vs_plain(setup, prompts, c, autocast, generator) -> dict:
 
 
 def report(results: list[dict]) -> None:
-    label = lambda r: f"{r['model']} | {r['packing']} ({r['pack_width']}) | {r['generator']}"  # noqa: E731  (0 = padded)
+    label = lambda r: f"{r['model']} | {r['packing']} ({r['pack_width']}), compile {r['compile']} | {r['generator']}"  # noqa: E731  (0 = padded)
     for r in results:
         if "error" in r:
             print(f"\n{r['model']} with ppo.generator = {r['generator']}: not run: {r['error']}")
@@ -226,7 +227,7 @@ def report(results: list[dict]) -> None:
     if not results:
         return
     print("\n### Per-iteration time split (seconds, mean over timed iterations; first iteration dropped as warm-up)\n")
-    print("| model | packing (width) | generator | episodes/iter | generate | first training fwd | policy fwd | "
+    print("| model | packing (width), compile | generator | episodes/iter | generate | first training fwd | policy fwd | "
           "reference+segment | reward | critic "
           "| train | weight load | total | episodes/s | new tokens/s (rollouts) | others CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -238,13 +239,13 @@ def report(results: list[dict]) -> None:
               + f" | {r['rollout_batch'] / mean['total']:.2f} | {mean['new_tokens'] / mean['generate']:.0f}"
               + f" | {mean['others']:.0%} |")
     print("\n### Forward passes per sample outside generation (target: 1 each)\n")
-    print("| model | packing (width) | generator | policy | reference | reward | critic |")
+    print("| model | packing (width), compile | generator | policy | reference | reward | critic |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         p = r["splits"][-1]["passes"]
         print(f"| {label(r)} | " + " | ".join(f"{p[k]:.2f}" for k in ("policy", "reference", "reward", "critic")) + " |")
     print("\n### Generation, new tokens/s on the same prompts (max_new_tokens as in the run; engine start-up not included)\n")
-    print("| model | packing (width) | generator | plain transformers generate | segtool's generator | ratio | engine start (s) |")
+    print("| model | packing (width), compile | generator | plain transformers generate | segtool's generator | ratio | engine start (s) |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         g = r["generation"]
@@ -256,6 +257,7 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,smollm2")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--packing", default="off,auto", help="ppo.packing settings to compare, side by side (off = padded)")
+    parser.add_argument("--compile", default="auto", help="ppo.compile settings to compare, side by side (auto, on, off)")
     parser.add_argument("--generator", default="hf", help="ppo.generator settings to compare, side by side (hf, vllm)")
     parser.add_argument("--smollm2", default=str(Path.home() / ".cache/segtool/smollm2-135m-instruct"),
                         help="the SmolLM2-135M-Instruct folder")
@@ -268,7 +270,8 @@ def main() -> None:
         if name == "smollm2" and not (Path(path) / "config.json").exists():
             print("skipping smollm2: run `python benchmarks/prepare_smollm2.py` first")
             continue
-        results.extend(bench_model(name, args.iterations, args.packing.split(","), args.generator.split(","), path))
+        results.extend(bench_model(name, args.iterations, args.packing.split(","), args.generator.split(","),
+                                   args.compile.split(","), path))
     report(results)
     print(f"\n{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; wall time {time.perf_counter() - started:.0f} s; "
           f"load average at the end {os.getloadavg()[0]:.2f}")

@@ -72,11 +72,11 @@ def packing_knob(passes: str):
                 identity=False, choices=PACKING)
 
 
-def compile_knob(models: str):
+def compile_knob(models: str, default: str):
     """The torch.compile switch of one training stage (models.compiling)."""
-    return knob("auto", f"compile the decoder layers of {models} for passes with gradients (torch.compile; the first "
-                "step pays the compilation): auto (on a CPU for models of 50M parameters or more, where it was measured "
-                "to pay; needs a C++ compiler), on, off", identity=False, choices=COMPILE)
+    return knob(default, f"compile the decoder layers of {models} for passes with gradients (torch.compile; the first "
+                "step pays the compilation): auto (on a CPU for models of 50M parameters or more; needs a C++ compiler), "
+                "on, off", identity=False, choices=COMPILE)
 
 
 def generator_knob(samples: str):
@@ -202,7 +202,7 @@ class TrainRMConfig(Section):
     eval_fraction: float = knob(0.05, "share of pairs held out for evaluation (never trained on)", limits=OPEN_UNIT)
     bf16: str = knob("auto", "bf16 autocast: auto (on when the device supports it), true or false", choices=BF16)
     gradient_checkpointing: bool = knob(True, "recompute activations in the backward pass to save memory", identity=False)
-    compile: str = compile_knob("the reward model")
+    compile: str = compile_knob("the reward model", "auto")
     packing: str = packing_knob("reward-model passes (train-rm, eval rm, fit-normalizer, credit, proxy judge)")
     pack_width: int = pack_width_knob(2048)
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
@@ -291,7 +291,7 @@ class PPOConfig(Section):
                               "weights) instead of a separate no-grad policy and critic pass: auto (where exact: no "
                               "active dropout), on (error if not), off", identity=False, choices=FIRST_FORWARD)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
-    compile: str = compile_knob("the policy and the critic")
+    compile: str = compile_knob("the policy and the critic", "off")  # README: compiled layers
     packing: str = packing_knob("backbone passes")
     pack_width: int = pack_width_knob(1024)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)
@@ -386,7 +386,7 @@ class DPOConfig(Section):
     sampling: SamplingConfig = table(SamplingConfig, "the held-out evaluation")
     bf16: str = knob("auto", "bf16 autocast for the policy: auto, true or false", choices=BF16)
     gradient_checkpointing: bool = knob(False, "recompute activations in the backward pass to save memory", identity=False)
-    compile: str = compile_knob("the policy")
+    compile: str = compile_knob("the policy", "off")
     checkpoint_every: int = knob(0, "save a resumable checkpoint every N steps (0 = only at the end)", identity=False, limits=NON_NEGATIVE)
     generate_batch: int = knob(32, "prompts per generate() call (evaluation)", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass (evaluation)", identity=False, limits=AT_LEAST_ONE)
@@ -419,7 +419,7 @@ class RSConfig(Section):
     micro_batch: int = knob(8, "samples per training forward pass", identity=False, limits=AT_LEAST_ONE)
     generate_batch: int = knob(32, "prompts per generate() call", identity=False, limits=AT_LEAST_ONE)
     forward_batch: int = knob(16, "samples per scoring forward pass", identity=False, limits=AT_LEAST_ONE)
-    compile: str = compile_knob("the policy")
+    compile: str = compile_knob("the policy", "off")
     packing: str = packing_knob("policy, reference and reward-model passes")
     pack_width: int = pack_width_knob(2048)
     checkpoint_every: int = knob(1, "save a resumable checkpoint every N iterations", identity=False, limits=AT_LEAST_ONE)

@@ -9,8 +9,8 @@ matmuls; under gradient checkpointing the recomputation is compiled too. Per-seq
 Only passes with gradients take the compiled layers: generation (KV cache) and scoring under
 ``torch.no_grad`` stay eager, so a policy that also samples never traces its cache code.
 
-``auto`` compiles on a CPU for models of at least ``AUTO_MIN_PARAMS`` parameters, where it was
-measured to pay (train-rm, SmolLM2-135M, 2-core Intel Xeon: 1.5x with gradient checkpointing);
+``auto`` compiles on a CPU for models of at least ``AUTO_MIN_PARAMS`` parameters (train-rm,
+SmolLM2-135M, 2-core Intel Xeon: 1.35x eager's tokens/s with gradient checkpointing, 1.23x without);
 small models, GPUs (not measured there; the CUDA attention path, ``models.varlen._sdpa_rows``, breaks
 the graph) and DeepSpeed runs stay eager.
 """
