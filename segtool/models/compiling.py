@@ -11,7 +11,7 @@ Only passes with gradients take the compiled layers: generation (KV cache) and s
 
 ``auto`` compiles on a CPU for models of at least ``AUTO_MIN_PARAMS`` parameters (train-rm,
 SmolLM2-135M, 2-core Intel Xeon: 1.35x eager's tokens/s with gradient checkpointing, 1.23x without);
-small models, GPUs (not measured there; the CUDA attention path, ``models.varlen._sdpa_rows``, breaks
+small models, GPUs (not measured there; the CUDA attention path, ``models.varlen._attend_rows``, breaks
 the graph) and DeepSpeed runs stay eager.
 """
 
@@ -61,14 +61,15 @@ def compile_for_training(models: dict, mode: str, device: str, knob: str) -> str
         if mode == "on":
             raise ConfigError(why, f'install g++ or set {knob} = "off"')
         return f"{knob}: {why}; training runs eager (install g++, or set {knob} = \"off\" to silence this)"
-    for name, model in models.items():
-        layers = decoder_layers(model)
-        if not layers:
+    layers = {name: decoder_layers(model) for name, model in models.items()}
+    for name, found in layers.items():  # all models checked before any is compiled
+        if not found:
+            what = f"the {name} ({type(models[name]).__name__}) has no transformers decoder layers to compile"
             if mode == "on":
-                raise ConfigError(f"the {name} ({type(model).__name__}) has no transformers decoder layers to compile",
-                                  f'set {knob} = "off"')
-            return f"{knob}: the {name} has no transformers decoder layers; training runs eager"
-        for layer in layers:
+                raise ConfigError(what, f'set {knob} = "off"')
+            return f"{knob}: {what}; training runs eager"
+    for found in layers.values():
+        for layer in found:
             _compile_with_grad(layer)
     return ""
 
